@@ -1,0 +1,19 @@
+//! Layer-2 direct return: the frame goes to the backend unchanged above Ethernet; the backend
+//! holds the VIP on its loopback and answers the client itself.
+use aya_ebpf::programs::XdpContext;
+
+use crate::parse::{EthHdr, ptr_at};
+
+/// Rewrites the MACs in place. Returns false when the frame is too short to hold a header,
+/// which the parser has already excluded; the check stays because the verifier wants it here.
+#[inline(always)]
+pub fn rewrite_macs(ctx: &XdpContext, dst: &[u8; 6], src: &[u8; 6]) -> bool {
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return false;
+    };
+    unsafe {
+        (*eth).dst = *dst;
+        (*eth).src = *src;
+    }
+    true
+}

@@ -1,0 +1,39 @@
+//! Every map of the data path. Sizes here are placeholders: the daemon sets the real ones from
+//! the config before loading (`EbpfLoader::set_max_entries`).
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use fj_lb_common::{
+    Backend, Counters, FlowKey, FlowValue, ServiceKey, ServiceValue, Settings, Stat,
+};
+
+/// BPF_F_NO_PREALLOC: updates of a service swap its value under RCU, so a packet never reads a
+/// half-written `ServiceValue` (preallocated hash maps recycle elements in place).
+const NO_PREALLOC: u32 = 1;
+
+#[map(name = "SERVICES")]
+pub static SERVICES: HashMap<ServiceKey, ServiceValue> =
+    HashMap::with_max_entries(64, NO_PREALLOC);
+
+#[map(name = "BACKENDS")]
+pub static BACKENDS: Array<Backend> = Array::with_max_entries(4096, 0);
+
+/// All services' Maglev tables back to back; `ServiceValue::table_base` says where each starts.
+#[map(name = "MAGLEV")]
+pub static MAGLEV: Array<u32> = Array::with_max_entries(65537, 0);
+
+#[map(name = "FLOWS")]
+pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1_048_576, 0);
+
+#[map(name = "SETTINGS")]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+#[map(name = "SERVICE_COUNTERS")]
+pub static SERVICE_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(64, 0);
+
+#[map(name = "BACKEND_COUNTERS")]
+pub static BACKEND_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(4096, 0);
+
+#[map(name = "STATS")]
+pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);

@@ -1,0 +1,645 @@
+//! The config file: parsing and validation, free of I/O but for reading the file, so every
+//! refusal is a unit test. A refusal names the file, the line and column, and the field.
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    net::IpAddr,
+    ops::Range,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/fj-lb";
+pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1_048_576;
+pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 65_537;
+pub const DEFAULT_MAX_SERVICES: u32 = 64;
+pub const DEFAULT_MAX_BACKENDS: u32 = 4096;
+/// Bounds that keep the maps within what a host can allocate without surprises.
+const MAX_FLOW_TABLE_SIZE: u32 = 1 << 27;
+const MAX_MAGLEV_TABLE_SIZE: u32 = 1 << 24;
+const MAX_WEIGHT: u32 = 1_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    Native,
+    Skb,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => fj_lb_common::PROTO_TCP,
+            Protocol::Udp => fj_lb_common::PROTO_UDP,
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Forward {
+    /// Layer-2 direct server return.
+    Dsr,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Config {
+    pub interface: String,
+    pub xdp_mode: XdpMode,
+    pub bpffs: PathBuf,
+    pub flow_table_size: u32,
+    pub maglev_table_size: u32,
+    pub max_services: u32,
+    pub max_backends: u32,
+    pub hash_seed: u32,
+    pub services: Vec<Service>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Service {
+    pub name: String,
+    pub vip: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub forward: Forward,
+    pub backends: Vec<BackendConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BackendConfig {
+    pub address: IpAddr,
+    pub weight: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {field}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        field: String,
+        message: String,
+    },
+}
+
+/// What validation needs to know about the host. Injected so validation stays pure.
+pub trait HostView {
+    fn interface_exists(&self, name: &str) -> bool;
+}
+
+/// The real host: asks the kernel whether the interface exists, and changes nothing.
+pub struct LiveHost;
+
+impl HostView for LiveHost {
+    fn interface_exists(&self, name: &str) -> bool {
+        let Ok(c) = std::ffi::CString::new(name) else {
+            return false;
+        };
+        unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    interface: Spanned<String>,
+    xdp_mode: Option<Spanned<String>>,
+    bpffs: Option<Spanned<String>>,
+    flow_table_size: Option<Spanned<u32>>,
+    maglev_table_size: Option<Spanned<u32>>,
+    max_services: Option<Spanned<u32>>,
+    max_backends: Option<Spanned<u32>>,
+    hash_seed: Option<Spanned<u32>>,
+    #[serde(default)]
+    service: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    name: Spanned<String>,
+    vip: Spanned<String>,
+    port: Spanned<u32>,
+    protocol: Spanned<String>,
+    forward: Option<Spanned<String>>,
+    #[serde(default)]
+    backend: Vec<Spanned<RawBackend>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    address: Spanned<String>,
+    weight: Option<Spanned<u32>>,
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path, host: &dyn HostView) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string(), host)
+}
+
+struct Ctx<'a> {
+    text: &'a str,
+    path: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = line_col(self.text, span.start);
+        ConfigError::Invalid {
+            path: self.path.to_string(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+    (line, column)
+}
+
+/// Parses and validates config text; `origin` names it in errors (usually the file's path).
+pub fn parse(text: &str, origin: &str, host: &dyn HostView) -> Result<Config, ConfigError> {
+    let cx = Ctx { text, path: origin };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        // The span of a serde error points at the offending key or value: name it as the field.
+        let at = text.get(span.clone()).unwrap_or("").trim();
+        let field = if !at.is_empty() && at.len() <= 40 && !at.contains('\n') {
+            at.trim_matches('"').to_string()
+        } else {
+            "toml".to_string()
+        };
+        cx.err(span, field, e.message().trim().to_string())
+    })?;
+    validate(raw, &cx, host)
+}
+
+fn is_prime(n: u32) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2u64;
+    while d * d <= n as u64 {
+        if n as u64 % d == 0 {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn family(ip: &IpAddr) -> &'static str {
+    if ip.is_ipv4() { "IPv4" } else { "IPv6" }
+}
+
+fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config, ConfigError> {
+    let interface = raw.interface.get_ref().clone();
+    if interface.is_empty() || interface.len() >= libc::IFNAMSIZ {
+        return Err(cx.err(raw.interface.span(), "interface", "must be an interface name of 1 to 15 characters"));
+    }
+    if !host.interface_exists(&interface) {
+        return Err(cx.err(
+            raw.interface.span(),
+            "interface",
+            format!("no interface named {interface:?} on this host (see `ip link`)"),
+        ));
+    }
+    let xdp_mode = match raw.xdp_mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None | Some(("auto", _)) => XdpMode::Auto,
+        Some(("native", _)) => XdpMode::Native,
+        Some(("skb", _)) => XdpMode::Skb,
+        Some((other, span)) => {
+            return Err(cx.err(span, "xdp_mode", format!("{other:?} is not one of \"native\", \"skb\", \"auto\"")));
+        }
+    };
+    let bpffs = match &raw.bpffs {
+        None => PathBuf::from(DEFAULT_BPFFS),
+        Some(p) => {
+            let path = PathBuf::from(p.get_ref());
+            if !path.is_absolute() {
+                return Err(cx.err(p.span(), "bpffs", "must be an absolute path"));
+            }
+            path
+        }
+    };
+    let flow_table_size = match &raw.flow_table_size {
+        None => DEFAULT_FLOW_TABLE_SIZE,
+        Some(s) if (1..=MAX_FLOW_TABLE_SIZE).contains(s.get_ref()) => *s.get_ref(),
+        Some(s) => {
+            return Err(cx.err(s.span(), "flow_table_size", format!("must be between 1 and {MAX_FLOW_TABLE_SIZE}")));
+        }
+    };
+    let maglev_table_size = match &raw.maglev_table_size {
+        None => DEFAULT_MAGLEV_TABLE_SIZE,
+        Some(s) => {
+            let n = *s.get_ref();
+            if !is_prime(n) || n > MAX_MAGLEV_TABLE_SIZE {
+                return Err(cx.err(
+                    s.span(),
+                    "maglev_table_size",
+                    format!("{n} must be a prime of at most {MAX_MAGLEV_TABLE_SIZE} (Maglev needs a prime table; 65537 is the usual choice)"),
+                ));
+            }
+            n
+        }
+    };
+    let positive = |v: &Option<Spanned<u32>>, field: &str, default: u32| -> Result<u32, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) if *s.get_ref() >= 1 => Ok(*s.get_ref()),
+            Some(s) => Err(cx.err(s.span(), field, "must be at least 1")),
+        }
+    };
+    let max_services = positive(&raw.max_services, "max_services", DEFAULT_MAX_SERVICES)?;
+    let max_backends = positive(&raw.max_backends, "max_backends", DEFAULT_MAX_BACKENDS)?;
+    let hash_seed = raw.hash_seed.as_ref().map_or(fj_lb_common::hash::DEFAULT_SEED, |s| *s.get_ref());
+
+    if raw.service.len() > max_services as usize {
+        return Err(cx.err(
+            raw.service[max_services as usize].span(),
+            "service",
+            format!("{} services, more than max_services = {max_services}", raw.service.len()),
+        ));
+    }
+    let mut names = HashMap::new();
+    let mut endpoints = HashMap::new();
+    let mut services = Vec::with_capacity(raw.service.len());
+    let mut total_backends = 0usize;
+    for (i, s) in raw.service.iter().enumerate() {
+        let s = s.get_ref();
+        let field = |f: &str| format!("service[{i}].{f}");
+        let name = s.name.get_ref().clone();
+        if !valid_name(&name) {
+            return Err(cx.err(s.name.span(), field("name"), format!("{name:?}: use 1 to 64 letters, digits, '-', '_' or '.'")));
+        }
+        if let Some(first) = names.insert(name.clone(), i) {
+            return Err(cx.err(s.name.span(), field("name"), format!("service {name:?} is already defined as service[{first}]")));
+        }
+        let vip: IpAddr = s.vip.get_ref().parse().map_err(|_| {
+            cx.err(s.vip.span(), field("vip"), format!("{:?} is not an IPv4 or IPv6 address (no prefix length here)", s.vip.get_ref()))
+        })?;
+        if vip.is_unspecified() || vip.is_multicast() || vip.is_loopback() {
+            return Err(cx.err(s.vip.span(), field("vip"), format!("{vip} cannot be a virtual IP")));
+        }
+        let port = *s.port.get_ref();
+        if !(1..=65535).contains(&port) {
+            return Err(cx.err(s.port.span(), field("port"), format!("{port} is not a port (1 to 65535)")));
+        }
+        let port = port as u16;
+        let protocol = match s.protocol.get_ref().as_str() {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => return Err(cx.err(s.protocol.span(), field("protocol"), format!("{other:?} is not \"tcp\" or \"udp\""))),
+        };
+        let forward = match s.forward.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
+            None | Some(("dsr", _)) => Forward::Dsr,
+            Some((other, span)) => {
+                return Err(cx.err(span, field("forward"), format!("{other:?} is not supported; the only mode is \"dsr\" (layer-2 direct return)")));
+            }
+        };
+        if let Some(other) = endpoints.insert((vip, port, protocol), name.clone()) {
+            return Err(cx.err(
+                s.vip.span(),
+                field("vip"),
+                format!("{vip} port {port}/{protocol} is already served by service {other:?}"),
+            ));
+        }
+        if s.backend.is_empty() {
+            return Err(cx.err(s.name.span(), field("backend"), format!("service {name:?} has no backend")));
+        }
+        let mut seen = HashSet::new();
+        let mut backends = Vec::with_capacity(s.backend.len());
+        for (j, b) in s.backend.iter().enumerate() {
+            let b = b.get_ref();
+            let bfield = |f: &str| format!("service[{i}].backend[{j}].{f}");
+            let address: IpAddr = b.address.get_ref().parse().map_err(|_| {
+                cx.err(b.address.span(), bfield("address"), format!("{:?} is not an IPv4 or IPv6 address", b.address.get_ref()))
+            })?;
+            if address.is_ipv4() != vip.is_ipv4() {
+                return Err(cx.err(
+                    b.address.span(),
+                    bfield("address"),
+                    format!(
+                        "service {name:?} mixes address families: its VIP {vip} is {} but backend {address} is {}",
+                        family(&vip),
+                        family(&address)
+                    ),
+                ));
+            }
+            if address.is_unspecified() || address.is_multicast() || address.is_loopback() || address == vip {
+                return Err(cx.err(b.address.span(), bfield("address"), format!("{address} cannot be a backend")));
+            }
+            if !seen.insert(address) {
+                return Err(cx.err(b.address.span(), bfield("address"), format!("backend {address} is listed twice in service {name:?}")));
+            }
+            let weight = match &b.weight {
+                None => 100,
+                Some(w) if *w.get_ref() <= MAX_WEIGHT => *w.get_ref(),
+                Some(w) => return Err(cx.err(w.span(), bfield("weight"), format!("must be at most {MAX_WEIGHT}"))),
+            };
+            backends.push(BackendConfig { address, weight });
+        }
+        if backends.iter().all(|b| b.weight == 0) {
+            return Err(cx.err(
+                s.name.span(),
+                field("backend"),
+                format!("every backend of service {name:?} has weight 0: it could not accept a single new flow"),
+            ));
+        }
+        if backends.len() as u64 >= maglev_table_size as u64 {
+            return Err(cx.err(
+                s.name.span(),
+                field("backend"),
+                format!("{} backends do not fit a Maglev table of {maglev_table_size} slots", backends.len()),
+            ));
+        }
+        total_backends += backends.len();
+        if total_backends > max_backends as usize {
+            return Err(cx.err(
+                s.name.span(),
+                field("backend"),
+                format!("{total_backends} backends in all, more than max_backends = {max_backends}"),
+            ));
+        }
+        services.push(Service { name, vip, port, protocol, forward, backends });
+    }
+    Ok(Config {
+        interface,
+        xdp_mode,
+        bpffs,
+        flow_table_size,
+        maglev_table_size,
+        max_services,
+        max_backends,
+        hash_seed,
+        services,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeHost;
+    impl HostView for FakeHost {
+        fn interface_exists(&self, name: &str) -> bool {
+            name == "eth0"
+        }
+    }
+
+    const GOOD: &str = r#"
+interface = "eth0"
+xdp_mode = "auto"
+bpffs = "/sys/fs/bpf/fj-lb"
+flow_table_size = 1048576
+maglev_table_size = 65537
+
+[[service]]
+name = "web"
+vip = "10.0.0.100"
+port = 80
+protocol = "tcp"
+forward = "dsr"
+
+  [[service.backend]]
+  address = "10.0.0.11"
+  weight = 100
+
+  [[service.backend]]
+  address = "10.0.0.12"
+  weight = 0
+"#;
+
+    fn refuse(text: &str) -> (usize, String, String) {
+        match parse(text, "fj-lb.toml", &FakeHost) {
+            Ok(_) => panic!("config was accepted:\n{text}"),
+            Err(ConfigError::Invalid { path, line, field, message, .. }) => {
+                assert_eq!(path, "fj-lb.toml");
+                (line, field, message)
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+
+    fn replace(from: &str, to: &str) -> String {
+        assert!(GOOD.contains(from), "fixture lacks {from:?}");
+        GOOD.replacen(from, to, 1)
+    }
+
+    fn second_service(vip: &str, port: u16, name: &str, backend: &str) -> String {
+        format!(
+            "{GOOD}\n[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nport = {port}\nprotocol = \"tcp\"\n[[service.backend]]\naddress = \"{backend}\"\n"
+        )
+    }
+
+    #[test]
+    fn the_documented_example_is_accepted() {
+        let c = parse(GOOD, "x", &FakeHost).expect("valid config");
+        assert_eq!(c.interface, "eth0");
+        assert_eq!(c.xdp_mode, XdpMode::Auto);
+        assert_eq!(c.services.len(), 1);
+        assert_eq!(c.services[0].backends[1].weight, 0);
+        assert_eq!(c.services[0].protocol, Protocol::Tcp);
+    }
+
+    #[test]
+    fn defaults_fill_optional_fields() {
+        let c = parse(
+            "interface = \"eth0\"\n[[service]]\nname=\"a\"\nvip=\"2001:db8::1\"\nport=53\nprotocol=\"udp\"\n[[service.backend]]\naddress=\"2001:db8::2\"\n",
+            "x",
+            &FakeHost,
+        )
+        .expect("valid");
+        assert_eq!(c.flow_table_size, DEFAULT_FLOW_TABLE_SIZE);
+        assert_eq!(c.maglev_table_size, DEFAULT_MAGLEV_TABLE_SIZE);
+        assert_eq!(c.bpffs, PathBuf::from(DEFAULT_BPFFS));
+        assert_eq!(c.services[0].backends[0].weight, 100);
+        assert_eq!(c.services[0].forward, Forward::Dsr);
+    }
+
+    #[test]
+    fn refuses_unknown_key_naming_line_and_key() {
+        let (line, field, msg) = refuse(&replace("port = 80", "port = 80\nprot = 81"));
+        assert_eq!(line, 12);
+        assert_eq!(field, "prot");
+        assert!(msg.contains("unknown field"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_unknown_top_level_key() {
+        let (line, field, _) = refuse(&format!("colour = 1\n{GOOD}"));
+        assert_eq!((line, field.as_str()), (1, "colour"));
+    }
+
+    #[test]
+    fn refuses_wrong_type() {
+        let (line, _, msg) = refuse(&replace("port = 80", "port = \"80\""));
+        assert_eq!(line, 11);
+        assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_duplicate_service_name() {
+        let (line, field, msg) = refuse(&second_service("10.0.0.101", 80, "web", "10.0.0.11"));
+        assert_eq!(field, "service[1].name");
+        assert_eq!(line, 24);
+        assert!(msg.contains("already defined"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_duplicate_service_endpoint() {
+        let (_, field, msg) = refuse(&second_service("10.0.0.100", 80, "web2", "10.0.0.11"));
+        assert_eq!(field, "service[1].vip");
+        assert!(msg.contains("already served by service \"web\""), "{msg}");
+    }
+
+    #[test]
+    fn same_vip_on_another_port_is_another_service() {
+        parse(&second_service("10.0.0.100", 443, "tls", "10.0.0.11"), "x", &FakeHost).expect("valid");
+    }
+
+    #[test]
+    fn refuses_vip_and_backend_in_two_families() {
+        let (_, field, msg) = refuse(&replace("address = \"10.0.0.11\"", "address = \"2001:db8::11\""));
+        assert_eq!(field, "service[0].backend[0].address");
+        assert!(msg.contains("mixes address families"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_all_weights_zero() {
+        let (_, field, msg) = refuse(&replace("weight = 100", "weight = 0"));
+        assert_eq!(field, "service[0].backend");
+        assert!(msg.contains("weight 0"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_non_prime_table_size() {
+        let (line, field, msg) = refuse(&replace("maglev_table_size = 65537", "maglev_table_size = 65536"));
+        assert_eq!((line, field.as_str()), (6, "maglev_table_size"));
+        assert!(msg.contains("prime"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_missing_interface() {
+        let (line, field, msg) = refuse(&replace("interface = \"eth0\"", "interface = \"eth9\""));
+        assert_eq!((line, field.as_str()), (2, "interface"));
+        assert!(msg.contains("no interface named \"eth9\""), "{msg}");
+    }
+
+    #[test]
+    fn refuses_bad_xdp_mode() {
+        let (_, field, _) = refuse(&replace("xdp_mode = \"auto\"", "xdp_mode = \"turbo\""));
+        assert_eq!(field, "xdp_mode");
+    }
+
+    #[test]
+    fn refuses_bad_vip() {
+        let (_, field, _) = refuse(&replace("vip = \"10.0.0.100\"", "vip = \"10.0.0.100/24\""));
+        assert_eq!(field, "service[0].vip");
+    }
+
+    #[test]
+    fn refuses_bad_protocol() {
+        let (_, field, _) = refuse(&replace("protocol = \"tcp\"", "protocol = \"sctp\""));
+        assert_eq!(field, "service[0].protocol");
+    }
+
+    #[test]
+    fn refuses_port_zero_and_too_large() {
+        assert_eq!(refuse(&replace("port = 80", "port = 0")).1, "service[0].port");
+        assert_eq!(refuse(&replace("port = 80", "port = 70000")).1, "service[0].port");
+    }
+
+    #[test]
+    fn refuses_unsupported_forward_mode() {
+        let (_, field, msg) = refuse(&replace("forward = \"dsr\"", "forward = \"nat\""));
+        assert_eq!(field, "service[0].forward");
+        assert!(msg.contains("dsr"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_duplicate_backend() {
+        let (_, field, _) = refuse(&replace("address = \"10.0.0.12\"", "address = \"10.0.0.11\""));
+        assert_eq!(field, "service[0].backend[1].address");
+    }
+
+    #[test]
+    fn refuses_service_without_backends() {
+        let text = "interface = \"eth0\"\n[[service]]\nname=\"a\"\nvip=\"10.0.0.1\"\nport=1\nprotocol=\"udp\"\n";
+        assert_eq!(refuse(text).1, "service[0].backend");
+    }
+
+    #[test]
+    fn refuses_relative_bpffs_and_zero_flow_table() {
+        assert_eq!(refuse(&replace("bpffs = \"/sys/fs/bpf/fj-lb\"", "bpffs = \"bpf\"")).1, "bpffs");
+        assert_eq!(refuse(&replace("flow_table_size = 1048576", "flow_table_size = 0")).1, "flow_table_size");
+    }
+
+    #[test]
+    fn refuses_more_services_than_max() {
+        let text = format!("max_services = 1\n{}", second_service("10.0.0.101", 80, "two", "10.0.0.11"));
+        assert_eq!(refuse(&text).1, "service");
+    }
+
+    #[test]
+    fn refuses_excessive_weight() {
+        assert_eq!(refuse(&replace("weight = 100", "weight = 2000000")).1, "service[0].backend[0].weight");
+    }
+
+    #[test]
+    fn error_text_names_file_line_and_field() {
+        let err = parse(&replace("port = 80", "port = 0"), "/etc/fj-lb.toml", &FakeHost).unwrap_err();
+        assert_eq!(err.to_string(), "/etc/fj-lb.toml:11:8: service[0].port: 0 is not a port (1 to 65535)");
+    }
+
+    #[test]
+    fn primes() {
+        assert!(is_prime(65537) && is_prime(251) && is_prime(2));
+        assert!(!is_prime(65536) && !is_prime(1) && !is_prime(0) && !is_prime(65535));
+    }
+}
