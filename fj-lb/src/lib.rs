@@ -1,2 +1,4 @@
 pub mod config;
+pub mod dataplane;
 pub mod maglev;
+pub mod state;

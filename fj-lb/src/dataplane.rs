@@ -1,0 +1,355 @@
+//! The edge between the daemon and the kernel: loads the embedded XDP object, sizes and pins
+//! its maps, attaches it, and offers typed access to each map. Nothing here decides anything.
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
+    programs::{ProgramError, Xdp, XdpMode as AyaXdpMode, xdp::XdpLinkId},
+};
+use fj_lb_common::{
+    Backend, Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowValue, ServiceKey, ServiceValue,
+    Settings, Stat, map_names as names, program_names,
+};
+use tracing::{info, warn};
+
+use crate::config::XdpMode;
+
+/// The XDP object, built by `build.rs` with aya-build.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fj-lb"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("loading the XDP object into the kernel failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("attaching XDP to {interface} in {mode} mode failed: {source}")]
+    Attach {
+        interface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { name, source }
+}
+
+/// Map sizes, fixed at load time.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub flow_table: u32,
+    pub maglev_slots: u32,
+    pub services: u32,
+    pub backends: u32,
+}
+
+/// The mode XDP actually runs in after attaching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttachedMode {
+    Native,
+    Skb,
+}
+
+impl AttachedMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachedMode::Native => "native",
+            AttachedMode::Skb => "skb",
+        }
+    }
+}
+
+pub struct Dataplane {
+    ebpf: Ebpf,
+    link: Option<XdpLinkId>,
+}
+
+pub fn addr_bytes(ip: IpAddr) -> ([u8; 16], u8) {
+    let mut out = [0u8; 16];
+    match ip {
+        IpAddr::V4(v4) => {
+            out[..4].copy_from_slice(&v4.octets());
+            (out, FAMILY_V4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), FAMILY_V6),
+    }
+}
+
+pub fn addr_from_bytes(bytes: &[u8; 16], family: u8) -> IpAddr {
+    if family == FAMILY_V4 {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        IpAddr::from(*bytes)
+    }
+}
+
+impl Dataplane {
+    /// Loads the object with the given map sizes and loads (verifies) the balancer program.
+    pub fn load(sizes: Sizes) -> Result<Self, DataplaneError> {
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(names::FLOWS, sizes.flow_table)
+            .map_max_entries(names::MAGLEV, sizes.maglev_slots)
+            .map_max_entries(names::SERVICES, sizes.services)
+            .map_max_entries(names::SERVICE_COUNTERS, sizes.services)
+            .map_max_entries(names::BACKENDS, sizes.backends)
+            .map_max_entries(names::BACKEND_COUNTERS, sizes.backends)
+            .load(OBJECT)?;
+        let name = program_names::BALANCER;
+        let prog: &mut Xdp = ebpf
+            .program_mut(name)
+            .expect("the embedded object has the balancer program")
+            .try_into()
+            .map_err(|source| DataplaneError::Program { name, source })?;
+        prog.load().map_err(|source| DataplaneError::Program { name, source })?;
+        Ok(Self { ebpf, link: None })
+    }
+
+    pub fn program(&self) -> &Xdp {
+        self.ebpf
+            .program(program_names::BALANCER)
+            .expect("the embedded object has the balancer program")
+            .try_into()
+            .expect("the balancer is an XDP program")
+    }
+
+    /// The kernel's id of the loaded balancer program (what `bpftool prog` and `ip link` show).
+    pub fn program_id(&self) -> Option<u32> {
+        self.program().info().ok().map(|i| i.id())
+    }
+
+    /// Attaches the balancer. `auto` tries native (driver) mode and falls back to skb mode.
+    pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<AttachedMode, DataplaneError> {
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(program_names::BALANCER)
+            .expect("the embedded object has the balancer program")
+            .try_into()
+            .expect("the balancer is an XDP program");
+        let attach = |prog: &mut Xdp, m: AttachedMode| {
+            let aya_mode = match m {
+                AttachedMode::Native => AyaXdpMode::Driver,
+                AttachedMode::Skb => AyaXdpMode::Skb,
+            };
+            prog.attach(interface, aya_mode).map_err(|source| DataplaneError::Attach {
+                interface: interface.to_string(),
+                mode: m.as_str(),
+                source,
+            })
+        };
+        let (link, mode) = match mode {
+            XdpMode::Native => (attach(prog, AttachedMode::Native)?, AttachedMode::Native),
+            XdpMode::Skb => (attach(prog, AttachedMode::Skb)?, AttachedMode::Skb),
+            XdpMode::Auto => match attach(prog, AttachedMode::Native) {
+                Ok(link) => (link, AttachedMode::Native),
+                Err(e) => {
+                    warn!(%interface, error = %e, "native XDP unavailable, falling back to skb (generic) mode: expect lower throughput");
+                    (attach(prog, AttachedMode::Skb)?, AttachedMode::Skb)
+                }
+            },
+        };
+        self.link = Some(link);
+        info!(%interface, mode = mode.as_str(), "XDP program attached");
+        Ok(mode)
+    }
+
+    pub fn detach(&mut self) {
+        if let Some(link) = self.link.take() {
+            let prog: &mut Xdp = self
+                .ebpf
+                .program_mut(program_names::BALANCER)
+                .expect("the embedded object has the balancer program")
+                .try_into()
+                .expect("the balancer is an XDP program");
+            if let Err(e) = prog.detach(link) {
+                warn!(error = %e, "detaching XDP failed; it goes away when the daemon exits");
+            }
+        }
+    }
+
+    /// Pins every map under `dir` (a bpffs directory), replacing stale pins of a daemon that
+    /// died without cleaning up.
+    pub fn pin_maps(&self, dir: &Path) -> Result<(), DataplaneError> {
+        std::fs::create_dir_all(dir).map_err(|source| DataplaneError::Io {
+            what: "creating pin directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        for name in names::ALL {
+            let path = dir.join(name);
+            if path.exists() {
+                let _ = std::fs::remove_file(&path);
+            }
+            let map = self.ebpf.map(name).expect("the embedded object has every map");
+            map.pin(&path).map_err(|e| DataplaneError::Map {
+                name,
+                source: MapError::PinError { name: Some(name.to_string()), error: e },
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn program_mut(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(program_names::BALANCER)
+            .expect("the embedded object has the balancer program")
+            .try_into()
+            .expect("the balancer is an XDP program")
+    }
+
+    pub fn services(&mut self) -> HashMap<&mut MapData, ServiceKey, ServiceValue> {
+        typed(&mut self.ebpf, names::SERVICES)
+    }
+
+    pub fn backends(&mut self) -> Array<&mut MapData, Backend> {
+        typed(&mut self.ebpf, names::BACKENDS)
+    }
+
+    pub fn maglev(&mut self) -> Array<&mut MapData, u32> {
+        typed(&mut self.ebpf, names::MAGLEV)
+    }
+
+    pub fn flows(&mut self) -> HashMap<&mut MapData, FlowKey, FlowValue> {
+        typed(&mut self.ebpf, names::FLOWS)
+    }
+
+    pub fn settings(&mut self) -> Array<&mut MapData, Settings> {
+        typed(&mut self.ebpf, names::SETTINGS)
+    }
+
+    pub fn service_counters(&mut self) -> PerCpuArray<&mut MapData, Counters> {
+        typed(&mut self.ebpf, names::SERVICE_COUNTERS)
+    }
+
+    pub fn backend_counters(&mut self) -> PerCpuArray<&mut MapData, Counters> {
+        typed(&mut self.ebpf, names::BACKEND_COUNTERS)
+    }
+
+    pub fn stats_map(&mut self) -> PerCpuArray<&mut MapData, u64> {
+        typed(&mut self.ebpf, names::STATS)
+    }
+
+    pub fn write_settings(&mut self, settings: Settings) -> Result<(), DataplaneError> {
+        self.settings().set(0, settings, 0).map_err(map_err(names::SETTINGS))
+    }
+
+    /// Counters summed over CPUs, by reason.
+    pub fn stats(&mut self) -> Result<Vec<(Stat, u64)>, DataplaneError> {
+        let map = self.stats_map();
+        Stat::ALL
+            .iter()
+            .map(|s| {
+                let v: PerCpuValues<u64> = map.get(&(*s as u32), 0).map_err(map_err(names::STATS))?;
+                Ok((*s, v.iter().sum()))
+            })
+            .collect()
+    }
+
+    pub fn backend_counter(&mut self, id: u32) -> Result<Counters, DataplaneError> {
+        sum_counters(&self.backend_counters(), id).map_err(map_err(names::BACKEND_COUNTERS))
+    }
+
+    pub fn service_counter(&mut self, id: u32) -> Result<Counters, DataplaneError> {
+        sum_counters(&self.service_counters(), id).map_err(map_err(names::SERVICE_COUNTERS))
+    }
+}
+
+fn sum_counters(map: &PerCpuArray<&mut MapData, Counters>, id: u32) -> Result<Counters, MapError> {
+    let v = map.get(&id, 0)?;
+    Ok(v.iter().fold(Counters::default(), |a, c| Counters {
+        packets: a.packets + c.packets,
+        bytes: a.bytes + c.bytes,
+    }))
+}
+
+fn typed<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> T
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.map_mut(name).expect("the embedded object has every map");
+    T::try_from(map).expect("map types match fj-lb-common")
+}
+
+/// Removes the pins `pin_maps` made.
+pub fn unpin_maps(dir: &Path) {
+    for name in names::ALL {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Makes sure `dir`'s parent is on a bpffs, mounting one at the conventional place if needed.
+pub fn ensure_bpffs(dir: &Path) -> Result<(), DataplaneError> {
+    const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+    let mount_point = dir.parent().unwrap_or(Path::new("/sys/fs/bpf"));
+    std::fs::create_dir_all(mount_point).map_err(|source| DataplaneError::Io {
+        what: "creating bpffs mount point",
+        path: mount_point.to_path_buf(),
+        source,
+    })?;
+    let is_bpffs = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("path without NUL");
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+    };
+    if is_bpffs(mount_point) {
+        return Ok(());
+    }
+    info!(path = %mount_point.display(), "mounting bpffs");
+    let target = std::ffi::CString::new(mount_point.as_os_str().as_encoded_bytes()).expect("path without NUL");
+    let rc = unsafe {
+        libc::mount(c"bpf".as_ptr(), target.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null())
+    };
+    if rc != 0 {
+        return Err(DataplaneError::Io {
+            what: "mounting bpffs at",
+            path: mount_point.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// Loads the XDP_PASS program and attaches it to `interfaces`, for the far ends of veths in
+/// labs and tests (see `fj_lb_pass` in the eBPF crate). Keep the returned value alive.
+pub fn attach_pass(interfaces: &[String]) -> Result<Ebpf, DataplaneError> {
+    let mut ebpf = EbpfLoader::new().load(OBJECT)?;
+    let name = program_names::PASS;
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .expect("the embedded object has the pass program")
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })?;
+    prog.load().map_err(|source| DataplaneError::Program { name, source })?;
+    for iface in interfaces {
+        prog.attach(iface, AyaXdpMode::Driver).map_err(|source| DataplaneError::Attach {
+            interface: iface.clone(),
+            mode: "native",
+            source,
+        })?;
+    }
+    Ok(ebpf)
+}

@@ -1,0 +1,567 @@
+//! What the maps should hold, and the ordered writes that get them there. The balancer keeps
+//! the ids it handed out (services, backends, table slots) so that a reload or a neighbour
+//! change touches only what changed; `MapWriter` is the only way out to the kernel, so the
+//! ordering (backends, then a table in a spare slot, then the one-value service swap) is tested
+//! without one.
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    net::IpAddr,
+};
+
+use fj_lb_common::{BACKEND_ALIVE, Backend, ServiceKey, ServiceValue};
+use tracing::info;
+
+use crate::{
+    config::{Config, Service},
+    dataplane::{Dataplane, DataplaneError, addr_bytes},
+    maglev,
+};
+
+pub type Mac = [u8; 6];
+
+pub trait MapWriter {
+    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError>;
+    fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), DataplaneError>;
+    fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), DataplaneError>;
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
+}
+
+impl MapWriter for Dataplane {
+    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError> {
+        self.backends()
+            .set(id, backend, 0)
+            .map_err(|source| DataplaneError::Map { name: "BACKENDS", source })
+    }
+
+    fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), DataplaneError> {
+        let mut map = self.maglev();
+        for (i, v) in table.iter().enumerate() {
+            map.set(base + i as u32, v, 0)
+                .map_err(|source| DataplaneError::Map { name: "MAGLEV", source })?;
+        }
+        Ok(())
+    }
+
+    fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), DataplaneError> {
+        self.services()
+            .insert(key, value, 0)
+            .map_err(|source| DataplaneError::Map { name: "SERVICES", source })
+    }
+
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
+        self.services()
+            .remove(key)
+            .map_err(|source| DataplaneError::Map { name: "SERVICES", source })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error("no free {what} id left (the maps were sized for {capacity}); restart fj-lb to resize them")]
+    Capacity { what: &'static str, capacity: u32 },
+    #[error("{field} cannot change while fj-lb runs ({old} → {new}); restart fj-lb to apply it")]
+    NeedsRestart { field: &'static str, old: String, new: String },
+}
+
+/// Hands out small integer ids; a released id waits behind the others before it is reused, so
+/// a packet still reading the old owner's entry does not meet the new owner.
+#[derive(Debug)]
+struct IdPool {
+    next: u32,
+    capacity: u32,
+    free: VecDeque<u32>,
+    what: &'static str,
+}
+
+impl IdPool {
+    fn new(capacity: u32, what: &'static str) -> Self {
+        Self { next: 0, capacity, free: VecDeque::new(), what }
+    }
+
+    fn alloc(&mut self) -> Result<u32, ApplyError> {
+        if self.next < self.capacity {
+            self.next += 1;
+            return Ok(self.next - 1);
+        }
+        self.free.pop_front().ok_or(ApplyError::Capacity { what: self.what, capacity: self.capacity })
+    }
+
+    fn release(&mut self, id: u32) {
+        self.free.push_back(id);
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackendState {
+    pub id: u32,
+    pub address: IpAddr,
+    pub weight: u32,
+    pub mac: Option<Mac>,
+}
+
+impl BackendState {
+    /// A backend takes new flows when it has weight and the balancer knows where to send them.
+    pub fn eligible(&self) -> bool {
+        self.weight > 0 && self.mac.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceState {
+    pub config: Service,
+    pub id: u32,
+    pub key: ServiceKey,
+    pub table_slot: u32,
+    pub backends: Vec<BackendState>,
+    /// The Maglev table as last written, in backend ids.
+    pub table: Vec<u32>,
+    /// What the table was built from, to skip rebuilding an unchanged table.
+    built_from: Vec<(IpAddr, u32, u32)>,
+}
+
+impl ServiceState {
+    fn entries(&self) -> Vec<(IpAddr, u32, u32)> {
+        let mut v: Vec<_> = self
+            .backends
+            .iter()
+            .filter(|b| b.eligible())
+            .map(|b| (b.address, b.weight, b.id))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+pub fn service_key(s: &Service) -> ServiceKey {
+    let (addr, family) = addr_bytes(s.vip);
+    ServiceKey { addr, port: s.port, proto: s.protocol.number(), family }
+}
+
+/// What an apply changed, for the log line an operator reads after a reload.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ApplySummary {
+    pub services_added: Vec<String>,
+    pub services_removed: Vec<String>,
+    pub services_changed: Vec<String>,
+    pub tables_written: usize,
+}
+
+#[derive(Debug)]
+pub struct Balancer {
+    table_size: u32,
+    services: BTreeMap<String, ServiceState>,
+    service_ids: IdPool,
+    backend_ids: IdPool,
+    table_slots: IdPool,
+    /// Settings fixed when the maps were created.
+    fixed: Config,
+}
+
+/// Map capacities for a config: ids are allocated before the ones they replace are released,
+/// so a reload that replaces everything needs room for both.
+pub fn sizes(cfg: &Config) -> crate::dataplane::Sizes {
+    crate::dataplane::Sizes {
+        flow_table: cfg.flow_table_size,
+        maglev_slots: (cfg.max_services + 2) * cfg.maglev_table_size,
+        services: cfg.max_services * 2,
+        backends: cfg.max_backends * 2,
+    }
+}
+
+impl Balancer {
+    pub fn new(cfg: &Config) -> Self {
+        let s = sizes(cfg);
+        Self {
+            table_size: cfg.maglev_table_size,
+            services: BTreeMap::new(),
+            service_ids: IdPool::new(s.services, "service"),
+            backend_ids: IdPool::new(s.backends, "backend"),
+            table_slots: IdPool::new(cfg.max_services + 2, "Maglev table"),
+            fixed: cfg.clone(),
+        }
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &ServiceState> {
+        self.services.values()
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceState> {
+        self.services.get(name)
+    }
+
+    /// Every backend address the data path needs a MAC for.
+    pub fn backend_addresses(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> =
+            self.services.values().flat_map(|s| s.backends.iter().map(|b| b.address)).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    fn check_fixed(&self, cfg: &Config) -> Result<(), ApplyError> {
+        let f = &self.fixed;
+        let checks: [(&'static str, String, String); 7] = [
+            ("interface", f.interface.clone(), cfg.interface.clone()),
+            ("xdp_mode", format!("{:?}", f.xdp_mode), format!("{:?}", cfg.xdp_mode)),
+            ("bpffs", f.bpffs.display().to_string(), cfg.bpffs.display().to_string()),
+            ("flow_table_size", f.flow_table_size.to_string(), cfg.flow_table_size.to_string()),
+            ("maglev_table_size", f.maglev_table_size.to_string(), cfg.maglev_table_size.to_string()),
+            ("max_services", f.max_services.to_string(), cfg.max_services.to_string()),
+            ("max_backends", f.max_backends.to_string(), cfg.max_backends.to_string()),
+        ];
+        for (field, old, new) in checks {
+            if old != new {
+                return Err(ApplyError::NeedsRestart { field, old, new });
+            }
+        }
+        if f.hash_seed != cfg.hash_seed {
+            return Err(ApplyError::NeedsRestart {
+                field: "hash_seed",
+                old: f.hash_seed.to_string(),
+                new: cfg.hash_seed.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Brings the maps from the current state to `cfg`. Services whose (VIP, port, protocol)
+    /// and backends did not change are not written at all.
+    pub fn apply(
+        &mut self,
+        cfg: &Config,
+        macs: &HashMap<IpAddr, Mac>,
+        maps: &mut impl MapWriter,
+    ) -> Result<ApplySummary, ApplyError> {
+        self.check_fixed(cfg)?;
+        let mut summary = ApplySummary::default();
+        // Removed services, and services whose key changed (re-added below under the new key).
+        let stale: Vec<String> = self
+            .services
+            .iter()
+            .filter(|(name, st)| {
+                cfg.services.iter().find(|s| &s.name == *name).is_none_or(|s| service_key(s) != st.key)
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            let st = self.services.remove(&name).expect("listed above");
+            maps.remove_service(&st.key)?;
+            for b in &st.backends {
+                maps.set_backend(b.id, &Backend::default())?;
+                self.backend_ids.release(b.id);
+            }
+            self.table_slots.release(st.table_slot);
+            self.service_ids.release(st.id);
+            if !cfg.services.iter().any(|s| s.name == name) {
+                summary.services_removed.push(name);
+            }
+        }
+        for svc in &cfg.services {
+            let existed = self.services.contains_key(&svc.name);
+            if !existed {
+                let id = self.service_ids.alloc()?;
+                let table_slot = self.table_slots.alloc()?;
+                self.services.insert(
+                    svc.name.clone(),
+                    ServiceState {
+                        config: svc.clone(),
+                        id,
+                        key: service_key(svc),
+                        table_slot,
+                        backends: Vec::new(),
+                        table: Vec::new(),
+                        built_from: Vec::new(),
+                    },
+                );
+                summary.services_added.push(svc.name.clone());
+            }
+            let st = self.services.get_mut(&svc.name).expect("inserted above");
+            if existed && st.config != *svc {
+                summary.services_changed.push(svc.name.clone());
+            }
+            st.config = svc.clone();
+            // Backends: keep ids of addresses that stay, allocate for new ones.
+            let mut next = Vec::with_capacity(svc.backends.len());
+            for b in &svc.backends {
+                let id = match st.backends.iter().find(|old| old.address == b.address) {
+                    Some(old) => old.id,
+                    None => self.backend_ids.alloc()?,
+                };
+                next.push(BackendState { id, address: b.address, weight: b.weight, mac: macs.get(&b.address).copied() });
+            }
+            let removed: Vec<u32> = st
+                .backends
+                .iter()
+                .filter(|old| !next.iter().any(|n| n.address == old.address))
+                .map(|old| old.id)
+                .collect();
+            for b in &next {
+                maps.set_backend(b.id, &backend_entry(b, st.id))?;
+            }
+            st.backends = next;
+            if Self::write_table_if_changed(st, self.table_size, &mut self.table_slots, maps, !existed)? {
+                summary.tables_written += 1;
+            }
+            // Only now, with no table pointing at them, may removed backends lose their entry:
+            // their established flows are re-pinned by the data path to the new table.
+            for id in removed {
+                maps.set_backend(id, &Backend::default())?;
+                self.backend_ids.release(id);
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Builds the service's table and, if it differs from the one in force, writes it into a
+    /// spare slot and swaps the service to it.
+    fn write_table_if_changed(
+        st: &mut ServiceState,
+        table_size: u32,
+        slots: &mut IdPool,
+        maps: &mut impl MapWriter,
+        force: bool,
+    ) -> Result<bool, ApplyError> {
+        let entries = st.entries();
+        if !force && entries == st.built_from {
+            return Ok(false);
+        }
+        let input: Vec<maglev::Entry> = entries
+            .iter()
+            .map(|(addr, weight, id)| maglev::Entry { identity: addr_bytes(*addr).0.to_vec(), weight: *weight, value: *id })
+            .collect();
+        let table = maglev::build(&input, table_size);
+        let slot = if force { st.table_slot } else { slots.alloc()? };
+        maps.write_table(slot * table_size, &table)?;
+        maps.set_service(
+            &st.key,
+            &ServiceValue { id: st.id, table_base: slot * table_size, table_size, flags: 0 },
+        )?;
+        if !force {
+            slots.release(st.table_slot);
+        }
+        st.table_slot = slot;
+        st.table = table;
+        st.built_from = entries;
+        Ok(true)
+    }
+
+    /// Takes in the MACs the neighbour table knows now. Entries whose MAC changed are rewritten;
+    /// tables are rebuilt only where a backend became eligible or stopped being so.
+    pub fn update_macs(
+        &mut self,
+        macs: &HashMap<IpAddr, Mac>,
+        maps: &mut impl MapWriter,
+    ) -> Result<usize, ApplyError> {
+        let mut changed = 0;
+        for st in self.services.values_mut() {
+            for b in st.backends.iter_mut() {
+                // A vanished neighbour entry keeps the last MAC: the backend most likely still
+                // answers there, and dropping its flows would lose traffic we could keep.
+                let Some(mac) = macs.get(&b.address).copied() else { continue };
+                if b.mac != Some(mac) {
+                    info!(backend = %b.address, mac = %format_mac(&mac), service = %st.config.name, "backend MAC learned");
+                    b.mac = Some(mac);
+                    maps.set_backend(b.id, &backend_entry(b, st.id))?;
+                    changed += 1;
+                }
+            }
+            Self::write_table_if_changed(st, self.table_size, &mut self.table_slots, maps, false)?;
+        }
+        Ok(changed)
+    }
+}
+
+fn backend_entry(b: &BackendState, service: u32) -> Backend {
+    let (addr, family) = addr_bytes(b.address);
+    Backend { addr, mac: b.mac.unwrap_or_default(), family, flags: BACKEND_ALIVE, service }
+}
+
+pub fn format_mac(m: &Mac) -> String {
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackendConfig, Forward, Protocol, XdpMode};
+
+    #[derive(Default)]
+    struct FakeMaps {
+        log: Vec<String>,
+        backends: HashMap<u32, Backend>,
+        maglev: HashMap<u32, u32>,
+        services: HashMap<ServiceKey, ServiceValue>,
+    }
+
+    impl MapWriter for FakeMaps {
+        fn set_backend(&mut self, id: u32, b: &Backend) -> Result<(), DataplaneError> {
+            self.log.push(format!("backend {id} alive={}", b.flags & BACKEND_ALIVE));
+            self.backends.insert(id, *b);
+            Ok(())
+        }
+        fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), DataplaneError> {
+            self.log.push(format!("table {base}"));
+            for (i, v) in table.iter().enumerate() {
+                self.maglev.insert(base + i as u32, *v);
+            }
+            Ok(())
+        }
+        fn set_service(&mut self, k: &ServiceKey, v: &ServiceValue) -> Result<(), DataplaneError> {
+            self.log.push(format!("service {} base {}", k.port, v.table_base));
+            self.services.insert(*k, *v);
+            Ok(())
+        }
+        fn remove_service(&mut self, k: &ServiceKey) -> Result<(), DataplaneError> {
+            self.log.push(format!("remove {}", k.port));
+            self.services.remove(k);
+            Ok(())
+        }
+    }
+
+    impl FakeMaps {
+        /// The backend ids a service's current table points at.
+        fn table_ids(&self, port: u16) -> std::collections::BTreeSet<u32> {
+            let (_, v) = self.services.iter().find(|(k, _)| k.port == port).expect("service present");
+            (v.table_base..v.table_base + v.table_size).map(|i| self.maglev[&i]).collect()
+        }
+    }
+
+    fn svc(name: &str, port: u16, backends: &[(&str, u32)]) -> Service {
+        Service {
+            name: name.into(),
+            vip: "10.0.0.100".parse().unwrap(),
+            port,
+            protocol: Protocol::Tcp,
+            forward: Forward::Dsr,
+            backends: backends
+                .iter()
+                .map(|(a, w)| BackendConfig { address: a.parse().unwrap(), weight: *w })
+                .collect(),
+        }
+    }
+
+    fn cfg(services: Vec<Service>) -> Config {
+        Config {
+            interface: "eth0".into(),
+            xdp_mode: XdpMode::Auto,
+            bpffs: "/sys/fs/bpf/x".into(),
+            flow_table_size: 1024,
+            maglev_table_size: 13,
+            max_services: 4,
+            max_backends: 8,
+            hash_seed: 1,
+            services,
+        }
+    }
+
+    fn macs(addrs: &[&str]) -> HashMap<IpAddr, Mac> {
+        addrs.iter().enumerate().map(|(i, a)| (a.parse().unwrap(), [2, 0, 0, 0, 0, i as u8 + 1])).collect()
+    }
+
+    #[test]
+    fn first_apply_writes_backends_before_table_before_service() {
+        let c = cfg(vec![svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)])]);
+        let mut b = Balancer::new(&c);
+        let mut m = FakeMaps::default();
+        let s = b.apply(&c, &macs(&["10.0.0.11", "10.0.0.12"]), &mut m).unwrap();
+        assert_eq!(s.services_added, vec!["web"]);
+        assert_eq!(m.log, vec!["backend 0 alive=1", "backend 1 alive=1", "table 0", "service 80 base 0"]);
+        assert_eq!(m.table_ids(80), [0, 1].into());
+    }
+
+    #[test]
+    fn unchanged_reload_writes_nothing() {
+        let c = cfg(vec![svc("web", 80, &[("10.0.0.11", 1)])]);
+        let mut b = Balancer::new(&c);
+        let mut m = FakeMaps::default();
+        let mk = macs(&["10.0.0.11"]);
+        b.apply(&c, &mk, &mut m).unwrap();
+        m.log.clear();
+        let s = b.apply(&c, &mk, &mut m).unwrap();
+        assert_eq!(s.tables_written, 0);
+        assert!(m.log.iter().all(|l| l.starts_with("backend")), "{:?}", m.log);
+    }
+
+    #[test]
+    fn backend_without_mac_gets_no_slot_until_learned() {
+        let c = cfg(vec![svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)])]);
+        let mut b = Balancer::new(&c);
+        let mut m = FakeMaps::default();
+        b.apply(&c, &macs(&["10.0.0.11"]), &mut m).unwrap();
+        assert_eq!(m.table_ids(80), [0].into());
+        let changed = b.update_macs(&macs(&["10.0.0.11", "10.0.0.12"]), &mut m).unwrap();
+        assert_eq!(changed, 1, "only the newly learned MAC is written");
+        assert_eq!(m.table_ids(80), [0, 1].into());
+    }
+
+    #[test]
+    fn new_table_goes_to_another_slot_then_the_service_swaps() {
+        let one = cfg(vec![svc("web", 80, &[("10.0.0.11", 1)])]);
+        let two = cfg(vec![svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.13", 1)])]);
+        let mut b = Balancer::new(&one);
+        let mut m = FakeMaps::default();
+        let mk = macs(&["10.0.0.11", "10.0.0.13"]);
+        b.apply(&one, &mk, &mut m).unwrap();
+        m.log.clear();
+        b.apply(&two, &mk, &mut m).unwrap();
+        let table_pos = m.log.iter().position(|l| l.starts_with("table")).unwrap();
+        let swap_pos = m.log.iter().position(|l| l.starts_with("service")).unwrap();
+        assert!(table_pos < swap_pos);
+        assert_ne!(m.log[table_pos], "table 0", "the table in force is never overwritten in place");
+        assert_eq!(m.table_ids(80), [0, 1].into());
+    }
+
+    #[test]
+    fn removed_backend_is_cleared_only_after_the_swap() {
+        let two = cfg(vec![svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)])]);
+        let one = cfg(vec![svc("web", 80, &[("10.0.0.11", 1)])]);
+        let mut b = Balancer::new(&two);
+        let mut m = FakeMaps::default();
+        let mk = macs(&["10.0.0.11", "10.0.0.12"]);
+        b.apply(&two, &mk, &mut m).unwrap();
+        m.log.clear();
+        b.apply(&one, &mk, &mut m).unwrap();
+        let swap = m.log.iter().position(|l| l.starts_with("service")).unwrap();
+        let clear = m.log.iter().position(|l| l == "backend 1 alive=0").unwrap();
+        assert!(swap < clear, "{:?}", m.log);
+        assert_eq!(m.table_ids(80), [0].into());
+    }
+
+    #[test]
+    fn removed_service_is_deleted_and_its_backends_cleared() {
+        let both = cfg(vec![svc("web", 80, &[("10.0.0.11", 1)]), svc("api", 81, &[("10.0.0.12", 1)])]);
+        let web = cfg(vec![svc("web", 80, &[("10.0.0.11", 1)])]);
+        let mut b = Balancer::new(&both);
+        let mut m = FakeMaps::default();
+        let mk = macs(&["10.0.0.11", "10.0.0.12"]);
+        b.apply(&both, &mk, &mut m).unwrap();
+        let s = b.apply(&web, &mk, &mut m).unwrap();
+        assert_eq!(s.services_removed, vec!["api"]);
+        assert_eq!(m.services.len(), 1);
+        assert_eq!(m.backends[&1].flags, 0);
+    }
+
+    #[test]
+    fn drained_backend_keeps_its_entry_but_no_slot() {
+        let c = cfg(vec![svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 0)])]);
+        let mut b = Balancer::new(&c);
+        let mut m = FakeMaps::default();
+        b.apply(&c, &macs(&["10.0.0.11", "10.0.0.12"]), &mut m).unwrap();
+        assert_eq!(m.backends[&1].flags, BACKEND_ALIVE, "established flows stay");
+        assert_eq!(m.table_ids(80), [0].into());
+    }
+
+    #[test]
+    fn fixed_settings_refuse_a_reload() {
+        let c = cfg(vec![svc("web", 80, &[("10.0.0.11", 1)])]);
+        let mut b = Balancer::new(&c);
+        let mut m = FakeMaps::default();
+        let mut other = c.clone();
+        other.maglev_table_size = 17;
+        let e = b.apply(&other, &HashMap::new(), &mut m).unwrap_err();
+        assert!(e.to_string().contains("maglev_table_size cannot change"), "{e}");
+        assert!(m.log.is_empty(), "nothing half-applied");
+    }
+}
