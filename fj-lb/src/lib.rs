@@ -1,4 +1,8 @@
+//! fj-lb's daemon and CLI. Pure logic (config, Maglev, state planning) stays free of I/O;
+//! `dataplane`, `neigh` and `daemon` are the edges that talk to the kernel.
 pub mod config;
+pub mod daemon;
 pub mod dataplane;
 pub mod maglev;
+pub mod neigh;
 pub mod state;
