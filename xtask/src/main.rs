@@ -1,1 +1,114 @@
-fn main(){}
+//! Thin developer commands, as in aya's own repo: setup (idempotent installs), run, lab, test.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+mod setup;
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need, only what is missing: apt packages, the
+    /// nightly rust-src component, bpf-linker built against nightly's own LLVM.
+    Setup,
+    /// Build fj-lb (release) and run it as root with the given arguments, e.g.
+    /// `cargo xtask run -- run --config /etc/fj-lb/fj-lb.toml`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build a client, an LB and three backends in network namespaces, run fj-lb with the
+    /// embedded default config, send requests through the VIP and show who answered.
+    Lab,
+    /// Run every test: unit, XDP program fixtures, namespace integration.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn build_fj_lb(release: bool) -> Result<PathBuf> {
+    let mut c = cargo();
+    c.args(["build", "--package", "fj-lb", "--bin", "fj-lb"]);
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c)?;
+    Ok(workspace_root().join("target").join(if release { "release" } else { "debug" }).join("fj-lb"))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Setup => setup::setup(),
+        Cmd::Run { args } => {
+            setup::setup()?;
+            let bin = build_fj_lb(true)?;
+            exec_as_root(&bin, &args)
+        }
+        Cmd::Lab => {
+            setup::setup()?;
+            let bin = build_fj_lb(false)?;
+            let mut c = cargo();
+            c.args(["run", "--quiet", "--package", "fj-lb-tests", "--bin", "fj-lb-lab"]).env("FJ_LB_BIN", &bin);
+            run(&mut c)
+        }
+        Cmd::Test { args } => {
+            setup::setup()?;
+            let bin = build_fj_lb(false)?;
+            let mut c = cargo();
+            c.arg("test").args(&args).env("FJ_LB_BIN", &bin);
+            run(&mut c)
+        }
+    }
+}
+
+/// Replaces xtask with fj-lb so signals (Ctrl-C, SIGTERM from systemd) reach the daemon
+/// directly; goes through sudo when not root (XDP needs CAP_BPF and CAP_NET_ADMIN).
+fn exec_as_root(bin: &Path, args: &[String]) -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let is_root = unsafe { libc_geteuid() } == 0;
+    let mut c = if is_root {
+        Command::new(bin)
+    } else {
+        let mut s = Command::new("sudo");
+        s.arg("--preserve-env=RUST_LOG").arg(bin);
+        s
+    };
+    c.args(args);
+    Err(c.exec()).with_context(|| format!("executing {}", bin.display()))
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
