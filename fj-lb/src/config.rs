@@ -61,6 +61,56 @@ pub enum Forward {
     Dsr,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "check")]
+pub enum HealthCheck {
+    /// No checks: the backend counts as healthy while it is configured.
+    None,
+    /// A TCP connect.
+    Tcp,
+    /// An HTTP GET that must answer `expect_status`.
+    Http { path: String, expect_status: u16 },
+}
+
+/// What a service does when no backend passes its checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenAllDown {
+    /// Keep sending to every configured backend: checks may be wrong, and if the backends are
+    /// really down nothing is lost that dropping would have kept.
+    SendToAll,
+    /// Drop new flows.
+    Drop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HealthConfig {
+    #[serde(flatten)]
+    pub check: HealthCheck,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub rise: u32,
+    pub fall: u32,
+    pub port: Option<u16>,
+    pub when_all_down: WhenAllDown,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            check: HealthCheck::None,
+            interval_ms: 1000,
+            timeout_ms: 500,
+            rise: 2,
+            fall: 3,
+            port: None,
+            when_all_down: WhenAllDown::SendToAll,
+        }
+    }
+}
+
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/fj-lb/control.sock";
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Config {
     pub interface: String,
@@ -71,6 +121,7 @@ pub struct Config {
     pub max_services: u32,
     pub max_backends: u32,
     pub hash_seed: u32,
+    pub control_socket: PathBuf,
     pub services: Vec<Service>,
 }
 
@@ -81,6 +132,7 @@ pub struct Service {
     pub port: u16,
     pub protocol: Protocol,
     pub forward: Forward,
+    pub health: HealthConfig,
     pub backends: Vec<BackendConfig>,
 }
 
@@ -136,6 +188,7 @@ struct RawConfig {
     max_services: Option<Spanned<u32>>,
     max_backends: Option<Spanned<u32>>,
     hash_seed: Option<Spanned<u32>>,
+    control_socket: Option<Spanned<String>>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
 }
@@ -148,8 +201,23 @@ struct RawService {
     port: Spanned<u32>,
     protocol: Spanned<String>,
     forward: Option<Spanned<String>>,
+    health: Option<Spanned<RawHealth>>,
     #[serde(default)]
     backend: Vec<Spanned<RawBackend>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    check: Spanned<String>,
+    path: Option<Spanned<String>>,
+    expect_status: Option<Spanned<u32>>,
+    interval_ms: Option<Spanned<u64>>,
+    timeout_ms: Option<Spanned<u64>>,
+    rise: Option<Spanned<u32>>,
+    fall: Option<Spanned<u32>>,
+    port: Option<Spanned<u32>>,
+    when_all_down: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +366,11 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
     let max_services = positive(&raw.max_services, "max_services", DEFAULT_MAX_SERVICES)?;
     let max_backends = positive(&raw.max_backends, "max_backends", DEFAULT_MAX_BACKENDS)?;
     let hash_seed = raw.hash_seed.as_ref().map_or(fj_lb_common::hash::DEFAULT_SEED, |s| *s.get_ref());
+    let control_socket = match &raw.control_socket {
+        None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        Some(p) if p.get_ref().starts_with('/') && p.get_ref().len() < 100 => PathBuf::from(p.get_ref()),
+        Some(p) => return Err(cx.err(p.span(), "control_socket", "must be an absolute path shorter than 100 bytes")),
+    };
 
     if raw.service.len() > max_services as usize {
         return Err(cx.err(
@@ -341,6 +414,10 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
             Some((other, span)) => {
                 return Err(cx.err(span, field("forward"), format!("{other:?} is not supported; the only mode is \"dsr\" (layer-2 direct return)")));
             }
+        };
+        let health = match &s.health {
+            None => HealthConfig::default(),
+            Some(h) => validate_health(h.get_ref(), cx, i)?,
         };
         if let Some(other) = endpoints.insert((vip, port, protocol), name.clone()) {
             return Err(cx.err(
@@ -406,7 +483,7 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
                 format!("{total_backends} backends in all, more than max_backends = {max_backends}"),
             ));
         }
-        services.push(Service { name, vip, port, protocol, forward, backends });
+        services.push(Service { name, vip, port, protocol, forward, health, backends });
     }
     Ok(Config {
         interface,
@@ -417,8 +494,73 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         max_services,
         max_backends,
         hash_seed,
+        control_socket,
         services,
     })
+}
+
+fn validate_health(h: &RawHealth, cx: &Ctx<'_>, i: usize) -> Result<HealthConfig, ConfigError> {
+    let field = |f: &str| format!("service[{i}].health.{f}");
+    let d = HealthConfig::default();
+    let http_only = |v: Option<std::ops::Range<usize>>, name: &str| match v {
+        Some(span) => Err(cx.err(span, field(name), format!("{name} applies to check = \"http\" only"))),
+        None => Ok(()),
+    };
+    let check = match h.check.get_ref().as_str() {
+        "none" | "tcp" => {
+            http_only(h.path.as_ref().map(|p| p.span()), "path")?;
+            http_only(h.expect_status.as_ref().map(|p| p.span()), "expect_status")?;
+            if h.check.get_ref() == "none" { HealthCheck::None } else { HealthCheck::Tcp }
+        }
+        "http" => {
+            let path = match &h.path {
+                None => "/".to_string(),
+                Some(p) if p.get_ref().starts_with('/') && !p.get_ref().chars().any(|c| c.is_whitespace() || c.is_control()) => p.get_ref().clone(),
+                Some(p) => return Err(cx.err(p.span(), field("path"), format!("{:?} must start with '/' and hold no spaces", p.get_ref()))),
+            };
+            let expect_status = match &h.expect_status {
+                None => 200,
+                Some(s) if (100..=599).contains(s.get_ref()) => *s.get_ref() as u16,
+                Some(s) => return Err(cx.err(s.span(), field("expect_status"), format!("{} is not an HTTP status", s.get_ref()))),
+            };
+            HealthCheck::Http { path, expect_status }
+        }
+        other => {
+            return Err(cx.err(h.check.span(), field("check"), format!("{other:?} is not one of \"tcp\", \"http\", \"none\"")));
+        }
+    };
+    let interval_ms = match &h.interval_ms {
+        None => d.interval_ms,
+        Some(v) if (10..=3_600_000).contains(v.get_ref()) => *v.get_ref(),
+        Some(v) => return Err(cx.err(v.span(), field("interval_ms"), "must be between 10 and 3600000")),
+    };
+    let timeout_ms = match &h.timeout_ms {
+        None => d.timeout_ms.min(interval_ms),
+        Some(v) if *v.get_ref() >= 1 && *v.get_ref() <= interval_ms => *v.get_ref(),
+        Some(v) => {
+            return Err(cx.err(v.span(), field("timeout_ms"), format!("must be between 1 and interval_ms ({interval_ms}): a check may not outlast its interval")));
+        }
+    };
+    let count = |v: &Option<Spanned<u32>>, name: &str, default: u32| match v {
+        None => Ok(default),
+        Some(n) if (1..=100).contains(n.get_ref()) => Ok(*n.get_ref()),
+        Some(n) => Err(cx.err(n.span(), field(name), "must be between 1 and 100")),
+    };
+    let rise = count(&h.rise, "rise", d.rise)?;
+    let fall = count(&h.fall, "fall", d.fall)?;
+    let port = match &h.port {
+        None => None,
+        Some(p) if (1..=65535).contains(p.get_ref()) => Some(*p.get_ref() as u16),
+        Some(p) => return Err(cx.err(p.span(), field("port"), format!("{} is not a port (1 to 65535)", p.get_ref()))),
+    };
+    let when_all_down = match h.when_all_down.as_ref().map(|w| (w.get_ref().as_str(), w.span())) {
+        None | Some(("send_to_all", _)) => WhenAllDown::SendToAll,
+        Some(("drop", _)) => WhenAllDown::Drop,
+        Some((other, span)) => {
+            return Err(cx.err(span, field("when_all_down"), format!("{other:?} is not \"send_to_all\" or \"drop\"")));
+        }
+    };
+    Ok(HealthConfig { check, interval_ms, timeout_ms, rise, fall, port, when_all_down })
 }
 
 #[cfg(test)]
@@ -635,6 +777,47 @@ forward = "dsr"
     fn error_text_names_file_line_and_field() {
         let err = parse(&replace("port = 80", "port = 0"), "/etc/fj-lb.toml", &FakeHost).unwrap_err();
         assert_eq!(err.to_string(), "/etc/fj-lb.toml:11:8: service[0].port: 0 is not a port (1 to 65535)");
+    }
+
+    const HEALTH: &str = "\n  [service.health]\n  check = \"http\"\n  path = \"/healthz\"\n  expect_status = 200\n  interval_ms = 1000\n  timeout_ms = 500\n  rise = 2\n  fall = 3\n  port = 8080\n";
+
+    fn with_health(h: &str) -> String {
+        replace("forward = \"dsr\"\n", &format!("forward = \"dsr\"\n{h}"))
+    }
+
+    #[test]
+    fn health_section_is_read() {
+        let c = parse(&with_health(HEALTH), "x", &FakeHost).expect("valid");
+        let h = &c.services[0].health;
+        assert_eq!(h.check, HealthCheck::Http { path: "/healthz".into(), expect_status: 200 });
+        assert_eq!((h.interval_ms, h.timeout_ms, h.rise, h.fall, h.port), (1000, 500, 2, 3, Some(8080)));
+        assert_eq!(h.when_all_down, WhenAllDown::SendToAll);
+    }
+
+    #[test]
+    fn no_health_section_means_no_checks() {
+        let c = parse(GOOD, "x", &FakeHost).unwrap();
+        assert_eq!(c.services[0].health.check, HealthCheck::None);
+    }
+
+    #[test]
+    fn refuses_bad_health_settings() {
+        let cases = [
+            (HEALTH.replace("\"http\"", "\"icmp\""), "service[0].health.check"),
+            (HEALTH.replace("timeout_ms = 500", "timeout_ms = 1500"), "service[0].health.timeout_ms"),
+            (HEALTH.replace("rise = 2", "rise = 0"), "service[0].health.rise"),
+            (HEALTH.replace("fall = 3", "fall = 0"), "service[0].health.fall"),
+            (HEALTH.replace("expect_status = 200", "expect_status = 42"), "service[0].health.expect_status"),
+            (HEALTH.replace("/healthz", "healthz"), "service[0].health.path"),
+            (HEALTH.replace("port = 8080", "port = 0"), "service[0].health.port"),
+            (HEALTH.replace("interval_ms = 1000", "interval_ms = 1"), "service[0].health.interval_ms"),
+            (HEALTH.replace("check = \"http\"", "check = \"tcp\""), "service[0].health.path"),
+            (format!("{HEALTH}  when_all_down = \"panic\"\n"), "service[0].health.when_all_down"),
+            (format!("{HEALTH}  colour = 1\n"), "colour"),
+        ];
+        for (h, want) in cases {
+            assert_eq!(refuse(&with_health(&h)).1, want, "{h}");
+        }
     }
 
     #[test]

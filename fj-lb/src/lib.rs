@@ -3,6 +3,7 @@
 pub mod config;
 pub mod daemon;
 pub mod dataplane;
+pub mod health;
 pub mod maglev;
 pub mod neigh;
 pub mod state;

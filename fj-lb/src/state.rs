@@ -9,10 +9,11 @@ use std::{
 };
 
 use fj_lb_common::{BACKEND_ALIVE, Backend, ServiceKey, ServiceValue};
-use tracing::info;
+use tracing::{error, info, warn};
 
 use crate::{
-    config::{Config, Service},
+    config::{Config, HealthCheck, Service, WhenAllDown},
+    health::{HealthState, Transition},
     dataplane::{Dataplane, DataplaneError, addr_bytes},
     maglev,
 };
@@ -97,14 +98,21 @@ impl IdPool {
 pub struct BackendState {
     pub id: u32,
     pub address: IpAddr,
+    /// The weight in the config.
     pub weight: u32,
+    /// A weight set at run time (`fj-lb drain`, `fj-lb weight`); it survives reloads until
+    /// `fj-lb enable` clears it.
+    pub weight_override: Option<u32>,
     pub mac: Option<Mac>,
+    pub health: HealthState,
+    /// The entry as last written to the BACKENDS map.
+    #[serde(skip)]
+    written: Option<Backend>,
 }
 
 impl BackendState {
-    /// A backend takes new flows when it has weight and the balancer knows where to send them.
-    pub fn eligible(&self) -> bool {
-        self.weight > 0 && self.mac.is_some()
+    pub fn effective_weight(&self) -> u32 {
+        self.weight_override.unwrap_or(self.weight)
     }
 }
 
@@ -117,20 +125,73 @@ pub struct ServiceState {
     pub backends: Vec<BackendState>,
     /// The Maglev table as last written, in backend ids.
     pub table: Vec<u32>,
+    /// True while no backend is healthy and `when_all_down = "send_to_all"` is in force.
+    pub all_down: bool,
     /// What the table was built from, to skip rebuilding an unchanged table.
-    built_from: Vec<(IpAddr, u32, u32)>,
+    built_from: Option<TableInput>,
 }
 
 impl ServiceState {
-    fn entries(&self) -> Vec<(IpAddr, u32, u32)> {
-        let mut v: Vec<_> = self
+    pub fn healthy(&self, b: &BackendState) -> bool {
+        self.config.health.check == HealthCheck::None || b.health.up
+    }
+
+    /// The table's input: the backends that could take flows by config (weight, known MAC),
+    /// those of them that are healthy, and whether the all-down fallback is in force.
+    fn plan(&self) -> TableInput {
+        let mut base: Vec<_> = self
             .backends
             .iter()
-            .filter(|b| b.eligible())
-            .map(|b| (b.address, b.weight, b.id))
+            .filter(|b| b.effective_weight() > 0 && b.mac.is_some())
+            .map(|b| (b.address, b.effective_weight(), b.id))
             .collect();
-        v.sort();
-        v
+        base.sort();
+        let healthy: Vec<_> = base
+            .iter()
+            .filter(|(addr, _, _)| self.backends.iter().any(|b| b.address == *addr && self.healthy(b)))
+            .copied()
+            .collect();
+        let any_healthy = self.backends.iter().any(|b| self.healthy(b));
+        let all_down = !any_healthy && self.config.health.when_all_down == WhenAllDown::SendToAll;
+        if all_down {
+            TableInput { healthy: base.clone(), base, all_down }
+        } else {
+            TableInput { base, healthy, all_down }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct TableInput {
+    base: Vec<(IpAddr, u32, u32)>,
+    healthy: Vec<(IpAddr, u32, u32)>,
+    all_down: bool,
+}
+
+impl TableInput {
+    /// The table: Maglev over every backend the config lets take flows, then each slot of an
+    /// unhealthy backend handed to the owner of that slot in a Maglev table of the healthy
+    /// ones. A backend going down moves only its own slots, and coming back takes back only
+    /// those; both depend on nothing but the config and the health, so every LB host with the
+    /// same view builds the same table.
+    fn build(&self, size: u32) -> Vec<u32> {
+        let entries = |v: &[(IpAddr, u32, u32)]| -> Vec<maglev::Entry> {
+            v.iter()
+                .map(|(addr, weight, id)| maglev::Entry { identity: addr_bytes(*addr).0.to_vec(), weight: *weight, value: *id })
+                .collect()
+        };
+        let mut table = maglev::build(&entries(&self.base), size);
+        if self.healthy.len() == self.base.len() {
+            return table;
+        }
+        let fallback = maglev::build(&entries(&self.healthy), size);
+        let healthy: std::collections::HashSet<u32> = self.healthy.iter().map(|e| e.2).collect();
+        for (slot, alt) in table.iter_mut().zip(fallback) {
+            if !healthy.contains(slot) {
+                *slot = alt;
+            }
+        }
+        table
     }
 }
 
@@ -148,6 +209,18 @@ pub struct ApplySummary {
     pub tables_written: usize,
 }
 
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OpError {
+    #[error("no service named {0:?}")]
+    NoService(String),
+    #[error("service {service:?} has no backend {backend}")]
+    NoBackend { service: String, backend: String },
+    #[error("weight {0} is out of range (0 to 1000000)")]
+    Weight(u32),
+    #[error("refusing: every other backend of service {0:?} already has weight 0; it could not take a new flow")]
+    LastBackend(String),
+}
+
 #[derive(Debug)]
 pub struct Balancer {
     table_size: u32,
@@ -155,6 +228,8 @@ pub struct Balancer {
     service_ids: IdPool,
     backend_ids: IdPool,
     table_slots: IdPool,
+    /// Start backends as healthy instead of waiting for `rise` passes.
+    assume_healthy: bool,
     /// Settings fixed when the maps were created.
     fixed: Config,
 }
@@ -172,6 +247,10 @@ pub fn sizes(cfg: &Config) -> crate::dataplane::Sizes {
 
 impl Balancer {
     pub fn new(cfg: &Config) -> Self {
+        Self::with_options(cfg, false)
+    }
+
+    pub fn with_options(cfg: &Config, assume_healthy: bool) -> Self {
         let s = sizes(cfg);
         Self {
             table_size: cfg.maglev_table_size,
@@ -179,6 +258,7 @@ impl Balancer {
             service_ids: IdPool::new(s.services, "service"),
             backend_ids: IdPool::new(s.backends, "backend"),
             table_slots: IdPool::new(cfg.max_services + 2, "Maglev table"),
+            assume_healthy,
             fixed: cfg.clone(),
         }
     }
@@ -202,7 +282,7 @@ impl Balancer {
 
     fn check_fixed(&self, cfg: &Config) -> Result<(), ApplyError> {
         let f = &self.fixed;
-        let checks: [(&'static str, String, String); 7] = [
+        let checks: [(&'static str, String, String); 9] = [
             ("interface", f.interface.clone(), cfg.interface.clone()),
             ("xdp_mode", format!("{:?}", f.xdp_mode), format!("{:?}", cfg.xdp_mode)),
             ("bpffs", f.bpffs.display().to_string(), cfg.bpffs.display().to_string()),
@@ -210,18 +290,13 @@ impl Balancer {
             ("maglev_table_size", f.maglev_table_size.to_string(), cfg.maglev_table_size.to_string()),
             ("max_services", f.max_services.to_string(), cfg.max_services.to_string()),
             ("max_backends", f.max_backends.to_string(), cfg.max_backends.to_string()),
+            ("hash_seed", f.hash_seed.to_string(), cfg.hash_seed.to_string()),
+            ("control_socket", f.control_socket.display().to_string(), cfg.control_socket.display().to_string()),
         ];
         for (field, old, new) in checks {
             if old != new {
                 return Err(ApplyError::NeedsRestart { field, old, new });
             }
-        }
-        if f.hash_seed != cfg.hash_seed {
-            return Err(ApplyError::NeedsRestart {
-                field: "hash_seed",
-                old: f.hash_seed.to_string(),
-                new: cfg.hash_seed.to_string(),
-            });
         }
         Ok(())
     }
@@ -272,7 +347,8 @@ impl Balancer {
                         table_slot,
                         backends: Vec::new(),
                         table: Vec::new(),
-                        built_from: Vec::new(),
+                        all_down: false,
+                        built_from: None,
                     },
                 );
                 summary.services_added.push(svc.name.clone());
@@ -281,15 +357,29 @@ impl Balancer {
             if existed && st.config != *svc {
                 summary.services_changed.push(svc.name.clone());
             }
+            let checks_changed = st.config.health.check != svc.health.check || st.config.health.port != svc.health.port;
             st.config = svc.clone();
-            // Backends: keep ids of addresses that stay, allocate for new ones.
+            // Backends: keep ids, health and overrides of addresses that stay.
             let mut next = Vec::with_capacity(svc.backends.len());
             for b in &svc.backends {
-                let id = match st.backends.iter().find(|old| old.address == b.address) {
-                    Some(old) => old.id,
-                    None => self.backend_ids.alloc()?,
-                };
-                next.push(BackendState { id, address: b.address, weight: b.weight, mac: macs.get(&b.address).copied() });
+                let initial = HealthState::new(self.assume_healthy || svc.health.check == HealthCheck::None);
+                next.push(match st.backends.iter().find(|old| old.address == b.address) {
+                    Some(old) => BackendState {
+                        weight: b.weight,
+                        mac: macs.get(&b.address).copied().or(old.mac),
+                        health: if checks_changed { initial } else { old.health.clone() },
+                        ..old.clone()
+                    },
+                    None => BackendState {
+                        id: self.backend_ids.alloc()?,
+                        address: b.address,
+                        weight: b.weight,
+                        weight_override: None,
+                        mac: macs.get(&b.address).copied(),
+                        health: initial,
+                        written: None,
+                    },
+                });
             }
             let removed: Vec<u32> = st
                 .backends
@@ -297,11 +387,8 @@ impl Balancer {
                 .filter(|old| !next.iter().any(|n| n.address == old.address))
                 .map(|old| old.id)
                 .collect();
-            for b in &next {
-                maps.set_backend(b.id, &backend_entry(b, st.id))?;
-            }
             st.backends = next;
-            if Self::write_table_if_changed(st, self.table_size, &mut self.table_slots, maps, !existed)? {
+            if Self::sync(st, self.table_size, &mut self.table_slots, maps, !existed)? {
                 summary.tables_written += 1;
             }
             // Only now, with no table pointing at them, may removed backends lose their entry:
@@ -314,24 +401,46 @@ impl Balancer {
         Ok(summary)
     }
 
-    /// Builds the service's table and, if it differs from the one in force, writes it into a
-    /// spare slot and swaps the service to it.
-    fn write_table_if_changed(
+    /// Writes what changed for one service: backend entries first, then (if its input changed)
+    /// a new table into a spare slot, then the one-value swap of the service to that table.
+    fn sync(
         st: &mut ServiceState,
         table_size: u32,
         slots: &mut IdPool,
         maps: &mut impl MapWriter,
         force: bool,
     ) -> Result<bool, ApplyError> {
-        let entries = st.entries();
-        if !force && entries == st.built_from {
+        let input = st.plan();
+        let all_down = input.all_down;
+        if all_down != st.all_down {
+            if all_down {
+                error!(
+                    service = %st.config.name,
+                    backends = input.base.len(),
+                    "EVERY BACKEND IS DOWN: sending new flows to all configured backends anyway (when_all_down = \"send_to_all\")"
+                );
+            } else {
+                info!(service = %st.config.name, "a backend is healthy again; the all-down fallback is over");
+            }
+            st.all_down = all_down;
+        }
+        let was_serving = st.built_from.as_ref().is_none_or(|b| !b.healthy.is_empty());
+        if input.healthy.is_empty() && !st.backends.is_empty() && was_serving {
+            error!(service = %st.config.name, "no backend can take new flows: they are dropped until one is healthy");
+        }
+        for i in 0..st.backends.len() {
+            let alive = all_down || st.healthy(&st.backends[i]);
+            let b = &mut st.backends[i];
+            let entry = backend_entry(b, st.id, alive);
+            if b.written != Some(entry) {
+                maps.set_backend(b.id, &entry)?;
+                b.written = Some(entry);
+            }
+        }
+        if !force && st.built_from.as_ref() == Some(&input) {
             return Ok(false);
         }
-        let input: Vec<maglev::Entry> = entries
-            .iter()
-            .map(|(addr, weight, id)| maglev::Entry { identity: addr_bytes(*addr).0.to_vec(), weight: *weight, value: *id })
-            .collect();
-        let table = maglev::build(&input, table_size);
+        let table = input.build(table_size);
         let slot = if force { st.table_slot } else { slots.alloc()? };
         maps.write_table(slot * table_size, &table)?;
         maps.set_service(
@@ -343,7 +452,7 @@ impl Balancer {
         }
         st.table_slot = slot;
         st.table = table;
-        st.built_from = entries;
+        st.built_from = Some(input);
         Ok(true)
     }
 
@@ -363,19 +472,83 @@ impl Balancer {
                 if b.mac != Some(mac) {
                     info!(backend = %b.address, mac = %format_mac(&mac), service = %st.config.name, "backend MAC learned");
                     b.mac = Some(mac);
-                    maps.set_backend(b.id, &backend_entry(b, st.id))?;
                     changed += 1;
                 }
             }
-            Self::write_table_if_changed(st, self.table_size, &mut self.table_slots, maps, false)?;
+            Self::sync(st, self.table_size, &mut self.table_slots, maps, false)?;
         }
         Ok(changed)
     }
+
+    /// Records a health-check result; on a transition, moves the backend in or out of the
+    /// table (Maglev moves only its slots) and marks it dead or alive for pinned flows.
+    pub fn health_result(
+        &mut self,
+        service: &str,
+        backend: IpAddr,
+        result: &Result<(), String>,
+        maps: &mut impl MapWriter,
+    ) -> Result<Option<Transition>, ApplyError> {
+        let Some(st) = self.services.get_mut(service) else { return Ok(None) };
+        let (rise, fall) = (st.config.health.rise, st.config.health.fall);
+        let Some(b) = st.backends.iter_mut().find(|b| b.address == backend) else { return Ok(None) };
+        let t = b.health.record(result, rise, fall);
+        if let Some(t) = t {
+            match t {
+                Transition::Down => warn!(service, %backend, reason = %b.health.reason, "backend DOWN: its flows move to the others"),
+                Transition::Up => info!(service, %backend, "backend UP: it takes new flows again"),
+            }
+            Self::sync(st, self.table_size, &mut self.table_slots, maps, false)?;
+        }
+        Ok(t)
+    }
+
+    /// Sets (Some) or clears (None) a run-time weight. Weight 0 drains: no new flows, the
+    /// established ones stay.
+    pub fn set_weight(
+        &mut self,
+        service: &str,
+        backend: &str,
+        weight: Option<u32>,
+        maps: &mut impl MapWriter,
+    ) -> Result<(), OpErrorOr> {
+        if let Some(w) = weight {
+            if w > 1_000_000 {
+                return Err(OpError::Weight(w).into());
+            }
+        }
+        let st = self.services.get_mut(service).ok_or_else(|| OpError::NoService(service.into()))?;
+        let ip: Option<IpAddr> = backend.parse().ok();
+        let idx = st
+            .backends
+            .iter()
+            .position(|b| Some(b.address) == ip)
+            .ok_or_else(|| OpError::NoBackend { service: service.into(), backend: backend.into() })?;
+        let new_effective = weight.unwrap_or(st.backends[idx].weight);
+        if new_effective == 0
+            && st.backends.iter().enumerate().all(|(i, b)| i == idx || b.effective_weight() == 0)
+        {
+            return Err(OpError::LastBackend(service.into()).into());
+        }
+        st.backends[idx].weight_override = weight;
+        info!(service, backend, weight = new_effective, "weight set at run time");
+        Self::sync(st, self.table_size, &mut self.table_slots, maps, false)?;
+        Ok(())
+    }
 }
 
-fn backend_entry(b: &BackendState, service: u32) -> Backend {
+/// An operator's request failed either because it was wrong or because the maps refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OpErrorOr {
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+fn backend_entry(b: &BackendState, service: u32, alive: bool) -> Backend {
     let (addr, family) = addr_bytes(b.address);
-    Backend { addr, mac: b.mac.unwrap_or_default(), family, flags: BACKEND_ALIVE, service }
+    Backend { addr, mac: b.mac.unwrap_or_default(), family, flags: if alive { BACKEND_ALIVE } else { 0 }, service }
 }
 
 pub fn format_mac(m: &Mac) -> String {
@@ -386,6 +559,7 @@ pub fn format_mac(m: &Mac) -> String {
 mod tests {
     use super::*;
     use crate::config::{BackendConfig, Forward, Protocol, XdpMode};
+    use fj_lb_common::NO_BACKEND;
 
     #[derive(Default)]
     struct FakeMaps {
@@ -435,6 +609,7 @@ mod tests {
             port,
             protocol: Protocol::Tcp,
             forward: Forward::Dsr,
+            health: Default::default(),
             backends: backends
                 .iter()
                 .map(|(a, w)| BackendConfig { address: a.parse().unwrap(), weight: *w })
@@ -452,6 +627,7 @@ mod tests {
             max_services: 4,
             max_backends: 8,
             hash_seed: 1,
+            control_socket: "/run/x.sock".into(),
             services,
         }
     }
@@ -563,5 +739,99 @@ mod tests {
         let e = b.apply(&other, &HashMap::new(), &mut m).unwrap_err();
         assert!(e.to_string().contains("maglev_table_size cannot change"), "{e}");
         assert!(m.log.is_empty(), "nothing half-applied");
+    }
+
+    fn checked(mut s: Service, when: WhenAllDown) -> Service {
+        s.health = crate::config::HealthConfig {
+            check: HealthCheck::Tcp,
+            rise: 1,
+            fall: 1,
+            when_all_down: when,
+            ..Default::default()
+        };
+        s
+    }
+
+    const FAIL: Result<(), String> = Err(String::new());
+
+    #[test]
+    fn checked_backends_start_down_and_enter_the_table_when_up() {
+        let c = cfg(vec![checked(svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)]), WhenAllDown::Drop)]);
+        let mut b = Balancer::new(&c);
+        let mut m = FakeMaps::default();
+        b.apply(&c, &macs(&["10.0.0.11", "10.0.0.12"]), &mut m).unwrap();
+        assert_eq!(m.table_ids(80), [NO_BACKEND].into(), "nothing healthy yet, policy drop");
+        let t = b.health_result("web", "10.0.0.12".parse().unwrap(), &Ok(()), &mut m).unwrap();
+        assert_eq!(t, Some(Transition::Up));
+        assert_eq!(m.table_ids(80), [1].into());
+        assert_eq!(m.backends[&1].flags, BACKEND_ALIVE);
+        assert_eq!(m.backends[&0].flags, 0);
+    }
+
+    #[test]
+    fn a_backend_going_down_loses_its_slots_and_its_pinned_flows() {
+        let c = cfg(vec![checked(svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1), ("10.0.0.13", 1)]), WhenAllDown::Drop)]);
+        let mut b = Balancer::with_options(&c, true);
+        let mut m = FakeMaps::default();
+        b.apply(&c, &macs(&["10.0.0.11", "10.0.0.12", "10.0.0.13"]), &mut m).unwrap();
+        let before = b.service("web").unwrap().table.clone();
+        b.health_result("web", "10.0.0.12".parse().unwrap(), &FAIL, &mut m).unwrap();
+        let after = b.service("web").unwrap().table.clone();
+        assert_eq!(m.table_ids(80), [0, 2].into());
+        assert_eq!(m.backends[&1].flags, 0, "pinned flows re-pick");
+        for (x, y) in before.iter().zip(&after) {
+            if *x != 1 {
+                assert_eq!(x, y, "only the dead backend's slots move");
+            }
+        }
+    }
+
+    #[test]
+    fn all_down_sends_to_all_by_default_and_says_so() {
+        let c = cfg(vec![checked(svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)]), WhenAllDown::SendToAll)]);
+        let mut b = Balancer::with_options(&c, true);
+        let mut m = FakeMaps::default();
+        b.apply(&c, &macs(&["10.0.0.11", "10.0.0.12"]), &mut m).unwrap();
+        b.health_result("web", "10.0.0.11".parse().unwrap(), &FAIL, &mut m).unwrap();
+        assert!(!b.service("web").unwrap().all_down);
+        b.health_result("web", "10.0.0.12".parse().unwrap(), &FAIL, &mut m).unwrap();
+        assert!(b.service("web").unwrap().all_down);
+        assert_eq!(m.table_ids(80), [0, 1].into());
+        assert!(m.backends.values().all(|e| e.flags == BACKEND_ALIVE));
+        b.health_result("web", "10.0.0.12".parse().unwrap(), &Ok(()), &mut m).unwrap();
+        assert!(!b.service("web").unwrap().all_down);
+        assert_eq!(m.table_ids(80), [1].into());
+    }
+
+    #[test]
+    fn drain_and_enable_at_run_time() {
+        let c = cfg(vec![svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)])]);
+        let mut b = Balancer::new(&c);
+        let mut m = FakeMaps::default();
+        let mk = macs(&["10.0.0.11", "10.0.0.12"]);
+        b.apply(&c, &mk, &mut m).unwrap();
+        b.set_weight("web", "10.0.0.12", Some(0), &mut m).unwrap();
+        assert_eq!(m.table_ids(80), [0].into());
+        assert_eq!(m.backends[&1].flags, BACKEND_ALIVE, "drained: established flows stay");
+        let e = b.set_weight("web", "10.0.0.11", Some(0), &mut m).unwrap_err();
+        assert!(e.to_string().contains("already has weight 0"), "{e}");
+        b.apply(&c, &mk, &mut m).unwrap();
+        assert_eq!(m.table_ids(80), [0].into(), "a drain survives a reload");
+        b.set_weight("web", "10.0.0.12", None, &mut m).unwrap();
+        assert_eq!(m.table_ids(80), [0, 1].into());
+    }
+
+    #[test]
+    fn bad_operator_requests_change_nothing() {
+        let c = cfg(vec![svc("web", 80, &[("10.0.0.11", 1)])]);
+        let mut b = Balancer::new(&c);
+        let mut m = FakeMaps::default();
+        b.apply(&c, &macs(&["10.0.0.11"]), &mut m).unwrap();
+        m.log.clear();
+        assert!(matches!(b.set_weight("api", "10.0.0.11", Some(1), &mut m), Err(OpErrorOr::Op(OpError::NoService(_)))));
+        assert!(matches!(b.set_weight("web", "10.0.0.99", Some(1), &mut m), Err(OpErrorOr::Op(OpError::NoBackend { .. }))));
+        assert!(matches!(b.set_weight("web", "nonsense", Some(1), &mut m), Err(OpErrorOr::Op(OpError::NoBackend { .. }))));
+        assert!(matches!(b.set_weight("web", "10.0.0.11", Some(2_000_000), &mut m), Err(OpErrorOr::Op(OpError::Weight(_)))));
+        assert!(m.log.is_empty());
     }
 }
