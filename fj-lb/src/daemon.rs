@@ -1,27 +1,38 @@
-//! `fj-lb run`: load, fill, attach, pin; then follow signals and the neighbour table until
-//! told to stop, and leave nothing behind.
+//! `fj-lb run`: load, fill, attach, pin; then follow signals, health checks, the control
+//! socket and the neighbour table until told to stop, and leave nothing behind.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     net::IpAddr,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use fj_lb_common::Settings;
-use tokio::signal::unix::{SignalKind, signal};
-use tracing::{error, info, info_span, warn, Instrument};
+use fj_lb_common::{FlowKey, FlowValue, Settings, Stat};
+use serde_json::json;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+    task::JoinHandle,
+};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::{
-    config::{self, Config, ConfigError, LiveHost},
+    config::{self, Config, ConfigError, LiveHost, Protocol},
+    control::{self, ControlError, Pending, Request, Response},
     dataplane::{self, AttachedMode, Dataplane, DataplaneError},
+    health::{self, CheckResult},
     neigh::{NeighError, Neighbours},
+    report::{self, Sample},
     state::{self, ApplyError, Balancer, Mac},
 };
 
-/// How often the neighbour table is read for new or changed backend MACs.
-const NEIGHBOUR_POLL: Duration = Duration::from_secs(1);
+/// How often the neighbour table is read and counters are sampled.
+const TICK: Duration = Duration::from_secs(1);
 /// How long start-up and reload wait for backends' MACs before going ahead without them.
 const RESOLVE_WAIT: Duration = Duration::from_secs(2);
+const RESOLVE_SOME: Duration = Duration::from_millis(300);
+/// Counter samples kept for rates ("the last few seconds").
+const RATE_WINDOW: usize = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -33,8 +44,16 @@ pub enum DaemonError {
     Neighbours(#[from] NeighError),
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
     #[error("installing signal handlers failed: {0}")]
     Signals(#[source] std::io::Error),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Start backends as healthy instead of waiting for `rise` passing checks.
+    pub assume_healthy: bool,
 }
 
 pub struct Daemon {
@@ -44,39 +63,86 @@ pub struct Daemon {
     balancer: Balancer,
     neigh: Neighbours,
     macs: HashMap<IpAddr, Mac>,
-    pub mode: AttachedMode,
+    mode: AttachedMode,
+    started: Instant,
+    control_rx: mpsc::Receiver<Pending>,
+    control_task: JoinHandle<()>,
+    health_tx: mpsc::Sender<CheckResult>,
+    health_rx: mpsc::Receiver<CheckResult>,
+    checkers: Vec<JoinHandle<()>>,
+    generation: u64,
+    samples: VecDeque<Sample>,
 }
 
 impl Daemon {
     /// Everything up to a running balancer. On error nothing stays attached or pinned: the
     /// program and maps are released when `Dataplane` drops, and pins are only made last.
-    pub async fn start(config_path: &Path) -> Result<Self, DaemonError> {
+    pub async fn start(config_path: &Path, opts: Options) -> Result<Self, DaemonError> {
         let started = Instant::now();
         let config = config::load(config_path, &LiveHost)?;
         info!(config = %config_path.display(), services = config.services.len(), "config valid");
+        let (control_tx, control_rx) = mpsc::channel(16);
+        let control_task = control::serve(&config.control_socket, control_tx)?;
+        let result = Self::start_dataplane(&config, opts.assume_healthy).await;
+        let (dp, neigh, balancer, macs, mode) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                control_task.abort();
+                control::remove_socket(&config.control_socket);
+                return Err(e);
+            }
+        };
+        let (health_tx, health_rx) = mpsc::channel(1024);
+        let mut daemon = Self {
+            config_path: config_path.to_path_buf(),
+            config,
+            dp,
+            balancer,
+            neigh,
+            macs,
+            mode,
+            started,
+            control_rx,
+            control_task,
+            health_tx,
+            health_rx,
+            checkers: Vec::new(),
+            generation: 0,
+            samples: VecDeque::new(),
+        };
+        daemon.restart_checkers();
+        info!(
+            interface = %daemon.config.interface,
+            mode = mode.as_str(),
+            bpffs = %daemon.config.bpffs.display(),
+            control_socket = %daemon.config.control_socket.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "fj-lb is balancing"
+        );
+        Ok(daemon)
+    }
+
+    async fn start_dataplane(
+        config: &Config,
+        assume_healthy: bool,
+    ) -> Result<(Dataplane, Neighbours, Balancer, HashMap<IpAddr, Mac>, AttachedMode), DaemonError> {
         dataplane::ensure_bpffs(&config.bpffs)?;
         let neigh = Neighbours::open(&config.interface).await?;
-        let mut dp = Dataplane::load(state::sizes(&config))?;
+        let mut dp = Dataplane::load(state::sizes(config))?;
         info!(program_id = dp.program_id(), "XDP program loaded and verified");
         dp.write_settings(Settings { lb_mac: neigh.mac, _pad: [0; 2], hash_seed: config.hash_seed })?;
-        let mut balancer = Balancer::new(&config);
-        let wanted: Vec<IpAddr> = config.services.iter().flat_map(|s| s.backends.iter().map(|b| b.address)).collect();
-        let macs = resolve(&neigh, &wanted).await?;
-        let summary = balancer.apply(&config, &macs, &mut dp)?;
+        let mut balancer = Balancer::with_options(config, assume_healthy);
+        let groups: Vec<Vec<IpAddr>> =
+            config.services.iter().map(|s| s.backends.iter().map(|b| b.address).collect()).collect();
+        let macs = resolve(&neigh, &groups).await?;
+        let summary = balancer.apply(config, &macs, &mut dp)?;
         info!(services = ?summary.services_added, tables = summary.tables_written, "maps filled");
         let mode = dp.attach(&config.interface, config.xdp_mode)?;
         if let Err(e) = dp.pin_maps(&config.bpffs) {
             dp.detach();
             return Err(e.into());
         }
-        info!(
-            interface = %config.interface,
-            mode = mode.as_str(),
-            bpffs = %config.bpffs.display(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "fj-lb is balancing"
-        );
-        Ok(Self { config_path: config_path.to_path_buf(), config, dp, balancer, neigh, macs, mode })
+        Ok((dp, neigh, balancer, macs, mode))
     }
 
     /// Runs until SIGINT or SIGTERM; SIGHUP reloads the config.
@@ -84,24 +150,62 @@ impl Daemon {
         let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
         let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
         let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
-        let mut tick = tokio::time::interval(NEIGHBOUR_POLL);
+        let mut tick = tokio::time::interval(TICK);
         loop {
             tokio::select! {
                 _ = term.recv() => { info!("SIGTERM: stopping"); break; }
                 _ = int.recv() => { info!("SIGINT: stopping"); break; }
                 _ = hup.recv() => {
-                    let span = info_span!("reload", config = %self.config_path.display());
-                    self.reload().instrument(span).await;
+                    let span = info_span!("reload", trigger = "SIGHUP", config = %self.config_path.display());
+                    let _ = self.reload().instrument(span).await;
+                }
+                Some(result) = self.health_rx.recv() => self.on_health(result),
+                Some((req, reply)) = self.control_rx.recv() => {
+                    let span = info_span!("control", request = ?req);
+                    let resp = self.handle(req).instrument(span).await;
+                    let _ = reply.send(resp);
                 }
                 _ = tick.tick() => {
                     if let Err(e) = self.refresh_neighbours().await {
                         warn!(error = %e, "reading the neighbour table failed");
                     }
+                    self.sample();
                 }
             }
         }
         self.stop();
         Ok(())
+    }
+
+    fn on_health(&mut self, r: CheckResult) {
+        if r.generation != self.generation {
+            return;
+        }
+        let _span = info_span!("health", service = %r.service, backend = %r.backend).entered();
+        if let Err(e) = self.balancer.health_result(&r.service, r.backend, &r.result, &mut self.dp) {
+            error!(error = %e, "applying a health change to the maps failed");
+        }
+    }
+
+    fn restart_checkers(&mut self) {
+        for c in self.checkers.drain(..) {
+            c.abort();
+        }
+        self.generation += 1;
+        for st in self.balancer.services() {
+            for b in &st.backends {
+                if let Some(h) = health::spawn_checker(
+                    self.generation,
+                    st.config.name.clone(),
+                    b.address,
+                    st.config.health.clone(),
+                    st.config.port,
+                    self.health_tx.clone(),
+                ) {
+                    self.checkers.push(h);
+                }
+            }
+        }
     }
 
     async fn refresh_neighbours(&mut self) -> Result<(), DaemonError> {
@@ -120,14 +224,39 @@ impl Daemon {
         Ok(())
     }
 
+    fn read_sample(&mut self) -> Sample {
+        let mut s = Sample { at: self.started.elapsed(), ..Default::default() };
+        let ids: Vec<(u32, Vec<u32>)> =
+            self.balancer.services().map(|st| (st.id, st.backends.iter().map(|b| b.id).collect())).collect();
+        for (sid, bids) in ids {
+            if let Ok(c) = self.dp.service_counter(sid) {
+                s.services.insert(sid, c);
+            }
+            for bid in bids {
+                if let Ok(c) = self.dp.backend_counter(bid) {
+                    s.backends.insert(bid, c);
+                }
+            }
+        }
+        s
+    }
+
+    fn sample(&mut self) {
+        let s = self.read_sample();
+        self.samples.push_back(s);
+        while self.samples.len() > RATE_WINDOW {
+            self.samples.pop_front();
+        }
+    }
+
     /// Re-reads the config and applies the difference. A config that fails validation, or
     /// changes what only a restart can, is refused whole and the running config stays.
-    pub async fn reload(&mut self) {
+    pub async fn reload(&mut self) -> Result<String, String> {
         let new = match config::load(&self.config_path, &LiveHost) {
             Ok(c) => c,
             Err(e) => {
                 error!("reload refused, the running config stays in force: {e}");
-                return;
+                return Err(format!("reload refused, the running config stays in force: {e}"));
             }
         };
         let fresh: Vec<IpAddr> = new
@@ -136,23 +265,118 @@ impl Daemon {
             .flat_map(|s| s.backends.iter().map(|b| b.address))
             .filter(|a| !self.macs.contains_key(a))
             .collect();
-        match resolve(&self.neigh, &fresh).await {
+        match resolve(&self.neigh, &[fresh]).await {
             Ok(m) => self.macs.extend(m),
             Err(e) => warn!(error = %e, "reading the neighbour table failed"),
         }
         match self.balancer.apply(&new, &self.macs, &mut self.dp) {
             Ok(s) => {
-                info!(
-                    added = ?s.services_added,
-                    removed = ?s.services_removed,
-                    changed = ?s.services_changed,
-                    tables_written = s.tables_written,
-                    "config reloaded"
+                let msg = format!(
+                    "config reloaded: added {:?}, removed {:?}, changed {:?}, {} tables written",
+                    s.services_added, s.services_removed, s.services_changed, s.tables_written
                 );
+                info!("{msg}");
                 self.config = new;
+                self.restart_checkers();
+                Ok(msg)
             }
-            Err(e @ ApplyError::NeedsRestart { .. }) => error!("reload refused, the running config stays in force: {e}"),
-            Err(e) => error!("reload failed part-way: {e}"),
+            Err(e @ ApplyError::NeedsRestart { .. }) => {
+                error!("reload refused, the running config stays in force: {e}");
+                Err(format!("reload refused, the running config stays in force: {e}"))
+            }
+            Err(e) => {
+                error!("reload failed part-way: {e}");
+                Err(format!("reload failed part-way: {e}"))
+            }
+        }
+    }
+
+    async fn handle(&mut self, req: Request) -> Response {
+        let set = |r: Result<(), state::OpErrorOr>| match r {
+            Ok(()) => Response::ok(serde_json::Value::Null),
+            Err(e) => Response::err(e),
+        };
+        match req {
+            Request::Drain { service, backend } => set(self.balancer.set_weight(&service, &backend, Some(0), &mut self.dp)),
+            Request::Weight { service, backend, weight } => {
+                set(self.balancer.set_weight(&service, &backend, Some(weight), &mut self.dp))
+            }
+            Request::Enable { service, backend } => set(self.balancer.set_weight(&service, &backend, None, &mut self.dp)),
+            Request::Reload {} => match self.reload().await {
+                Ok(msg) => Response::ok(json!({ "message": msg })),
+                Err(msg) => Response::err(msg),
+            },
+            Request::Status {} => {
+                let now = self.read_sample();
+                let services = report::services(&self.balancer, &now, self.samples.front());
+                let status = report::Status {
+                    interface: self.config.interface.clone(),
+                    xdp_mode: self.mode.as_str().into(),
+                    program_id: self.dp.program_id(),
+                    uptime_s: self.started.elapsed().as_secs(),
+                    config: self.config_path.display().to_string(),
+                    vrrp: None,
+                    services,
+                };
+                Response::ok(serde_json::to_value(status).expect("status serialises"))
+            }
+            Request::Maglev { service } => match self.balancer.service(&service) {
+                Some(st) => Response::ok(serde_json::to_value(report::maglev(st)).expect("serialises")),
+                None => Response::err(format!("no service named {service:?}")),
+            },
+            Request::Stats {} => match self.dp.stats() {
+                Ok(stats) => {
+                    let m: serde_json::Map<String, serde_json::Value> =
+                        stats.into_iter().map(|(s, v)| (s.name().to_string(), json!(v))).collect();
+                    Response::ok(serde_json::Value::Object(m))
+                }
+                Err(e) => Response::err(e),
+            },
+            Request::Flows { service, backend, limit } => self.flows(service, backend, limit.unwrap_or(100)),
+            Request::Lookup { src, dst, protocol } => self.lookup(&src, &dst, &protocol),
+        }
+    }
+
+    fn flows(&mut self, service: Option<String>, backend: Option<String>, limit: usize) -> Response {
+        if let Some(s) = &service {
+            if self.balancer.service(s).is_none() {
+                return Response::err(format!("no service named {s:?}"));
+            }
+        }
+        let backend_ip: Option<IpAddr> = match backend.as_deref().map(str::parse) {
+            None => None,
+            Some(Ok(ip)) => Some(ip),
+            Some(Err(_)) => return Response::err(format!("{:?} is not an IP address", backend.unwrap_or_default())),
+        };
+        let entries: Vec<(FlowKey, FlowValue)> = self.dp.flows().iter().filter_map(Result::ok).collect();
+        let total = entries.len();
+        let flows: Vec<report::FlowReport> = entries
+            .iter()
+            .map(|(k, v)| report::flow(&self.balancer, k, v.backend, v.service))
+            .filter(|f| service.as_ref().is_none_or(|s| f.service.as_ref() == Some(s)))
+            .filter(|f| backend_ip.is_none_or(|b| f.backend == Some(b)))
+            .take(limit)
+            .collect();
+        Response::ok(json!({ "total_entries": total, "capacity": self.config.flow_table_size, "flows": flows }))
+    }
+
+    fn lookup(&mut self, src: &str, dst: &str, protocol: &str) -> Response {
+        let proto = match protocol {
+            "tcp" => Protocol::Tcp,
+            "udp" => Protocol::Udp,
+            other => return Response::err(format!("{other:?} is not tcp or udp")),
+        };
+        let key = match report::parse_endpoint(src)
+            .and_then(|s| report::parse_endpoint(dst).map(|d| (s, d)))
+            .and_then(|(s, d)| report::flow_key(s, d, proto))
+        {
+            Ok(k) => k,
+            Err(e) => return Response::err(e),
+        };
+        let pinned = self.dp.flows().get(&key, 0).ok().map(|v| (v.backend, v.service));
+        match report::lookup(&self.balancer, &key, pinned, self.config.hash_seed) {
+            Ok(r) => Response::ok(serde_json::to_value(r).expect("serialises")),
+            Err(e) => Response::err(e),
         }
     }
 
@@ -160,21 +384,36 @@ impl Daemon {
         &self.config
     }
 
+    pub fn stat(&mut self, s: Stat) -> u64 {
+        self.dp.stats().ok().and_then(|v| v.into_iter().find(|(k, _)| *k == s)).map_or(0, |(_, v)| v)
+    }
+
     fn stop(mut self) {
+        for c in self.checkers.drain(..) {
+            c.abort();
+        }
+        self.control_task.abort();
+        control::remove_socket(&self.config.control_socket);
         self.dp.detach();
         dataplane::unpin_maps(&self.config.bpffs);
-        info!(interface = %self.config.interface, "XDP detached, pins removed; fj-lb stopped");
+        info!(interface = %self.config.interface, "XDP detached, pins and control socket removed; fj-lb stopped");
     }
 }
 
-/// Solicits the addresses not yet in the neighbour table and waits, bounded, for them.
-async fn resolve(neigh: &Neighbours, wanted: &[IpAddr]) -> Result<HashMap<IpAddr, Mac>, NeighError> {
-    let deadline = Instant::now() + RESOLVE_WAIT;
+/// Solicits the addresses not yet in the neighbour table and waits, bounded, for them: up to
+/// RESOLVE_WAIT while some group (a service's backends) has no MAC at all, RESOLVE_SOME once
+/// every group has one (the rest join within a tick, and start-up is not held up by one dead
+/// backend).
+async fn resolve(neigh: &Neighbours, groups: &[Vec<IpAddr>]) -> Result<HashMap<IpAddr, Mac>, NeighError> {
+    let started = Instant::now();
+    let wanted: Vec<IpAddr> = groups.iter().flatten().copied().collect();
     let mut solicited = false;
     loop {
         let table = neigh.table().await?;
         let missing: Vec<IpAddr> = wanted.iter().filter(|a| !table.contains_key(a)).copied().collect();
-        if missing.is_empty() || Instant::now() >= deadline {
+        let every_group_served = groups.iter().all(|g| g.is_empty() || g.iter().any(|a| table.contains_key(a)));
+        let waited = started.elapsed();
+        if missing.is_empty() || waited >= RESOLVE_WAIT || (every_group_served && waited >= RESOLVE_SOME) {
             for a in &missing {
                 warn!(
                     backend = %a,

@@ -20,6 +20,8 @@ pub struct HealthState {
     pub up: bool,
     pub passes: u32,
     pub failures: u32,
+    /// Checks completed since the backend appeared.
+    pub checks: u32,
     /// Why the last check failed, or "ok".
     pub reason: String,
 }
@@ -32,11 +34,12 @@ pub enum Transition {
 
 impl HealthState {
     pub fn new(up: bool) -> Self {
-        Self { up, passes: 0, failures: 0, reason: if up { "assumed up".into() } else { "not checked yet".into() } }
+        Self { up, passes: 0, failures: 0, checks: 0, reason: if up { "assumed up".into() } else { "not checked yet".into() } }
     }
 
     /// Records one check result; returns the transition it caused, if any.
     pub fn record(&mut self, result: &Result<(), String>, rise: u32, fall: u32) -> Option<Transition> {
+        self.checks = self.checks.saturating_add(1);
         match result {
             Ok(()) => {
                 self.passes = self.passes.saturating_add(1);

@@ -1,16 +1,25 @@
-use std::{path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use fj_lb::{
-    config::{self, ConfigError, LiveHost},
-    daemon::{Daemon, DaemonError},
+    cli,
+    config::{self, ConfigError, DEFAULT_CONTROL_SOCKET, LiveHost},
+    control::{self, Request},
+    daemon::{Daemon, DaemonError, Options},
     dataplane,
+    report::{FlowReport, LookupReport, MaglevReport, Status},
 };
 
 #[derive(Parser)]
 #[command(name = "fj-lb", version, about = "XDP layer-4 load balancer with direct server return")]
 struct Cli {
+    /// The running daemon's control socket.
+    #[arg(long, global = true, env = "FJ_LB_SOCKET", default_value = DEFAULT_CONTROL_SOCKET)]
+    socket: PathBuf,
+    /// Print JSON instead of a table (field names are stable; see the README).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,12 +31,51 @@ enum Command {
     Run {
         #[arg(long, short, default_value = "/etc/fj-lb/fj-lb.toml")]
         config: PathBuf,
+        /// Start backends as healthy instead of waiting for `rise` passing checks.
+        #[arg(long)]
+        assume_healthy: bool,
     },
     /// Validate a config file without touching the system; exit code 2 if it is invalid.
     CheckConfig {
         #[arg(long, short, default_value = "/etc/fj-lb/fj-lb.toml")]
         config: PathBuf,
     },
+    /// Interface, XDP mode, uptime, VRRP, and each service's backends and traffic.
+    Status,
+    /// One line per service.
+    Services,
+    /// Backends with health, weight, Maglev share and traffic.
+    Backends { service: Option<String> },
+    /// Entries of the flow table.
+    Flows {
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        backend: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Slots per backend in a service's Maglev table, against its weight.
+    Maglev { service: String },
+    /// Data-path counters summed over CPUs, with pass and drop reasons.
+    Stats,
+    /// Which backend a 5-tuple goes to, and why.
+    Lookup {
+        /// Client address, ADDRESS:PORT ([ADDRESS]:PORT for IPv6).
+        src: String,
+        /// VIP:PORT.
+        dst: String,
+        #[arg(default_value = "tcp")]
+        protocol: String,
+    },
+    /// Weight 0: no new flows; established flows stay until they end.
+    Drain { service: String, backend: String },
+    /// Undo drain/weight: back to the config's weight.
+    Enable { service: String, backend: String },
+    /// Set a backend's weight until `enable` or a restart.
+    Weight { service: String, backend: String, weight: u32 },
+    /// Re-read the config file and apply the difference (same as SIGHUP).
+    Reload,
     /// Attach a pass-through XDP program to veth peers so frames the balancer sends with
     /// XDP_TX are delivered (labs and tests); runs until SIGINT/SIGTERM.
     XdpPass {
@@ -60,38 +108,107 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
-        Command::Run { config } => {
-            let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: starting the runtime: {e}");
-                    return ExitCode::FAILURE;
+        Command::Run { config, assume_healthy } => run_daemon(config, Options { assume_healthy }),
+        Command::XdpPass { interfaces } => report(xdp_pass(&interfaces)),
+        other => report(client(&cli.socket, cli.json, other)),
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_daemon(config: PathBuf, opts: Options) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        let daemon = Daemon::start(&config, opts).await?;
+        daemon.run().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(DaemonError::Config(e @ (ConfigError::Invalid { .. } | ConfigError::Read { .. }))) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: {:#}", anyhow::Error::from(e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<()> {
+    let req = match &cmd {
+        Command::Status | Command::Services | Command::Backends { .. } => Request::Status {},
+        Command::Flows { service, backend, limit } => {
+            Request::Flows { service: service.clone(), backend: backend.clone(), limit: Some(*limit) }
+        }
+        Command::Maglev { service } => Request::Maglev { service: service.clone() },
+        Command::Stats => Request::Stats {},
+        Command::Lookup { src, dst, protocol } => {
+            Request::Lookup { src: src.clone(), dst: dst.clone(), protocol: protocol.clone() }
+        }
+        Command::Drain { service, backend } => Request::Drain { service: service.clone(), backend: backend.clone() },
+        Command::Enable { service, backend } => Request::Enable { service: service.clone(), backend: backend.clone() },
+        Command::Weight { service, backend, weight } => {
+            Request::Weight { service: service.clone(), backend: backend.clone(), weight: *weight }
+        }
+        Command::Reload => Request::Reload {},
+        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } => unreachable!("handled in main"),
+    };
+    let resp = control::call(socket, &req, Duration::from_secs(30))?;
+    if !resp.ok {
+        bail!("{}", resp.error.unwrap_or_else(|| "fj-lb refused the request".into()));
+    }
+    let data = resp.data;
+    let out = match cmd {
+        Command::Status | Command::Services | Command::Backends { .. } => {
+            let mut st: Status = serde_json::from_value(data).context("reading the status")?;
+            if let Command::Backends { service: Some(name) } = &cmd {
+                if !st.services.iter().any(|s| &s.name == name) {
+                    bail!("no service named {name:?}");
                 }
-            };
-            let result = rt.block_on(async {
-                let daemon = Daemon::start(&config).await?;
-                daemon.run().await
-            });
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(DaemonError::Config(e @ ConfigError::Invalid { .. })) | Err(DaemonError::Config(e @ ConfigError::Read { .. })) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(EXIT_BAD_CONFIG)
-                }
-                Err(e) => {
-                    eprintln!("error: {:#}", anyhow::Error::from(e));
-                    ExitCode::FAILURE
-                }
+                st.services.retain(|s| &s.name == name);
+            }
+            match (&cmd, json) {
+                (Command::Status, true) => serde_json::to_string_pretty(&st)?,
+                (_, true) => serde_json::to_string_pretty(&st.services)?,
+                (Command::Status, false) => cli::status(&st),
+                (Command::Services, false) => cli::services(&st.services),
+                _ => cli::backends(&st.services),
             }
         }
-        Command::XdpPass { interfaces } => match xdp_pass(&interfaces) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
-    }
+        Command::Flows { .. } if !json => {
+            let flows: Vec<FlowReport> = serde_json::from_value(data["flows"].clone())?;
+            cli::flows(data["total_entries"].as_u64().unwrap_or(0), data["capacity"].as_u64().unwrap_or(0), &flows)
+        }
+        Command::Maglev { .. } if !json => cli::maglev(&serde_json::from_value::<MaglevReport>(data)?),
+        Command::Lookup { .. } if !json => cli::lookup(&serde_json::from_value::<LookupReport>(data)?),
+        Command::Stats if !json => {
+            let rows: Vec<Vec<String>> = data
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| vec![k.clone(), v.to_string()]).collect())
+                .unwrap_or_default();
+            cli::table(&["COUNTER", "VALUE"], &rows)
+        }
+        Command::Reload if !json => format!("{}\n", data["message"].as_str().unwrap_or("reloaded")),
+        Command::Drain { .. } | Command::Enable { .. } | Command::Weight { .. } if !json => "ok\n".into(),
+        _ => serde_json::to_string_pretty(&data)? + "\n",
+    };
+    print!("{out}");
+    Ok(())
 }
 
 fn xdp_pass(interfaces: &[String]) -> anyhow::Result<()> {

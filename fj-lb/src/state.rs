@@ -217,7 +217,7 @@ pub enum OpError {
     NoBackend { service: String, backend: String },
     #[error("weight {0} is out of range (0 to 1000000)")]
     Weight(u32),
-    #[error("refusing: every other backend of service {0:?} already has weight 0; it could not take a new flow")]
+    #[error("refusing: every other backend of service {0:?} has weight 0 or is down; the service could not take a new flow")]
     LastBackend(String),
 }
 
@@ -413,7 +413,13 @@ impl Balancer {
         let input = st.plan();
         let all_down = input.all_down;
         if all_down != st.all_down {
-            if all_down {
+            // Before every backend had the chance to pass `rise` checks, "all down" only means
+            // "not known yet": say so calmly.
+            let rise = st.config.health.rise;
+            let settling = st.backends.iter().all(|b| b.health.checks < rise && b.health.failures == 0);
+            if all_down && settling {
+                info!(service = %st.config.name, "health not known yet: sending to all configured backends until checks pass");
+            } else if all_down {
                 error!(
                     service = %st.config.name,
                     backends = input.base.len(),
@@ -526,7 +532,7 @@ impl Balancer {
             .ok_or_else(|| OpError::NoBackend { service: service.into(), backend: backend.into() })?;
         let new_effective = weight.unwrap_or(st.backends[idx].weight);
         if new_effective == 0
-            && st.backends.iter().enumerate().all(|(i, b)| i == idx || b.effective_weight() == 0)
+            && st.backends.iter().enumerate().all(|(i, b)| i == idx || b.effective_weight() == 0 || !st.healthy(b))
         {
             return Err(OpError::LastBackend(service.into()).into());
         }
@@ -814,7 +820,7 @@ mod tests {
         assert_eq!(m.table_ids(80), [0].into());
         assert_eq!(m.backends[&1].flags, BACKEND_ALIVE, "drained: established flows stay");
         let e = b.set_weight("web", "10.0.0.11", Some(0), &mut m).unwrap_err();
-        assert!(e.to_string().contains("already has weight 0"), "{e}");
+        assert!(e.to_string().contains("has weight 0 or is down"), "{e}");
         b.apply(&c, &mk, &mut m).unwrap();
         assert_eq!(m.table_ids(80), [0].into(), "a drain survives a reload");
         b.set_weight("web", "10.0.0.12", None, &mut m).unwrap();

@@ -423,7 +423,13 @@ pub struct TempDir {
 
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("{}-{label}", unique_id()));
+        TempDir::named(&unique_id(), label)
+    }
+
+    /// `$TMPDIR/<id>-<label>`, `id` from [`unique_id`].
+    pub fn named(id: &str, label: &str) -> TempDir {
+        assert!(owner_pid(id).is_some(), "{id}: not a harness id");
+        let path = std::env::temp_dir().join(format!("{id}-{label}"));
         std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
         TempDir { path }
     }

@@ -1,0 +1,180 @@
+//! A minimal HTTP/1.1 client: enough to ask nginx who answered. Call it from inside the client
+//! namespace (see [`crate::in_netns`]); a connection, once open, can be used from any thread.
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, SocketAddrV4, TcpStream},
+    os::fd::FromRawFd,
+    time::{Duration, Instant},
+};
+
+/// Opens a TCP connection to `addr`, from `local_port` if given (SO_REUSEADDR), within `timeout`.
+pub fn connect(addr: SocketAddrV4, timeout: Duration, local_port: Option<u16>) -> Result<TcpStream, String> {
+    let Some(port) = local_port else {
+        let s = TcpStream::connect_timeout(&SocketAddr::V4(addr), timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+        set_timeouts(&s, timeout)?;
+        return Ok(s);
+    };
+    let err = |what: &str| format!("{what} (to {addr} from port {port}): {}", std::io::Error::last_os_error());
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(err("socket"));
+    }
+    // From here on the stream owns the fd and closes it on every error path.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    if unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&one as *const libc::c_int).cast(), size_of::<libc::c_int>() as u32)
+    } != 0
+    {
+        return Err(err("SO_REUSEADDR"));
+    }
+    let sin = |a: SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+        sin_zero: [0; 8],
+    };
+    let local = sin(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, port));
+    if unsafe { libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), size_of::<libc::sockaddr_in>() as u32) } != 0 {
+        return Err(err("bind"));
+    }
+    let remote = sin(addr);
+    if unsafe { libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), size_of::<libc::sockaddr_in>() as u32) } != 0
+        && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINPROGRESS)
+    {
+        return Err(err("connect"));
+    }
+    let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+    match unsafe { libc::poll(&mut pfd, 1, ms) } {
+        0 => return Err(format!("connect to {addr} from port {port}: timed out after {timeout:?}")),
+        n if n < 0 => return Err(err("poll")),
+        _ => {}
+    }
+    if let Some(e) = stream.take_error().map_err(|e| format!("SO_ERROR: {e}"))? {
+        return Err(format!("connect to {addr} from port {port}: {e}"));
+    }
+    stream.set_nonblocking(false).map_err(|e| format!("set_nonblocking: {e}"))?;
+    set_timeouts(&stream, timeout)?;
+    Ok(stream)
+}
+
+fn set_timeouts(s: &TcpStream, timeout: Duration) -> Result<(), String> {
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_nodelay(true).map_err(|e| e.to_string())
+}
+
+/// `GET path` over a fresh connection (`Connection: close`): `(status, body)`.
+pub fn get(addr: SocketAddrV4, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    get_from(addr, path, timeout, None)
+}
+
+/// Like [`get`], from local port `local_port` if given.
+pub fn get_from(addr: SocketAddrV4, path: &str, timeout: Duration, local_port: Option<u16>) -> Result<(u16, String), String> {
+    let deadline = Instant::now() + timeout;
+    let mut s = connect(addr, timeout, local_port)?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", addr.ip());
+    s.write_all(req.as_bytes()).map_err(|e| format!("sending to {addr}: {e}"))?;
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if Instant::now() >= deadline {
+            return Err(format!("GET {path} from {addr}: no complete answer within {timeout:?}"));
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("GET {path} from {addr}: reading: {e} (got {} bytes)", raw.len())),
+        }
+    }
+    let (status, head_len, _) =
+        parse_head(&raw).ok_or_else(|| format!("GET {path} from {addr}: malformed answer {:?}", String::from_utf8_lossy(&raw)))?;
+    Ok((status, String::from_utf8_lossy(&raw[head_len..]).into_owned()))
+}
+
+/// Parses a response head: `(status, head length including the blank line, Content-Length)`.
+/// `None` until the head is complete or if it is malformed.
+fn parse_head(raw: &[u8]) -> Option<(u16, usize, Option<usize>)> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = std::str::from_utf8(&raw[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    let mut parts = status_line.splitn(3, ' ');
+    if !parts.next()?.starts_with("HTTP/1.") {
+        return None;
+    }
+    let status = parts.next()?.parse().ok()?;
+    let mut length = None;
+    for line in lines {
+        if let Some((k, v)) = line.split_once(':')
+            && k.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = Some(v.trim().parse().ok()?);
+        }
+    }
+    Some((status, end, length))
+}
+
+/// One TCP connection carrying several requests (HTTP/1.1 keep-alive). Responses must carry
+/// Content-Length, as nginx's do for fixed answers.
+#[derive(Debug)]
+pub struct KeepAliveConn {
+    stream: TcpStream,
+    addr: SocketAddrV4,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl KeepAliveConn {
+    pub fn connect(addr: SocketAddrV4, timeout: Duration, local_port: Option<u16>) -> Result<KeepAliveConn, String> {
+        Ok(KeepAliveConn { stream: connect(addr, timeout, local_port)?, addr, buf: Vec::new(), timeout })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("a connected socket has a local address")
+    }
+
+    /// `GET path` on this connection: `(status, body)`.
+    pub fn request(&mut self, path: &str) -> Result<(u16, String), String> {
+        let addr = self.addr;
+        let local = self.local_addr();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n\r\n", addr.ip());
+        self.stream
+            .write_all(req.as_bytes())
+            .map_err(|e| format!("sending on {local} -> {addr}: {e}"))?;
+        let deadline = Instant::now() + self.timeout;
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some((status, head, len)) = parse_head(&self.buf) {
+                let len = len.ok_or_else(|| format!("answer on {local} -> {addr} has no Content-Length"))?;
+                if self.buf.len() >= head + len {
+                    let body = String::from_utf8_lossy(&self.buf[head..head + len]).into_owned();
+                    self.buf.drain(..head + len);
+                    return Ok((status, body));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("GET {path} on {local} -> {addr}: no complete answer within {:?}", self.timeout));
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(format!("GET {path} on {local} -> {addr}: connection closed by peer")),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(format!("GET {path} on {local} -> {addr}: {e}")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_head;
+
+    #[test]
+    fn parses_a_response_head() {
+        let raw = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 3\r\n\r\nb1\nextra";
+        assert_eq!(parse_head(raw), Some((200, 53, Some(3))));
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-"), None);
+        assert_eq!(parse_head(b"SSH-2.0\r\n\r\n"), None);
+    }
+}

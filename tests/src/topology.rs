@@ -1,0 +1,342 @@
+//! The lab: one "switch" namespace holding a Linux bridge, and hosts (client, lb, b1..bN),
+//! each in its own namespace with an `eth0` veth whose peer is a port of the bridge.
+//!
+//! ```text
+//!   client 10.0.0.2 ─┐
+//!   lb     10.0.0.10 ┼─ br0 (switch namespace; ports p-client, p-lb, p-b1, ...)
+//!   b1     10.0.0.11 ┤
+//!   bN     10.0.0.1N ┘        VIP 10.0.0.100: on lb's eth0, on every backend's lo (DSR)
+//! ```
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use crate::{
+    daemon::{render_config, xdp_info},
+    http,
+    ns::{ChildGuard, Netns, TempDir, unique_id},
+    poll_until,
+};
+
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+pub const LB_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
+pub const PREFIX_LEN: u8 = 24;
+/// The port nginx listens on and the service is configured for.
+pub const HTTP_PORT: u16 = 80;
+const BRIDGE: &str = "br0";
+const MAX_BACKENDS: usize = 80;
+
+/// Address of backend `i` (1-based): 10.0.0.11, 10.0.0.12, ...
+pub fn backend_ip(i: usize) -> Ipv4Addr {
+    assert!((1..=MAX_BACKENDS).contains(&i), "backend index {i} out of 1..={MAX_BACKENDS}");
+    Ipv4Addr::new(10, 0, 0, 10 + i as u8)
+}
+
+/// A host: its own namespace with `eth0` plugged into the bridge by port `port`.
+#[derive(Debug)]
+pub struct Host {
+    /// Role: "client", "lb", "b1", ...
+    pub name: String,
+    pub ip: Ipv4Addr,
+    /// The bridge-side veth, in the switch namespace.
+    pub port: String,
+    pub ns: Netns,
+}
+
+impl Host {
+    /// MAC address of this host's eth0.
+    pub fn mac(&self) -> String {
+        let out = self.ns.ip(&["-j", "link", "show", "dev", "eth0"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j prints JSON");
+        v[0]["address"].as_str().expect("eth0 has an address").to_string()
+    }
+
+    /// Runs `f` inside this host's namespace.
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.ns.run_in(f)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TopologyBuilder {
+    backends: usize,
+    nginx: bool,
+}
+
+impl TopologyBuilder {
+    /// Number of backend hosts b1..bN (default 3).
+    pub fn backends(mut self, n: usize) -> Self {
+        assert!((1..=MAX_BACKENDS).contains(&n));
+        self.backends = n;
+        self
+    }
+
+    /// Whether to run nginx on every backend (default yes).
+    pub fn nginx(mut self, on: bool) -> Self {
+        self.nginx = on;
+        self
+    }
+
+    /// Creates everything and waits (bounded) until each nginx answers the client directly.
+    pub fn build(self) -> Topology {
+        crate::require_root();
+        let id = unique_id();
+        let tmp = TempDir::named(&id, "lab");
+        let switch = Netns::new(&id, "sw");
+        switch.ip(&["link", "add", BRIDGE, "type", "bridge", "stp_state", "0"]);
+        switch.ip(&["link", "set", BRIDGE, "up"]);
+
+        let plug = |role: &str, ip: Ipv4Addr| -> Host {
+            let ns = Netns::new(&id, role);
+            let port = format!("p-{role}");
+            assert!(port.len() <= 15, "interface name {port} is too long");
+            // Created from inside the switch namespace, each end straight in its namespace:
+            // nothing ever appears in the root namespace.
+            switch.ip(&["link", "add", "name", "eth0", "netns", ns.name(), "type", "veth", "peer", "name", &port]);
+            switch.ip(&["link", "set", &port, "master", BRIDGE]);
+            switch.ip(&["link", "set", &port, "up"]);
+            ns.ip(&["addr", "add", &format!("{ip}/{PREFIX_LEN}"), "dev", "eth0"]);
+            ns.ip(&["link", "set", "eth0", "up"]);
+            for conf in ["all", "default", "eth0"] {
+                ns.sysctl(&format!("net.ipv4.conf.{conf}.rp_filter"), "0");
+            }
+            Host { name: role.to_string(), ip, port, ns }
+        };
+        let client = plug("client", CLIENT_IP);
+        let lb = plug("lb", LB_IP);
+        // The LB answers ARP for the VIP, so the client sends VIP traffic to it.
+        lb.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"]);
+        let mut backends = Vec::new();
+        for i in 1..=self.backends {
+            let b = plug(&format!("b{i}"), backend_ip(i));
+            // Direct server return: accept packets for the VIP, never claim it in ARP.
+            b.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+            for conf in ["all", "eth0"] {
+                b.ns.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
+                b.ns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
+            }
+            backends.push(b);
+        }
+        let mut topo = Topology { id, xdp_pass: None, nginx: Vec::new(), client, lb, backends, switch, tmp };
+        if self.nginx {
+            topo.start_nginx();
+        }
+        topo
+    }
+}
+
+/// A running lab; everything (processes, namespaces, temp files) goes away on Drop.
+#[derive(Debug)]
+pub struct Topology {
+    id: String,
+    xdp_pass: Option<ChildGuard>,
+    nginx: Vec<ChildGuard>,
+    client: Host,
+    lb: Host,
+    backends: Vec<Host>,
+    switch: Netns,
+    tmp: TempDir,
+}
+
+impl Topology {
+    pub fn builder() -> TopologyBuilder {
+        TopologyBuilder { backends: 3, nginx: true }
+    }
+
+    /// `fjt-<pid>-<seq>`: prefix of every namespace of this lab.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn client(&self) -> &Host {
+        &self.client
+    }
+
+    pub fn lb(&self) -> &Host {
+        &self.lb
+    }
+
+    pub fn switch(&self) -> &Netns {
+        &self.switch
+    }
+
+    pub fn backends(&self) -> &[Host] {
+        &self.backends
+    }
+
+    /// Backend `i`, 1-based (b1 is `backend(1)`).
+    pub fn backend(&self, i: usize) -> &Host {
+        &self.backends[i - 1]
+    }
+
+    /// The lab's own temp dir (logs, configs).
+    pub fn tmp(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// VIP:80.
+    pub fn vip_addr(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(VIP, HTTP_PORT)
+    }
+
+    /// The bpffs directory a daemon of this lab pins its maps in: /sys/fs/bpf/<id>.
+    pub fn bpffs_dir(&self) -> PathBuf {
+        PathBuf::from("/sys/fs/bpf").join(&self.id)
+    }
+
+    /// A daemon config with one TCP service "web" on VIP:80 in DSR mode, native XDP on the
+    /// LB's eth0, and the given `(backend index, weight)` pairs.
+    pub fn config(&self, backends: &[(usize, u32)]) -> String {
+        let list: Vec<(Ipv4Addr, u32)> = backends.iter().map(|&(i, w)| (backend_ip(i), w)).collect();
+        render_config(&self.bpffs_dir(), "native", &list)
+    }
+
+    /// `GET path` from the client to `addr` over a fresh connection.
+    pub fn client_get(&self, addr: SocketAddrV4, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+        self.client.run_in(|| http::get(addr, path, timeout))
+    }
+
+    fn start_nginx(&mut self) {
+        for b in &self.backends {
+            let dir = self.tmp.join(&b.name);
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+            let conf = dir.join("nginx.conf");
+            std::fs::write(&conf, nginx_conf(&dir, &b.name)).expect("writing nginx.conf");
+            let args: Vec<std::ffi::OsString> = vec![
+                "-p".into(),
+                dir.clone().into(),
+                "-e".into(),
+                dir.join("error.log").into(),
+                "-c".into(),
+                conf.into(),
+            ];
+            let child = b.ns.spawn(&format!("nginx {}", b.name), "nginx", &args, &dir.join("stderr.log"));
+            self.nginx.push(child);
+        }
+        for (i, b) in self.backends.iter().enumerate() {
+            let addr = SocketAddrV4::new(b.ip, HTTP_PORT);
+            let mut last = String::new();
+            let ok = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+                if let Some(s) = self.nginx[i].try_status() {
+                    panic!(
+                        "nginx on {} exited ({s}):\n{}\n{}",
+                        b.name,
+                        self.nginx[i].log(),
+                        std::fs::read_to_string(self.tmp.join(&b.name).join("error.log")).unwrap_or_default()
+                    );
+                }
+                match self.client.run_in(|| http::get(addr, "/healthz", Duration::from_millis(500))) {
+                    Ok((200, _)) => Some(()),
+                    Ok(other) => {
+                        last = format!("{other:?}");
+                        None
+                    }
+                    Err(e) => {
+                        last = e;
+                        None
+                    }
+                }
+            });
+            if ok.is_none() {
+                panic!("nginx on {} ({addr}) did not answer the client within 10 s; last: {last}", b.name);
+            }
+        }
+    }
+
+    /// Runs `fj-lb xdp-pass` in the switch namespace on every bridge port, so that frames the
+    /// LB sends with XDP_TX out of its veth are delivered by the peer. Waits (bounded) until
+    /// every port shows a program.
+    pub fn start_xdp_pass(&mut self, bin: &Path) {
+        if self.xdp_pass.is_some() {
+            return;
+        }
+        let mut args: Vec<String> = vec!["xdp-pass".into()];
+        for h in self.hosts() {
+            args.push("--interface".into());
+            args.push(h.port.clone());
+        }
+        let log = self.tmp.join("xdp-pass.log");
+        let mut child = self.switch.spawn("fj-lb xdp-pass", bin, &args, &log);
+        let ports: Vec<String> = self.hosts().map(|h| h.port.clone()).collect();
+        let ok = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+            child.assert_running();
+            ports.iter().all(|p| xdp_info(self.switch.name(), p).is_some()).then_some(())
+        });
+        if ok.is_none() {
+            panic!("fj-lb xdp-pass did not attach to {ports:?} within 10 s; its log:\n{}", child.log());
+        }
+        self.xdp_pass = Some(child);
+    }
+
+    /// Every host: client, lb, then the backends.
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        [&self.client, &self.lb].into_iter().chain(self.backends.iter())
+    }
+
+    /// Which backend served `body` ("b2\n" -> 2), if any.
+    pub fn backend_of(&self, body: &str) -> Option<usize> {
+        let name = body.trim();
+        self.backends.iter().position(|b| b.name == name).map(|i| i + 1)
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        if let Some(mut x) = self.xdp_pass.take() {
+            x.stop(Duration::from_secs(5));
+            if std::thread::panicking() {
+                eprintln!("---- {} log ----\n{}", x.label(), x.log());
+            }
+        }
+        for (i, mut n) in self.nginx.drain(..).enumerate() {
+            n.stop(Duration::from_secs(5));
+            if std::thread::panicking() {
+                let name = &self.backends[i].name;
+                let err = std::fs::read_to_string(self.tmp.join(name).join("error.log")).unwrap_or_default();
+                eprintln!("---- nginx {name} error.log ----\n{err}{}", n.log());
+            }
+        }
+        // Then the fields drop in order: host namespaces, the switch, the temp dir.
+    }
+}
+
+fn nginx_conf(dir: &Path, name: &str) -> String {
+    let d = dir.display();
+    format!(
+        r#"# nginx for backend {name} of an fj-lb test lab
+user root;
+daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log notice;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    default_type text/plain;
+    keepalive_timeout 60s;
+    keepalive_requests 10000;
+    server {{
+        listen 0.0.0.0:80;
+        server_name _;
+        location = /healthz {{
+            return 200 "ok\n";
+        }}
+        location / {{
+            return 200 "{name}\n";
+        }}
+    }}
+}}
+"#
+    )
+}
