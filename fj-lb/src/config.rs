@@ -122,6 +122,8 @@ pub struct Config {
     pub max_backends: u32,
     pub hash_seed: u32,
     pub control_socket: PathBuf,
+    /// Where Prometheus scrapes `/metrics`; none when the `[metrics]` table is absent.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub services: Vec<Service>,
 }
 
@@ -189,8 +191,15 @@ struct RawConfig {
     max_backends: Option<Spanned<u32>>,
     hash_seed: Option<Spanned<u32>>,
     control_socket: Option<Spanned<String>>,
+    metrics: Option<RawMetrics>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -372,6 +381,12 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         Some(p) => return Err(cx.err(p.span(), "control_socket", "must be an absolute path shorter than 100 bytes")),
     };
 
+    let metrics_listen = match &raw.metrics {
+        None => None,
+        Some(m) => Some(m.listen.get_ref().parse::<std::net::SocketAddr>().map_err(|_| {
+            cx.err(m.listen.span(), "metrics.listen", format!("{:?} is not ADDRESS:PORT (e.g. \"127.0.0.1:9900\")", m.listen.get_ref()))
+        })?),
+    };
     if raw.service.len() > max_services as usize {
         return Err(cx.err(
             raw.service[max_services as usize].span(),
@@ -495,6 +510,7 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         max_backends,
         hash_seed,
         control_socket,
+        metrics_listen,
         services,
     })
 }
@@ -818,6 +834,15 @@ forward = "dsr"
         for (h, want) in cases {
             assert_eq!(refuse(&with_health(&h)).1, want, "{h}");
         }
+    }
+
+    #[test]
+    fn metrics_listen_is_read_and_checked() {
+        let text = GOOD.replacen("\n[[service]]", "\n[metrics]\nlisten = \"127.0.0.1:9900\"\n\n[[service]]", 1);
+        let c = parse(&text, "x", &FakeHost).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9900".parse().unwrap()));
+        let bad = GOOD.replacen("\n[[service]]", "\n[metrics]\nlisten = \"localhost\"\n\n[[service]]", 1);
+        assert_eq!(refuse(&bad).1, "metrics.listen");
     }
 
     #[test]

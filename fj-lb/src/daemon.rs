@@ -21,6 +21,7 @@ use crate::{
     control::{self, ControlError, Pending, Request, Response},
     dataplane::{self, AttachedMode, Dataplane, DataplaneError},
     health::{self, CheckResult},
+    metrics::{self, BackendLabels, CauseLabels, Metrics, ScrapeRequest},
     neigh::{NeighError, Neighbours},
     report::{self, Sample},
     state::{self, ApplyError, Balancer, Mac},
@@ -46,6 +47,12 @@ pub enum DaemonError {
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Control(#[from] ControlError),
+    #[error("serving metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("installing signal handlers failed: {0}")]
     Signals(#[source] std::io::Error),
 }
@@ -72,6 +79,9 @@ pub struct Daemon {
     checkers: Vec<JoinHandle<()>>,
     generation: u64,
     samples: VecDeque<Sample>,
+    metrics: Metrics,
+    scrape_rx: mpsc::Receiver<ScrapeRequest>,
+    metrics_task: Option<JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -93,6 +103,21 @@ impl Daemon {
             }
         };
         let (health_tx, health_rx) = mpsc::channel(1024);
+        let (scrape_tx, scrape_rx) = mpsc::channel(4);
+        let metrics_task = match config.metrics_listen {
+            None => None,
+            Some(addr) => match metrics::serve(addr, scrape_tx).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let mut dp = dp;
+                    dp.detach();
+                    dataplane::unpin_maps(&config.bpffs);
+                    control_task.abort();
+                    control::remove_socket(&config.control_socket);
+                    return Err(DaemonError::Metrics { addr, source: e });
+                }
+            },
+        };
         let mut daemon = Self {
             config_path: config_path.to_path_buf(),
             config,
@@ -109,6 +134,9 @@ impl Daemon {
             checkers: Vec::new(),
             generation: 0,
             samples: VecDeque::new(),
+            metrics: Metrics::default(),
+            scrape_rx,
+            metrics_task,
         };
         daemon.restart_checkers();
         info!(
@@ -160,6 +188,10 @@ impl Daemon {
                     let _ = self.reload().instrument(span).await;
                 }
                 Some(result) = self.health_rx.recv() => self.on_health(result),
+                Some(reply) = self.scrape_rx.recv() => {
+                    let text = self.scrape();
+                    let _ = reply.send(text);
+                }
                 Some((req, reply)) = self.control_rx.recv() => {
                     let span = info_span!("control", request = ?req);
                     let resp = self.handle(req).instrument(span).await;
@@ -181,10 +213,38 @@ impl Daemon {
         if r.generation != self.generation {
             return;
         }
+        self.metrics
+            .check_latency
+            .get_or_create(&BackendLabels { service: r.service.clone(), backend: r.backend.to_string() })
+            .observe(r.latency.as_secs_f64());
         let _span = info_span!("health", service = %r.service, backend = %r.backend).entered();
-        if let Err(e) = self.balancer.health_result(&r.service, r.backend, &r.result, &mut self.dp) {
-            error!(error = %e, "applying a health change to the maps failed");
+        let started = Instant::now();
+        match self.balancer.health_result(&r.service, r.backend, &r.result, &mut self.dp) {
+            Ok(Some(_)) => self.count_update("health", started),
+            Ok(None) => {}
+            Err(e) => error!(error = %e, "applying a health change to the maps failed"),
         }
+    }
+
+    fn count_update(&self, cause: &str, started: Instant) {
+        count_update(&self.metrics, cause, started);
+    }
+
+    fn scrape(&mut self) -> String {
+        let now = self.read_sample();
+        let services = report::services(&self.balancer, &now, self.samples.front());
+        let stats = self.dp.stats().map(|v| v.into_iter().map(|(s, n)| (s.name().to_string(), n)).collect()).unwrap_or_default();
+        let flow_entries = self.dp.flows().keys().count() as u64;
+        metrics::render(
+            &self.metrics,
+            &metrics::Snapshot {
+                services: &services,
+                stats,
+                flow_entries,
+                flow_capacity: self.config.flow_table_size as u64,
+                vrrp_state: None,
+            },
+        )
     }
 
     fn restart_checkers(&mut self) {
@@ -220,7 +280,10 @@ impl Daemon {
                 self.macs.insert(ip, mac);
             }
         }
-        self.balancer.update_macs(&self.macs, &mut self.dp)?;
+        let started = Instant::now();
+        if self.balancer.update_macs(&self.macs, &mut self.dp)? > 0 {
+            self.count_update("neighbour", started);
+        }
         Ok(())
     }
 
@@ -269,8 +332,10 @@ impl Daemon {
             Ok(m) => self.macs.extend(m),
             Err(e) => warn!(error = %e, "reading the neighbour table failed"),
         }
+        let started = Instant::now();
         match self.balancer.apply(&new, &self.macs, &mut self.dp) {
             Ok(s) => {
+                self.count_update("reload", started);
                 let msg = format!(
                     "config reloaded: added {:?}, removed {:?}, changed {:?}, {} tables written",
                     s.services_added, s.services_removed, s.services_changed, s.tables_written
@@ -292,8 +357,13 @@ impl Daemon {
     }
 
     async fn handle(&mut self, req: Request) -> Response {
+        let started = Instant::now();
+        let metrics = self.metrics.clone();
         let set = |r: Result<(), state::OpErrorOr>| match r {
-            Ok(()) => Response::ok(serde_json::Value::Null),
+            Ok(()) => {
+                count_update(&metrics, "operator", started);
+                Response::ok(serde_json::Value::Null)
+            }
             Err(e) => Response::err(e),
         };
         match req {
@@ -393,11 +463,20 @@ impl Daemon {
             c.abort();
         }
         self.control_task.abort();
+        if let Some(t) = self.metrics_task.take() {
+            t.abort();
+        }
         control::remove_socket(&self.config.control_socket);
         self.dp.detach();
         dataplane::unpin_maps(&self.config.bpffs);
         info!(interface = %self.config.interface, "XDP detached, pins and control socket removed; fj-lb stopped");
     }
+}
+
+fn count_update(metrics: &Metrics, cause: &str, started: Instant) {
+    let l = CauseLabels { cause: cause.into() };
+    metrics.map_updates.get_or_create(&l).inc();
+    metrics.map_update_seconds.get_or_create(&l).observe(started.elapsed().as_secs_f64());
 }
 
 /// Solicits the addresses not yet in the neighbour table and waits, bounded, for them: up to

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod health;
 pub mod maglev;
+pub mod metrics;
 pub mod neigh;
 pub mod report;
 pub mod state;

@@ -282,7 +282,7 @@ impl Balancer {
 
     fn check_fixed(&self, cfg: &Config) -> Result<(), ApplyError> {
         let f = &self.fixed;
-        let checks: [(&'static str, String, String); 9] = [
+        let checks: [(&'static str, String, String); 10] = [
             ("interface", f.interface.clone(), cfg.interface.clone()),
             ("xdp_mode", format!("{:?}", f.xdp_mode), format!("{:?}", cfg.xdp_mode)),
             ("bpffs", f.bpffs.display().to_string(), cfg.bpffs.display().to_string()),
@@ -292,6 +292,7 @@ impl Balancer {
             ("max_backends", f.max_backends.to_string(), cfg.max_backends.to_string()),
             ("hash_seed", f.hash_seed.to_string(), cfg.hash_seed.to_string()),
             ("control_socket", f.control_socket.display().to_string(), cfg.control_socket.display().to_string()),
+            ("metrics.listen", format!("{:?}", f.metrics_listen), format!("{:?}", cfg.metrics_listen)),
         ];
         for (field, old, new) in checks {
             if old != new {
@@ -634,6 +635,7 @@ mod tests {
             max_backends: 8,
             hash_seed: 1,
             control_socket: "/run/x.sock".into(),
+            metrics_listen: None,
             services,
         }
     }

@@ -61,12 +61,14 @@ pub fn xdp_info(ns: &str, ifname: &str) -> Option<XdpInfo> {
     Some(XdpInfo { mode, prog_id })
 }
 
-/// A config with one TCP service "web" on VIP 10.0.0.100:80, DSR, on the LB's eth0.
-pub fn render_config(bpffs: &Path, xdp_mode: &str, backends: &[(Ipv4Addr, u32)]) -> String {
+/// A config with one TCP service "web" on VIP 10.0.0.100:80, DSR, on the LB's eth0, with its
+/// own bpffs directory and control socket (both must be unique per run).
+pub fn render_config(bpffs: &Path, control_socket: &Path, xdp_mode: &str, backends: &[(Ipv4Addr, u32)]) -> String {
     let mut s = format!(
         r#"interface = "eth0"
 xdp_mode = "{xdp_mode}"
 bpffs = "{}"
+control_socket = "{}"
 flow_table_size = 65536
 maglev_table_size = 65537
 
@@ -78,6 +80,7 @@ protocol = "tcp"
 forward = "dsr"
 "#,
         bpffs.display(),
+        control_socket.display(),
         crate::VIP,
         crate::topology::HTTP_PORT,
     );
@@ -112,7 +115,7 @@ impl Daemon {
         let bpffs = parse_bpffs(config).unwrap_or_else(|| topo.bpffs_dir());
         let log = dir.join("fj-lb.log");
         let mut cmd = Command::new(&bin);
-        cmd.arg("run").arg("--config").arg(&config_path);
+        cmd.arg("run").arg("--config").arg(&config_path).env("NO_COLOR", "1");
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info,fj_lb=debug");
         }

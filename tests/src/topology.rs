@@ -187,11 +187,16 @@ impl Topology {
         PathBuf::from("/sys/fs/bpf").join(&self.id)
     }
 
+    /// The control socket a daemon of this lab listens on (in the lab's temp dir).
+    pub fn control_socket(&self) -> PathBuf {
+        self.tmp.join("control.sock")
+    }
+
     /// A daemon config with one TCP service "web" on VIP:80 in DSR mode, native XDP on the
     /// LB's eth0, and the given `(backend index, weight)` pairs.
     pub fn config(&self, backends: &[(usize, u32)]) -> String {
         let list: Vec<(Ipv4Addr, u32)> = backends.iter().map(|&(i, w)| (backend_ip(i), w)).collect();
-        render_config(&self.bpffs_dir(), "native", &list)
+        render_config(&self.bpffs_dir(), &self.control_socket(), "native", &list)
     }
 
     /// `GET path` from the client to `addr` over a fresh connection.
