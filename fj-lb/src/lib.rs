@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod neigh;
 pub mod report;
 pub mod state;
+pub mod vrrp;

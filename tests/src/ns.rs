@@ -46,12 +46,16 @@ pub fn unique_id() -> String {
     format!("{PREFIX}{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot. `None` if
+/// there is no such process or it is a zombie (dead, waiting to be reaped).
 fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces: skip past it.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut rest = stat[stat.rfind(')')? + 2..].split_whitespace();
+    if matches!(rest.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    rest.nth(18)?.parse().ok()
 }
 
 /// The pid encoded in a harness name, if `name` is one.
@@ -199,6 +203,37 @@ impl Netns {
     /// Sets a sysctl inside the namespace (`net.*` keys are per namespace).
     pub fn sysctl(&self, key: &str, value: &str) {
         self.exec(&["sysctl", "-q", "-w", &format!("{key}={value}")]);
+    }
+
+    /// Turns TX checksum offload of `ifname` on or off (`ethtool -K IF tx off`, without
+    /// needing ethtool).
+    pub fn set_tx_checksum(&self, ifname: &str, on: bool) {
+        const ETHTOOL_STXCSUM: u32 = 0x17;
+        #[repr(C)]
+        struct EthtoolValue {
+            cmd: u32,
+            data: u32,
+        }
+        assert!(ifname.len() < libc::IFNAMSIZ);
+        let r = self.run_in(|| {
+            let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut value = EthtoolValue { cmd: ETHTOOL_STXCSUM, data: on as u32 };
+            let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+            for (d, s) in ifr.ifr_name.iter_mut().zip(ifname.bytes()) {
+                *d = s as libc::c_char;
+            }
+            ifr.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+            let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL as _, &mut ifr) };
+            let err = std::io::Error::last_os_error();
+            unsafe { libc::close(fd) };
+            if rc < 0 { Err(err) } else { Ok(()) }
+        });
+        if let Err(e) = r {
+            panic!("setting TX checksum offload of {ifname} in {} to {on}: {e}", self.name);
+        }
     }
 
     /// Runs `f` on a thread that has entered this namespace: sockets it opens live here and

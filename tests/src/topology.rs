@@ -100,6 +100,11 @@ impl TopologyBuilder {
             switch.ip(&["link", "set", &port, "up"]);
             ns.ip(&["addr", "add", &format!("{ip}/{PREFIX_LEN}"), "dev", "eth0"]);
             ns.ip(&["link", "set", "eth0", "up"]);
+            // A veth leaves TCP/UDP checksums to "hardware" and hands the skb over with
+            // CHECKSUM_PARTIAL. A frame the balancer sends back out with XDP_TX loses that
+            // note and would reach the backend with a bad checksum. Real NICs deliver frames
+            // with complete checksums; make the hosts compute theirs in software.
+            ns.set_tx_checksum("eth0", false);
             for conf in ["all", "default", "eth0"] {
                 ns.sysctl(&format!("net.ipv4.conf.{conf}.rp_filter"), "0");
             }

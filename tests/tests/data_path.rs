@@ -48,6 +48,7 @@ fn requests_spread_over_backends_by_weight() {
         failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
     );
 
+    eprintln!("answers per backend: {counts:?}");
     let total_weight: u32 = weights.iter().map(|w| w.1).sum();
     for &(b, w) in &weights {
         let expected = f64::from(N) * f64::from(w) / f64::from(total_weight);
@@ -123,6 +124,7 @@ fn long_lived_connection_survives_adding_a_backend() {
             );
         }
     }
+    eprintln!("old mapping: {:?}", conns.iter().map(|c| c.1).collect::<Vec<_>>());
     let per_backend = conns.iter().fold(BTreeMap::<usize, u32>::new(), |mut m, (_, b)| {
         *m.entry(*b).or_default() += 1;
         m

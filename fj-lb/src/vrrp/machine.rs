@@ -1,0 +1,389 @@
+//! The VRRP state machine of RFC 5798 §6.4, with time passed in: no clock, no sockets. The
+//! caller feeds it events and carries out the actions it returns.
+use std::{net::IpAddr, time::Duration};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Initialize,
+    Backup,
+    Master,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Initialize => "initialize",
+            State::Backup => "backup",
+            State::Master => "master",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send an advertisement with this priority.
+    SendAdvert { priority: u8 },
+    /// Add the virtual addresses and announce them (gratuitous ARP / unsolicited NA).
+    TakeAddresses,
+    /// Remove the virtual addresses.
+    ReleaseAddresses,
+    /// The state changed (for logs, status and metrics).
+    Transition { from: State, to: State, why: &'static str },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    Adver,
+    MasterDown,
+}
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub priority: u8,
+    /// Our advertisement interval.
+    pub advert_interval: Duration,
+    pub preempt: bool,
+    /// Our primary address on the interface (breaks ties between equal priorities).
+    pub primary: IpAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Machine {
+    p: Params,
+    state: State,
+    /// Priority in force: the configured one less any tracking penalty.
+    priority: u8,
+    master_adver_interval: Duration,
+    timer: Option<(Timer, Duration)>,
+    /// The master we last heard from, and its priority.
+    pub master: Option<(IpAddr, u8)>,
+}
+
+/// Centiseconds, as the advert carries them (12 bits).
+pub fn to_centis(d: Duration) -> u16 {
+    ((d.as_millis() / 10).clamp(1, 0x0fff)) as u16
+}
+
+impl Machine {
+    pub fn new(p: Params) -> Self {
+        let priority = p.priority;
+        let master_adver_interval = p.advert_interval;
+        Self { p, state: State::Initialize, priority, master_adver_interval, timer: None, master: None }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    pub fn timer(&self) -> Option<(Timer, Duration)> {
+        self.timer
+    }
+
+    pub fn advert_interval(&self) -> Duration {
+        self.p.advert_interval
+    }
+
+    /// Skew_Time = ((256 − Priority) × Master_Adver_Interval) / 256.
+    pub fn skew_time(&self) -> Duration {
+        self.master_adver_interval * (256 - self.priority as u32) / 256
+    }
+
+    /// Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time.
+    pub fn master_down_interval(&self) -> Duration {
+        self.master_adver_interval * 3 + self.skew_time()
+    }
+
+    fn go(&mut self, to: State, why: &'static str, out: &mut Vec<Action>) {
+        out.push(Action::Transition { from: self.state, to, why });
+        self.state = to;
+    }
+
+    fn become_master(&mut self, now: Duration, why: &'static str, out: &mut Vec<Action>) {
+        out.push(Action::SendAdvert { priority: self.priority });
+        out.push(Action::TakeAddresses);
+        self.timer = Some((Timer::Adver, now + self.p.advert_interval));
+        self.master = Some((self.p.primary, self.priority));
+        self.go(State::Master, why, out);
+    }
+
+    fn become_backup(&mut self, now: Duration, why: &'static str, out: &mut Vec<Action>) {
+        self.timer = Some((Timer::MasterDown, now + self.master_down_interval()));
+        let was_master = self.state == State::Master;
+        self.go(State::Backup, why, out);
+        if was_master {
+            out.push(Action::ReleaseAddresses);
+        }
+    }
+
+    pub fn startup(&mut self, now: Duration) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state != State::Initialize {
+            return out;
+        }
+        if self.priority == 255 {
+            self.become_master(now, "address owner (priority 255)", &mut out);
+        } else {
+            self.master_adver_interval = self.p.advert_interval;
+            // Make sure no address is left from a previous run that died.
+            out.push(Action::ReleaseAddresses);
+            self.become_backup(now, "startup", &mut out);
+        }
+        out
+    }
+
+    pub fn shutdown(&mut self) -> Vec<Action> {
+        let mut out = Vec::new();
+        match self.state {
+            State::Master => {
+                out.push(Action::SendAdvert { priority: 0 });
+                out.push(Action::ReleaseAddresses);
+            }
+            State::Backup => {}
+            State::Initialize => return out,
+        }
+        self.timer = None;
+        self.go(State::Initialize, "shutdown", &mut out);
+        out
+    }
+
+    /// Call when `now` has reached the timer's deadline.
+    pub fn on_timer(&mut self, now: Duration) -> Vec<Action> {
+        let mut out = Vec::new();
+        match (self.state, self.timer) {
+            (State::Backup, Some((Timer::MasterDown, at))) if now >= at => {
+                self.become_master(now, "master down timer expired", &mut out);
+            }
+            (State::Master, Some((Timer::Adver, at))) if now >= at => {
+                out.push(Action::SendAdvert { priority: self.priority });
+                self.timer = Some((Timer::Adver, now + self.p.advert_interval));
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// An advertisement that passed every check (version, VRID, TTL, checksum, addresses).
+    pub fn on_advert(&mut self, now: Duration, from: IpAddr, priority: u8, max_adver_int: Duration) -> Vec<Action> {
+        let mut out = Vec::new();
+        match self.state {
+            State::Initialize => {}
+            State::Backup => {
+                if priority == 0 {
+                    // The master is leaving: take over after the skew time only.
+                    self.timer = Some((Timer::MasterDown, now + self.skew_time()));
+                } else if !self.p.preempt || priority >= self.priority {
+                    self.master_adver_interval = max_adver_int;
+                    self.master = Some((from, priority));
+                    self.timer = Some((Timer::MasterDown, now + self.master_down_interval()));
+                }
+                // Otherwise a lower-priority master while we preempt: let the timer run out.
+            }
+            State::Master => {
+                if priority == 0 {
+                    out.push(Action::SendAdvert { priority: self.priority });
+                    self.timer = Some((Timer::Adver, now + self.p.advert_interval));
+                } else if priority > self.priority || (priority == self.priority && from > self.p.primary) {
+                    self.master_adver_interval = max_adver_int;
+                    self.master = Some((from, priority));
+                    self.become_backup(now, "higher-priority master seen", &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    /// Tracking changed the priority in force (never for the address owner).
+    pub fn set_priority(&mut self, now: Duration, priority: u8) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.p.priority == 255 || priority == self.priority {
+            return out;
+        }
+        self.priority = priority.max(1);
+        if self.state == State::Master {
+            // Tell the others at once, so a healthier backup can preempt.
+            out.push(Action::SendAdvert { priority: self.priority });
+            self.timer = Some((Timer::Adver, now + self.p.advert_interval));
+            self.master = Some((self.p.primary, self.priority));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn m(priority: u8, preempt: bool) -> Machine {
+        Machine::new(Params { priority, advert_interval: S, preempt, primary: "10.0.0.10".parse().unwrap() })
+    }
+
+    fn peer() -> IpAddr {
+        "10.0.0.20".parse().unwrap()
+    }
+
+    fn transitions(a: &[Action]) -> Vec<State> {
+        a.iter().filter_map(|x| if let Action::Transition { to, .. } = x { Some(*to) } else { None }).collect()
+    }
+
+    #[test]
+    fn intervals_match_keepalived() {
+        // keepalived: prio 100 → 3.609 s, prio 150 → 3.414 s at 1 s adverts.
+        assert_eq!(m(100, true).master_down_interval(), ms(3609) + Duration::from_micros(375));
+        assert_eq!(m(150, true).master_down_interval(), Duration::from_micros(3_414_062) + Duration::from_nanos(500));
+        assert_eq!(m(100, true).skew_time(), Duration::from_micros(609_375));
+    }
+
+    #[test]
+    fn owner_becomes_master_at_once() {
+        let mut x = m(255, true);
+        let a = x.startup(ms(0));
+        assert_eq!(transitions(&a), vec![State::Master]);
+        assert!(a.contains(&Action::SendAdvert { priority: 255 }) && a.contains(&Action::TakeAddresses));
+        assert_eq!(x.timer(), Some((Timer::Adver, S)));
+    }
+
+    #[test]
+    fn backup_takes_over_when_the_master_goes_silent() {
+        let mut x = m(100, true);
+        assert_eq!(transitions(&x.startup(ms(0))), vec![State::Backup]);
+        let down = x.master_down_interval();
+        assert_eq!(x.timer(), Some((Timer::MasterDown, down)));
+        assert!(x.on_timer(down - ms(1)).is_empty());
+        let a = x.on_timer(down);
+        assert_eq!(transitions(&a), vec![State::Master]);
+        assert!(a.contains(&Action::TakeAddresses));
+    }
+
+    #[test]
+    fn adverts_from_a_higher_priority_master_keep_a_backup_waiting() {
+        let mut x = m(100, true);
+        x.startup(ms(0));
+        for t in 1..10u64 {
+            assert!(x.on_advert(S * t as u32, peer(), 150, S).is_empty());
+        }
+        assert_eq!(x.state(), State::Backup);
+        assert_eq!(x.master, Some((peer(), 150)));
+        assert_eq!(x.timer(), Some((Timer::MasterDown, S * 9 + x.master_down_interval())));
+    }
+
+    #[test]
+    fn priority_zero_means_take_over_after_skew_only() {
+        let mut x = m(100, true);
+        x.startup(ms(0));
+        x.on_advert(S, peer(), 150, S);
+        x.on_advert(ms(1500), peer(), 0, S);
+        assert_eq!(x.timer(), Some((Timer::MasterDown, ms(1500) + x.skew_time())));
+        assert_eq!(transitions(&x.on_timer(ms(1500) + x.skew_time())), vec![State::Master]);
+    }
+
+    #[test]
+    fn preemption_on_ignores_a_lower_master_and_takes_over() {
+        let mut x = m(150, true);
+        x.startup(ms(0));
+        assert!(x.on_advert(S, peer(), 100, S).is_empty());
+        // The timer was not reset by the weaker master's advert.
+        assert_eq!(x.timer(), Some((Timer::MasterDown, x.master_down_interval())));
+        assert_eq!(transitions(&x.on_timer(x.master_down_interval())), vec![State::Master]);
+    }
+
+    #[test]
+    fn preemption_off_accepts_a_lower_master() {
+        let mut x = m(150, false);
+        x.startup(ms(0));
+        x.on_advert(S, peer(), 100, S);
+        assert_eq!(x.timer(), Some((Timer::MasterDown, S + x.master_down_interval())));
+        assert!(x.on_timer(x.master_down_interval()).is_empty(), "no takeover while the master talks");
+    }
+
+    #[test]
+    fn master_yields_to_higher_priority_and_releases_addresses() {
+        let mut x = m(100, true);
+        x.startup(ms(0));
+        x.on_timer(x.master_down_interval());
+        let a = x.on_advert(ms(5000), peer(), 200, S);
+        assert_eq!(transitions(&a), vec![State::Backup]);
+        assert!(a.contains(&Action::ReleaseAddresses));
+    }
+
+    #[test]
+    fn equal_priority_is_decided_by_primary_address() {
+        let mut x = m(100, true);
+        x.startup(ms(0));
+        x.on_timer(x.master_down_interval());
+        let lower: IpAddr = "10.0.0.5".parse().unwrap();
+        assert!(x.on_advert(ms(5000), lower, 100, S).is_empty(), "we have the higher address: stay master");
+        assert_eq!(transitions(&x.on_advert(ms(5100), peer(), 100, S)), vec![State::Backup]);
+    }
+
+    #[test]
+    fn master_answers_a_priority_zero_advert_at_once() {
+        let mut x = m(100, true);
+        x.startup(ms(0));
+        x.on_timer(x.master_down_interval());
+        assert_eq!(x.on_advert(ms(5000), peer(), 0, S), vec![Action::SendAdvert { priority: 100 }]);
+    }
+
+    #[test]
+    fn master_sends_adverts_every_interval() {
+        let mut x = m(100, true);
+        x.startup(ms(0));
+        let t0 = x.master_down_interval();
+        x.on_timer(t0);
+        assert_eq!(x.on_timer(t0 + S), vec![Action::SendAdvert { priority: 100 }]);
+        assert_eq!(x.timer(), Some((Timer::Adver, t0 + S * 2)));
+    }
+
+    #[test]
+    fn shutdown_sends_priority_zero_and_releases() {
+        let mut x = m(100, true);
+        x.startup(ms(0));
+        x.on_timer(x.master_down_interval());
+        let a = x.shutdown();
+        assert_eq!(a[0], Action::SendAdvert { priority: 0 });
+        assert!(a.contains(&Action::ReleaseAddresses));
+        assert_eq!(x.state(), State::Initialize);
+        let mut b = m(100, true);
+        b.startup(ms(0));
+        assert_eq!(transitions(&b.shutdown()), vec![State::Initialize]);
+    }
+
+    #[test]
+    fn tracking_lowers_priority_and_announces_it() {
+        let mut x = m(150, true);
+        x.startup(ms(0));
+        x.on_timer(x.master_down_interval());
+        assert_eq!(x.set_priority(ms(9000), 90), vec![Action::SendAdvert { priority: 90 }]);
+        // A healthier peer at 100 now preempts us.
+        assert_eq!(transitions(&x.on_advert(ms(9100), peer(), 100, S)), vec![State::Backup]);
+        let mut owner = m(255, true);
+        owner.startup(ms(0));
+        assert!(owner.set_priority(ms(1), 100).is_empty(), "the owner's priority never changes");
+    }
+
+    #[test]
+    fn backup_learns_the_masters_interval() {
+        let mut x = m(100, true);
+        x.startup(ms(0));
+        x.on_advert(S, peer(), 200, ms(100));
+        assert_eq!(x.master_down_interval(), ms(300) + ms(100) * 156 / 256);
+    }
+
+    #[test]
+    fn centiseconds() {
+        assert_eq!(to_centis(S), 100);
+        assert_eq!(to_centis(ms(100)), 10);
+        assert_eq!(to_centis(ms(1)), 1);
+        assert_eq!(to_centis(Duration::from_secs(100)), 4095);
+    }
+}
