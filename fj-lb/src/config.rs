@@ -109,6 +109,24 @@ impl Default for HealthConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VrrpConfig {
+    pub interface: String,
+    pub vrid: u8,
+    pub priority: u8,
+    pub advert_interval_ms: u32,
+    pub preempt: bool,
+    /// Address and prefix length.
+    pub virtual_addresses: Vec<(IpAddr, u8)>,
+    pub use_virtual_mac: bool,
+    pub track_services: Vec<String>,
+    pub track_priority_delta: u8,
+    /// Gratuitous ARPs (unsolicited NAs) sent on becoming master, and again 5 s later.
+    pub garp_repeat: u32,
+    pub garp_interval_ms: u32,
+    pub checksum: crate::vrrp::packet::ChecksumMode,
+}
+
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/fj-lb/control.sock";
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -124,6 +142,7 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// Where Prometheus scrapes `/metrics`; none when the `[metrics]` table is absent.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    pub vrrp: Option<VrrpConfig>,
     pub services: Vec<Service>,
 }
 
@@ -192,8 +211,27 @@ struct RawConfig {
     hash_seed: Option<Spanned<u32>>,
     control_socket: Option<Spanned<String>>,
     metrics: Option<RawMetrics>,
+    vrrp: Option<Spanned<RawVrrp>>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVrrp {
+    interface: Option<Spanned<String>>,
+    vrid: Spanned<u32>,
+    priority: Option<Spanned<u32>>,
+    advert_interval_ms: Option<Spanned<u32>>,
+    preempt: Option<bool>,
+    virtual_addresses: Spanned<Vec<Spanned<String>>>,
+    use_virtual_mac: Option<Spanned<bool>>,
+    #[serde(default)]
+    track_services: Vec<Spanned<String>>,
+    track_priority_delta: Option<Spanned<u32>>,
+    garp_repeat: Option<Spanned<u32>>,
+    garp_interval_ms: Option<Spanned<u32>>,
+    checksum: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -500,6 +538,10 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         }
         services.push(Service { name, vip, port, protocol, forward, health, backends });
     }
+    let vrrp = match &raw.vrrp {
+        None => None,
+        Some(v) => Some(validate_vrrp(v.get_ref(), &interface, &services, cx, host)?),
+    };
     Ok(Config {
         interface,
         xdp_mode,
@@ -511,7 +553,122 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         hash_seed,
         control_socket,
         metrics_listen,
+        vrrp,
         services,
+    })
+}
+
+fn validate_vrrp(
+    v: &RawVrrp,
+    lb_interface: &str,
+    services: &[Service],
+    cx: &Ctx<'_>,
+    host: &dyn HostView,
+) -> Result<VrrpConfig, ConfigError> {
+    let interface = match &v.interface {
+        None => lb_interface.to_string(),
+        Some(i) if host.interface_exists(i.get_ref()) => i.get_ref().clone(),
+        Some(i) => return Err(cx.err(i.span(), "vrrp.interface", format!("no interface named {:?} on this host", i.get_ref()))),
+    };
+    let vrid = match *v.vrid.get_ref() {
+        n @ 1..=255 => n as u8,
+        n => return Err(cx.err(v.vrid.span(), "vrrp.vrid", format!("{n} is not a VRID (1 to 255)"))),
+    };
+    let priority = match &v.priority {
+        None => 100,
+        Some(p) if (1..=255).contains(p.get_ref()) => *p.get_ref() as u8,
+        Some(p) => {
+            return Err(cx.err(p.span(), "vrrp.priority", format!("{} is not a priority (1 to 254, or 255 for the address owner; 0 is reserved for leaving)", p.get_ref())));
+        }
+    };
+    let advert_interval_ms = match &v.advert_interval_ms {
+        None => 1000,
+        Some(a) if (10..=40950).contains(a.get_ref()) && a.get_ref() % 10 == 0 => *a.get_ref(),
+        Some(a) => {
+            return Err(cx.err(a.span(), "vrrp.advert_interval_ms", format!("{} must be a multiple of 10 between 10 and 40950 (VRRPv3 counts centiseconds)", a.get_ref())));
+        }
+    };
+    let mut virtual_addresses = Vec::new();
+    for a in v.virtual_addresses.get_ref() {
+        let text = a.get_ref();
+        let (ip, prefix) = match text.split_once('/') {
+            Some((ip, p)) => (ip.parse::<IpAddr>().ok(), p.parse::<u8>().ok()),
+            None => (text.parse::<IpAddr>().ok(), None),
+        };
+        let ip = ip.ok_or_else(|| cx.err(a.span(), "vrrp.virtual_addresses", format!("{text:?} is not an address (ADDRESS or ADDRESS/PREFIX)")))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None if !text.contains('/') => max,
+            Some(p) if p <= max => p,
+            _ => return Err(cx.err(a.span(), "vrrp.virtual_addresses", format!("{text:?}: the prefix length must be 0 to {max}"))),
+        };
+        if let Some((first, _)) = virtual_addresses.first() {
+            if IpAddr::is_ipv4(first) != ip.is_ipv4() {
+                return Err(cx.err(a.span(), "vrrp.virtual_addresses", "one VRRP instance carries one address family (RFC 5798): split IPv4 and IPv6"));
+            }
+        }
+        if virtual_addresses.iter().any(|(x, _)| *x == ip) {
+            return Err(cx.err(a.span(), "vrrp.virtual_addresses", format!("{ip} is listed twice")));
+        }
+        virtual_addresses.push((ip, prefix));
+    }
+    if virtual_addresses.is_empty() {
+        return Err(cx.err(v.virtual_addresses.span(), "vrrp.virtual_addresses", "needs at least one address"));
+    }
+    let use_virtual_mac = match &v.use_virtual_mac {
+        None => false,
+        Some(b) if !*b.get_ref() => false,
+        Some(b) => {
+            return Err(cx.err(
+                b.span(),
+                "vrrp.use_virtual_mac",
+                "the virtual MAC is not supported yet: the master announces the VIP with the interface's own MAC (gratuitous ARP on every takeover)",
+            ));
+        }
+    };
+    let mut track_services = Vec::new();
+    for t in &v.track_services {
+        if !services.iter().any(|s| &s.name == t.get_ref()) {
+            return Err(cx.err(t.span(), "vrrp.track_services", format!("no service named {:?}", t.get_ref())));
+        }
+        track_services.push(t.get_ref().clone());
+    }
+    let track_priority_delta = match &v.track_priority_delta {
+        None => 50,
+        Some(d) if (1..=254).contains(d.get_ref()) => *d.get_ref() as u8,
+        Some(d) => return Err(cx.err(d.span(), "vrrp.track_priority_delta", "must be between 1 and 254")),
+    };
+    let garp_repeat = match &v.garp_repeat {
+        None => 5,
+        Some(n) if (1..=100).contains(n.get_ref()) => *n.get_ref(),
+        Some(n) => return Err(cx.err(n.span(), "vrrp.garp_repeat", "must be between 1 and 100")),
+    };
+    let garp_interval_ms = match &v.garp_interval_ms {
+        None => 20,
+        Some(n) if *n.get_ref() <= 10_000 => *n.get_ref(),
+        Some(n) => return Err(cx.err(n.span(), "vrrp.garp_interval_ms", "must be at most 10000")),
+    };
+    use crate::vrrp::packet::ChecksumMode;
+    let checksum = match v.checksum.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
+        None | Some(("rfc5798", _)) => ChecksumMode::PseudoHeader,
+        Some(("rfc9568", _)) => ChecksumMode::MessageOnly,
+        Some((other, span)) => {
+            return Err(cx.err(span, "vrrp.checksum", format!("{other:?} is not \"rfc5798\" (pseudo-header, keepalived's default) or \"rfc9568\" (keepalived's v3_checksum_as_v2)")));
+        }
+    };
+    Ok(VrrpConfig {
+        interface,
+        vrid,
+        priority,
+        advert_interval_ms,
+        preempt: v.preempt.unwrap_or(true),
+        virtual_addresses,
+        use_virtual_mac,
+        track_services,
+        track_priority_delta,
+        garp_repeat,
+        garp_interval_ms,
+        checksum,
     })
 }
 
@@ -843,6 +1000,43 @@ forward = "dsr"
         assert_eq!(c.metrics_listen, Some("127.0.0.1:9900".parse().unwrap()));
         let bad = GOOD.replacen("\n[[service]]", "\n[metrics]\nlisten = \"localhost\"\n\n[[service]]", 1);
         assert_eq!(refuse(&bad).1, "metrics.listen");
+    }
+
+    const VRRP: &str = "\n[vrrp]\ninterface = \"eth0\"\nvrid = 51\npriority = 150\nadvert_interval_ms = 1000\npreempt = true\nvirtual_addresses = [\"10.0.0.100/24\"]\nuse_virtual_mac = false\ntrack_services = [\"web\"]\ntrack_priority_delta = 60\n";
+
+    fn with_vrrp(v: &str) -> String {
+        GOOD.replacen("\n[[service]]", &format!("{v}\n[[service]]"), 1)
+    }
+
+    #[test]
+    fn vrrp_section_is_read() {
+        let c = parse(&with_vrrp(VRRP), "x", &FakeHost).unwrap();
+        let v = c.vrrp.unwrap();
+        assert_eq!((v.vrid, v.priority, v.advert_interval_ms, v.preempt), (51, 150, 1000, true));
+        assert_eq!(v.virtual_addresses, vec![("10.0.0.100".parse().unwrap(), 24)]);
+        assert_eq!(v.track_services, vec!["web"]);
+        assert_eq!(v.track_priority_delta, 60);
+        assert_eq!(v.checksum, crate::vrrp::packet::ChecksumMode::PseudoHeader);
+    }
+
+    #[test]
+    fn refuses_bad_vrrp_settings() {
+        let cases = [
+            (VRRP.replace("vrid = 51", "vrid = 0"), "vrrp.vrid"),
+            (VRRP.replace("priority = 150", "priority = 0"), "vrrp.priority"),
+            (VRRP.replace("advert_interval_ms = 1000", "advert_interval_ms = 105"), "vrrp.advert_interval_ms"),
+            (VRRP.replace("10.0.0.100/24", "10.0.0.100/33"), "vrrp.virtual_addresses"),
+            (VRRP.replace("\"10.0.0.100/24\"", "\"10.0.0.100/24\", \"2001:db8::1/64\""), "vrrp.virtual_addresses"),
+            (VRRP.replace("[\"10.0.0.100/24\"]", "[]"), "vrrp.virtual_addresses"),
+            (VRRP.replace("[\"web\"]", "[\"api\"]"), "vrrp.track_services"),
+            (VRRP.replace("interface = \"eth0\"", "interface = \"eth7\""), "vrrp.interface"),
+            (VRRP.replace("use_virtual_mac = false", "use_virtual_mac = true"), "vrrp.use_virtual_mac"),
+            (format!("{VRRP}checksum = \"crc32\"\n"), "vrrp.checksum"),
+            (format!("{VRRP}nopreempt = true\n"), "nopreempt"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(refuse(&with_vrrp(&v)).1, want, "{v}");
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::{
     neigh::{NeighError, Neighbours},
     report::{self, Sample},
     state::{self, ApplyError, Balancer, Mac},
+    vrrp::{self, io::Vrrp},
 };
 
 /// How often the neighbour table is read and counters are sampled.
@@ -53,6 +54,8 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Vrrp(#[from] vrrp::io::VrrpError),
     #[error("installing signal handlers failed: {0}")]
     Signals(#[source] std::io::Error),
 }
@@ -82,6 +85,8 @@ pub struct Daemon {
     metrics: Metrics,
     scrape_rx: mpsc::Receiver<ScrapeRequest>,
     metrics_task: Option<JoinHandle<()>>,
+    vrrp: Option<Vrrp>,
+    tracked_down: bool,
 }
 
 impl Daemon {
@@ -137,7 +142,31 @@ impl Daemon {
             metrics: Metrics::default(),
             scrape_rx,
             metrics_task,
+            vrrp: None,
+            tracked_down: false,
         };
+        if let Some(v) = daemon.config.vrrp.clone() {
+            // VRRP starts once the balancer is attached: a host that becomes master must be
+            // able to balance the first packet it attracts.
+            let (ifindex, mac) = if v.interface == daemon.neigh.ifname {
+                (daemon.neigh.ifindex, daemon.neigh.mac)
+            } else {
+                match Neighbours::open(&v.interface).await {
+                    Ok(n) => (n.ifindex, n.mac),
+                    Err(e) => {
+                        daemon.stop().await;
+                        return Err(e.into());
+                    }
+                }
+            };
+            match vrrp::io::start(v, daemon.neigh.handle().clone(), ifindex, mac).await {
+                Ok(h) => daemon.vrrp = Some(h),
+                Err(e) => {
+                    daemon.stop().await;
+                    return Err(e.into());
+                }
+            }
+        }
         daemon.restart_checkers();
         info!(
             interface = %daemon.config.interface,
@@ -202,10 +231,11 @@ impl Daemon {
                         warn!(error = %e, "reading the neighbour table failed");
                     }
                     self.sample();
+                    self.track();
                 }
             }
         }
-        self.stop();
+        self.stop().await;
         Ok(())
     }
 
@@ -220,10 +250,36 @@ impl Daemon {
         let _span = info_span!("health", service = %r.service, backend = %r.backend).entered();
         let started = Instant::now();
         match self.balancer.health_result(&r.service, r.backend, &r.result, &mut self.dp) {
-            Ok(Some(_)) => self.count_update("health", started),
+            Ok(Some(_)) => {
+                self.count_update("health", started);
+                self.track();
+            }
             Ok(None) => {}
             Err(e) => error!(error = %e, "applying a health change to the maps failed"),
         }
+    }
+
+    /// Tells VRRP whether a tracked service has lost every healthy backend.
+    fn track(&mut self) {
+        let (Some(v), Some(cfg)) = (&self.vrrp, &self.config.vrrp) else { return };
+        // Down = no healthy backend, once every backend had the chance to pass `rise` checks
+        // (before that "down" only means "not checked yet").
+        let down = cfg.track_services.iter().any(|name| {
+            self.balancer.service(name).is_some_and(|st| {
+                let settled = st.backends.iter().all(|b| b.health.checks >= st.config.health.rise || b.health.failures > 0);
+                settled && !st.backends.iter().any(|b| st.healthy(b))
+            })
+        });
+        if down != self.tracked_down {
+            self.tracked_down = down;
+            if v.commands.try_send(vrrp::io::Command::ServicesDown(down)).is_err() {
+                warn!("VRRP did not take the tracking update");
+            }
+        }
+    }
+
+    fn vrrp_status(&self) -> Option<vrrp::io::VrrpStatus> {
+        self.vrrp.as_ref().map(|v| v.status.borrow().clone())
     }
 
     fn count_update(&self, cause: &str, started: Instant) {
@@ -235,6 +291,7 @@ impl Daemon {
         let services = report::services(&self.balancer, &now, self.samples.front());
         let stats = self.dp.stats().map(|v| v.into_iter().map(|(s, n)| (s.name().to_string(), n)).collect()).unwrap_or_default();
         let flow_entries = self.dp.flows().keys().count() as u64;
+        let vrrp_state = self.vrrp_status().map(|v| v.state.as_str().to_string());
         metrics::render(
             &self.metrics,
             &metrics::Snapshot {
@@ -242,7 +299,7 @@ impl Daemon {
                 stats,
                 flow_entries,
                 flow_capacity: self.config.flow_table_size as u64,
-                vrrp_state: None,
+                vrrp_state: vrrp_state.as_deref(),
             },
         )
     }
@@ -343,6 +400,7 @@ impl Daemon {
                 info!("{msg}");
                 self.config = new;
                 self.restart_checkers();
+                self.track();
                 Ok(msg)
             }
             Err(e @ ApplyError::NeedsRestart { .. }) => {
@@ -385,7 +443,7 @@ impl Daemon {
                     program_id: self.dp.program_id(),
                     uptime_s: self.started.elapsed().as_secs(),
                     config: self.config_path.display().to_string(),
-                    vrrp: None,
+                    vrrp: self.vrrp_status().map(|v| serde_json::to_value(v).expect("serialises")),
                     services,
                 };
                 Response::ok(serde_json::to_value(status).expect("status serialises"))
@@ -458,7 +516,15 @@ impl Daemon {
         self.dp.stats().ok().and_then(|v| v.into_iter().find(|(k, _)| *k == s)).map_or(0, |(_, v)| v)
     }
 
-    fn stop(mut self) {
+    async fn stop(mut self) {
+        if let Some(v) = self.vrrp.take() {
+            // Priority 0 first, so a backup takes over within its skew time, then the VIP goes.
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if v.commands.send(vrrp::io::Command::Shutdown(tx)).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+            }
+            v.task.abort();
+        }
         for c in self.checkers.drain(..) {
             c.abort();
         }

@@ -282,7 +282,7 @@ impl Balancer {
 
     fn check_fixed(&self, cfg: &Config) -> Result<(), ApplyError> {
         let f = &self.fixed;
-        let checks: [(&'static str, String, String); 10] = [
+        let checks: [(&'static str, String, String); 11] = [
             ("interface", f.interface.clone(), cfg.interface.clone()),
             ("xdp_mode", format!("{:?}", f.xdp_mode), format!("{:?}", cfg.xdp_mode)),
             ("bpffs", f.bpffs.display().to_string(), cfg.bpffs.display().to_string()),
@@ -293,6 +293,7 @@ impl Balancer {
             ("hash_seed", f.hash_seed.to_string(), cfg.hash_seed.to_string()),
             ("control_socket", f.control_socket.display().to_string(), cfg.control_socket.display().to_string()),
             ("metrics.listen", format!("{:?}", f.metrics_listen), format!("{:?}", cfg.metrics_listen)),
+            ("[vrrp]", format!("{:?}", f.vrrp), format!("{:?}", cfg.vrrp)),
         ];
         for (field, old, new) in checks {
             if old != new {
@@ -636,6 +637,7 @@ mod tests {
             hash_seed: 1,
             control_socket: "/run/x.sock".into(),
             metrics_listen: None,
+            vrrp: None,
             services,
         }
     }

@@ -172,6 +172,10 @@ impl Daemon {
         self.child.log()
     }
 
+    pub fn log_path(&self) -> &Path {
+        self.child.log_path().expect("the daemon logs to a file")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.pid()
     }

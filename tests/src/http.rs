@@ -7,6 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+/// What a request gets: `(status, body)`, or what went wrong.
+pub type Answer = Result<(u16, String), String>;
+
 /// Opens a TCP connection to `addr`, from `local_port` if given (SO_REUSEADDR), within `timeout`.
 pub fn connect(addr: SocketAddrV4, timeout: Duration, local_port: Option<u16>) -> Result<TcpStream, String> {
     let Some(port) = local_port else {
@@ -66,12 +69,12 @@ fn set_timeouts(s: &TcpStream, timeout: Duration) -> Result<(), String> {
 }
 
 /// `GET path` over a fresh connection (`Connection: close`): `(status, body)`.
-pub fn get(addr: SocketAddrV4, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+pub fn get(addr: SocketAddrV4, path: &str, timeout: Duration) -> Answer {
     get_from(addr, path, timeout, None)
 }
 
 /// Like [`get`], from local port `local_port` if given.
-pub fn get_from(addr: SocketAddrV4, path: &str, timeout: Duration, local_port: Option<u16>) -> Result<(u16, String), String> {
+pub fn get_from(addr: SocketAddrV4, path: &str, timeout: Duration, local_port: Option<u16>) -> Answer {
     let deadline = Instant::now() + timeout;
     let mut s = connect(addr, timeout, local_port)?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", addr.ip());
@@ -136,7 +139,7 @@ impl KeepAliveConn {
     }
 
     /// `GET path` on this connection: `(status, body)`.
-    pub fn request(&mut self, path: &str) -> Result<(u16, String), String> {
+    pub fn request(&mut self, path: &str) -> Answer {
         let addr = self.addr;
         let local = self.local_addr();
         let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n\r\n", addr.ip());

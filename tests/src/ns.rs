@@ -245,7 +245,8 @@ impl Netns {
     /// Starts a long-lived `program args...` inside this namespace, stdout and stderr appended
     /// to `log`. Unlike `ip netns exec`, the child keeps the host's bpffs at /sys/fs/bpf: it
     /// gets a private mount namespace with this namespace's sysfs on /sys and the host's
-    /// /sys/fs/bpf bound back on top. It is killed if this process dies (PR_SET_PDEATHSIG).
+    /// /sys/fs/bpf bound back on top. It is killed (PR_SET_PDEATHSIG) when the thread that
+    /// spawned it exits, so spawn from a thread that outlives the guard (the test's own).
     pub fn spawn<S: AsRef<OsStr>>(&self, label: &str, program: impl AsRef<OsStr>, args: &[S], log: &Path) -> ChildGuard {
         let mut cmd = Command::new(program);
         cmd.args(args);
@@ -274,6 +275,10 @@ impl Netns {
         unsafe {
             cmd.pre_exec(move || {
                 let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+                // A clean signal mask: the caller may block signals it takes with sigwait.
+                let mut empty: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut empty);
+                check(libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()))?;
                 check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0))?;
                 if libc::getppid() != parent {
                     return Err(std::io::Error::from_raw_os_error(libc::ESRCH));

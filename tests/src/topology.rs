@@ -205,7 +205,7 @@ impl Topology {
     }
 
     /// `GET path` from the client to `addr` over a fresh connection.
-    pub fn client_get(&self, addr: SocketAddrV4, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    pub fn client_get(&self, addr: SocketAddrV4, path: &str, timeout: Duration) -> http::Answer {
         self.client.run_in(|| http::get(addr, path, timeout))
     }
 
@@ -269,7 +269,9 @@ impl Topology {
             args.push(h.port.clone());
         }
         let log = self.tmp.join("xdp-pass.log");
-        let mut child = self.switch.spawn("fj-lb xdp-pass", bin, &args, &log);
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(&args).env("NO_COLOR", "1");
+        let mut child = self.switch.spawn_command("fj-lb xdp-pass", cmd, &log);
         let ports: Vec<String> = self.hosts().map(|h| h.port.clone()).collect();
         let ok = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
             child.assert_running();
@@ -327,7 +329,9 @@ events {{
     worker_connections 4096;
 }}
 http {{
-    access_log {d}/access.log;
+    # client address:port, nginx connection serial number, requests so far on it, request
+    log_format fjt '$remote_addr:$remote_port $connection $connection_requests "$request" $status';
+    access_log {d}/access.log fjt;
     client_body_temp_path {d}/client_body;
     proxy_temp_path {d}/proxy;
     fastcgi_temp_path {d}/fastcgi;

@@ -6,7 +6,9 @@ use std::{collections::BTreeMap, time::Duration};
 use fj_lb_tests::{
     Daemon, KeepAliveConn, Topology,
     daemon::{XDP_MODE_NATIVE, xdp_info},
-    get_from, poll_until, require_root,
+    get_from,
+    http::Answer,
+    poll_until, require_root,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -25,7 +27,7 @@ fn requests_spread_over_backends_by_weight() {
     // New connection each time, each from its own source port: 300 distinct flows.
     const N: u16 = 300;
     let vip = topo.vip_addr();
-    let answers: Vec<(u16, Result<(u16, String), String>)> = topo
+    let answers: Vec<(u16, Answer)> = topo
         .client()
         .run_in(|| (0..N).map(|i| (20000 + i, get_from(vip, "/", TIMEOUT, Some(20000 + i)))).collect());
 
@@ -69,8 +71,8 @@ fn long_lived_connection_survives_adding_a_backend() {
     let vip = topo.vip_addr();
 
     // Several long-lived connections: adding a 4th backend gives it about a quarter of the
-    // Maglev slots, so some of these very likely hash to it afterwards; only the flow table
-    // keeps them on the backend that holds their TCP state.
+    // Maglev slots, so some of these hash to it afterwards (the chance that none of 16 does is
+    // about 1%); only the flow table keeps them on the backend that holds their TCP state.
     const CONNS: u16 = 16;
     let mut conns: Vec<(KeepAliveConn, usize)> = topo.client().run_in(|| {
         (0..CONNS)
@@ -124,7 +126,6 @@ fn long_lived_connection_survives_adding_a_backend() {
             );
         }
     }
-    eprintln!("old mapping: {:?}", conns.iter().map(|c| c.1).collect::<Vec<_>>());
     let per_backend = conns.iter().fold(BTreeMap::<usize, u32>::new(), |mut m, (_, b)| {
         *m.entry(*b).or_default() += 1;
         m

@@ -1,0 +1,561 @@
+//! VRRP on the wire and in the kernel: a raw IP socket for advertisements, an AF_PACKET socket
+//! for gratuitous ARP, rtnetlink for the virtual addresses. The state machine decides; this
+//! runs its actions and feeds it what arrives.
+use std::{
+    collections::BTreeMap,
+    io,
+    mem,
+    net::{IpAddr, Ipv4Addr},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    time::{Duration, Instant, SystemTime},
+};
+
+use futures::TryStreamExt;
+use netlink_packet_route::{
+    address::AddressAttribute,
+    link::LinkFlag,
+};
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, oneshot, watch},
+};
+use tracing::{debug, error, info, warn};
+
+use super::{
+    machine::{Action, Machine, Params, State, to_centis},
+    packet::{Advert, ChecksumMode, IPPROTO_VRRP, MCAST_V4, Reject},
+};
+use crate::{config::VrrpConfig, state::Mac};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VrrpError {
+    #[error("VRRP socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("rtnetlink: {0}")]
+    Netlink(#[from] rtnetlink::Error),
+    #[error("vrrp.interface {0} has no IPv4 address of its own to send advertisements from")]
+    NoPrimary(String),
+    #[error("VRRP over IPv6 is not supported yet; use IPv4 virtual addresses")]
+    Ipv6,
+}
+
+/// What `fj-lb status` shows and metrics export.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct VrrpStatus {
+    pub state: State,
+    pub vrid: u8,
+    pub interface: String,
+    pub priority: u8,
+    pub configured_priority: u8,
+    pub master: Option<IpAddr>,
+    pub master_priority: Option<u8>,
+    pub last_transition: Option<String>,
+    pub last_transition_reason: Option<String>,
+    pub transitions: u64,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub virtual_addresses: Vec<String>,
+}
+
+pub enum Command {
+    /// A tracked service has no healthy backend (true) or has one again (false).
+    ServicesDown(bool),
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub struct Vrrp {
+    pub commands: mpsc::Sender<Command>,
+    pub status: watch::Receiver<VrrpStatus>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+fn sockerr<T>(r: libc::c_int, v: T) -> io::Result<T> {
+    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(v) }
+}
+
+fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    let r = unsafe {
+        libc::setsockopt(fd.as_raw_fd(), level, name, (value as *const T).cast(), mem::size_of::<T>() as libc::socklen_t)
+    };
+    sockerr(r, ())
+}
+
+/// The raw IPv4 socket that sends and receives protocol 112 on one interface.
+fn open_v4(ifname: &str, ifindex: u32, primary: Ipv4Addr) -> io::Result<OwnedFd> {
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, IPPROTO_VRRP as i32) };
+    sockerr(raw, ())?;
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let name = ifname.as_bytes();
+    sockerr(
+        unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_ptr().cast(), name.len() as u32) },
+        (),
+    )?;
+    let mreq = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: u32::from_ne_bytes(MCAST_V4.octets()) },
+        imr_address: libc::in_addr { s_addr: u32::from_ne_bytes(primary.octets()) },
+        imr_ifindex: ifindex as i32,
+    };
+    setsockopt(&fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &mreq)?;
+    setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreq)?;
+    setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, &255i32)?;
+    setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &0i32)?;
+    // Internetwork control precedence, as keepalived sends.
+    setsockopt(&fd, libc::IPPROTO_IP, libc::IP_TOS, &0xc0i32)?;
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(primary.octets()) },
+        sin_zero: [0; 8],
+    };
+    sockerr(
+        unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), mem::size_of::<libc::sockaddr_in>() as u32) },
+        (),
+    )?;
+    Ok(fd)
+}
+
+fn send_v4(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
+    let sa = libc::sockaddr_in {
+        sin_family: libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(MCAST_V4.octets()) },
+        sin_zero: [0; 8],
+    };
+    let r = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&sa as *const libc::sockaddr_in).cast(),
+            mem::size_of::<libc::sockaddr_in>() as u32,
+        )
+    };
+    sockerr(r as i32, ())
+}
+
+/// A gratuitous ARP (an ARP request for our own address), so switches and clients learn at
+/// once which MAC now holds the address.
+pub fn garp_frame(mac: &Mac, ip: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(mac);
+    f.extend_from_slice(&[0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]);
+    f.extend_from_slice(mac);
+    f.extend_from_slice(&ip.octets());
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&ip.octets());
+    f
+}
+
+fn send_frames(ifindex: u32, frames: &[Vec<u8>]) -> io::Result<()> {
+    let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    sockerr(raw, ())?;
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let mut sll: libc::sockaddr_ll = unsafe { mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_ifindex = ifindex as i32;
+    sll.sll_halen = 6;
+    for f in frames {
+        sll.sll_addr[..6].copy_from_slice(&f[..6]);
+        let r = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                f.as_ptr().cast(),
+                f.len(),
+                0,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        sockerr(r as i32, ())?;
+    }
+    Ok(())
+}
+
+/// Our own IPv4 address on the interface: the advert source and the tie-breaker.
+async fn primary_v4(handle: &rtnetlink::Handle, ifindex: u32, exclude: &[IpAddr]) -> Result<Option<Ipv4Addr>, VrrpError> {
+    let mut addrs = handle.address().get().set_link_index_filter(ifindex).execute();
+    while let Some(msg) = addrs.try_next().await? {
+        for a in &msg.attributes {
+            if let AddressAttribute::Local(IpAddr::V4(v4)) | AddressAttribute::Address(IpAddr::V4(v4)) = a {
+                if !exclude.contains(&IpAddr::V4(*v4)) {
+                    return Ok(Some(*v4));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+async fn carrier(handle: &rtnetlink::Handle, ifindex: u32) -> bool {
+    let mut links = handle.link().get().match_index(ifindex).execute();
+    match links.try_next().await {
+        Ok(Some(l)) => l.header.flags.contains(&LinkFlag::LowerUp),
+        _ => false,
+    }
+}
+
+async fn add_addresses(handle: &rtnetlink::Handle, ifindex: u32, addrs: &[(IpAddr, u8)]) {
+    for (ip, prefix) in addrs {
+        match handle.address().add(ifindex, *ip, *prefix).replace().execute().await {
+            Ok(()) => info!(address = %ip, prefix, "virtual address added"),
+            Err(e) => error!(address = %ip, error = %e, "adding the virtual address failed"),
+        }
+    }
+}
+
+async fn remove_addresses(handle: &rtnetlink::Handle, ifindex: u32, addrs: &[(IpAddr, u8)]) {
+    for (ip, _) in addrs {
+        let mut found = handle.address().get().set_link_index_filter(ifindex).set_address_filter(*ip).execute();
+        while let Ok(Some(msg)) = found.try_next().await {
+            match handle.address().del(msg).execute().await {
+                Ok(()) => info!(address = %ip, "virtual address removed"),
+                Err(e) => error!(address = %ip, error = %e, "removing the virtual address failed"),
+            }
+        }
+    }
+}
+
+struct Runner {
+    cfg: VrrpConfig,
+    handle: rtnetlink::Handle,
+    ifindex: u32,
+    mac: Mac,
+    primary: Ipv4Addr,
+    fd: AsyncFd<OwnedFd>,
+    machine: Machine,
+    epoch: Instant,
+    status: VrrpStatus,
+    status_tx: watch::Sender<VrrpStatus>,
+    services_down: bool,
+    carrier_lost: bool,
+    last_reject_log: Option<Instant>,
+    garp_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the VRRP instance: backup (or master if priority 255) from the first moment.
+pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac: Mac) -> Result<Vrrp, VrrpError> {
+    if cfg.virtual_addresses.iter().any(|(a, _)| a.is_ipv6()) {
+        return Err(VrrpError::Ipv6);
+    }
+    let vips: Vec<IpAddr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
+    // A VIP left on the interface by a killed daemon is not ours to keep: remove it first, so
+    // it is never taken for our primary address.
+    remove_addresses(&handle, ifindex, &cfg.virtual_addresses).await;
+    let primary = primary_v4(&handle, ifindex, &vips).await?.ok_or_else(|| VrrpError::NoPrimary(cfg.interface.clone()))?;
+    let sock = open_v4(&cfg.interface, ifindex, primary).map_err(VrrpError::Socket)?;
+    // SAFETY: the OwnedFd is moved into the AsyncFd, which alone closes it.
+    let fd = unsafe { AsyncFd::register(sock) }.map_err(|e| VrrpError::Socket(e.into()))?;
+    let machine = Machine::new(Params {
+        priority: cfg.priority,
+        advert_interval: Duration::from_millis(cfg.advert_interval_ms as u64),
+        preempt: cfg.preempt,
+        primary: IpAddr::V4(primary),
+    });
+    let status = VrrpStatus {
+        state: State::Initialize,
+        vrid: cfg.vrid,
+        interface: cfg.interface.clone(),
+        priority: cfg.priority,
+        configured_priority: cfg.priority,
+        master: None,
+        master_priority: None,
+        last_transition: None,
+        last_transition_reason: None,
+        transitions: 0,
+        adverts_sent: 0,
+        adverts_received: 0,
+        rejected: BTreeMap::new(),
+        virtual_addresses: cfg.virtual_addresses.iter().map(|(a, p)| format!("{a}/{p}")).collect(),
+    };
+    let (status_tx, status_rx) = watch::channel(status.clone());
+    let (cmd_tx, cmd_rx) = mpsc::channel(8);
+    info!(vrid = cfg.vrid, priority = cfg.priority, interface = %cfg.interface, source = %primary, "VRRP starting");
+    let mut runner = Runner {
+        cfg,
+        handle,
+        ifindex,
+        mac,
+        primary,
+        fd,
+        machine,
+        epoch: Instant::now(),
+        status,
+        status_tx,
+        services_down: false,
+        carrier_lost: false,
+        last_reject_log: None,
+        garp_task: None,
+    };
+    let task = tokio::spawn(async move { runner.run(cmd_rx).await });
+    Ok(Vrrp { commands: cmd_tx, status: status_rx, task })
+}
+
+impl Runner {
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    async fn run(&mut self, mut commands: mpsc::Receiver<Command>) {
+        let actions = self.machine.startup(self.now());
+        self.perform(actions).await;
+        let mut carrier_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let deadline = self.machine.timer().map(|(_, at)| self.epoch + at);
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {
+                    let a = self.machine.on_timer(self.now());
+                    self.perform(a).await;
+                }
+                r = self.fd.readable() => {
+                    let Ok(mut guard) = r else { continue };
+                    match guard.try_io(|fd| {
+                        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+                    }) {
+                        Ok(Ok(n)) => {
+                            let pkt = buf[..n].to_vec();
+                            self.receive(&pkt).await;
+                        }
+                        Ok(Err(e)) => warn!(error = %e, "receiving VRRP failed"),
+                        Err(_would_block) => {}
+                    }
+                }
+                cmd = commands.recv() => match cmd {
+                    Some(Command::ServicesDown(down)) => {
+                        if down != self.services_down {
+                            self.services_down = down;
+                            self.reprioritise().await;
+                        }
+                    }
+                    Some(Command::Shutdown(done)) => {
+                        let a = self.machine.shutdown();
+                        self.perform(a).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        let a = self.machine.shutdown();
+                        self.perform(a).await;
+                        return;
+                    }
+                },
+                _ = carrier_tick.tick() => {
+                    let lost = !carrier(&self.handle, self.ifindex).await;
+                    if lost != self.carrier_lost {
+                        if lost { warn!(interface = %self.cfg.interface, "carrier lost") } else { info!(interface = %self.cfg.interface, "carrier back") }
+                        self.carrier_lost = lost;
+                        self.reprioritise().await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reprioritise(&mut self) {
+        let penalty = if self.services_down || self.carrier_lost { self.cfg.track_priority_delta } else { 0 };
+        let p = self.cfg.priority.saturating_sub(penalty).max(1);
+        if p != self.machine.priority() && self.cfg.priority != 255 {
+            warn!(
+                priority = p,
+                configured = self.cfg.priority,
+                services_down = self.services_down,
+                carrier_lost = self.carrier_lost,
+                "VRRP priority changed by tracking"
+            );
+        }
+        let a = self.machine.set_priority(self.now(), p);
+        self.status.priority = self.machine.priority();
+        self.perform(a).await;
+    }
+
+    fn reject(&mut self, why: Reject) {
+        *self.status.rejected.entry(why.as_str().to_string()).or_insert(0) += 1;
+        // Rate-limited: a flood of bad packets must not flood the log.
+        if self.last_reject_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            self.last_reject_log = Some(Instant::now());
+            warn!(reason = why.as_str(), counts = ?self.status.rejected, "VRRP packet discarded (logged at most every 10 s)");
+        }
+        let _ = self.status_tx.send(self.status.clone());
+    }
+
+    async fn receive(&mut self, pkt: &[u8]) {
+        // A raw IPv4 socket hands us the IP header too.
+        if pkt.len() < 20 || pkt[0] >> 4 != 4 {
+            return self.reject(Reject::Truncated);
+        }
+        let ihl = (pkt[0] & 0x0f) as usize * 4;
+        if pkt.len() < ihl || ihl < 20 {
+            return self.reject(Reject::Truncated);
+        }
+        let ttl = pkt[8];
+        let src = IpAddr::from([pkt[12], pkt[13], pkt[14], pkt[15]]);
+        let dst = IpAddr::from([pkt[16], pkt[17], pkt[18], pkt[19]]);
+        if src == IpAddr::V4(self.primary) {
+            return;
+        }
+        let tot = u16::from_be_bytes([pkt[2], pkt[3]]) as usize;
+        let msg = &pkt[ihl..tot.clamp(ihl, pkt.len())];
+        if ttl != 255 {
+            return self.reject(Reject::Ttl);
+        }
+        let (adv, _mode) = match Advert::decode(msg, src, dst) {
+            Ok(v) => v,
+            Err(r) => return self.reject(r),
+        };
+        if adv.vrid != self.cfg.vrid {
+            return self.reject(Reject::Vrid);
+        }
+        let mut theirs = adv.addresses.clone();
+        theirs.sort();
+        let mut ours: Vec<IpAddr> = self.cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
+        ours.sort();
+        if theirs != ours && adv.priority != 255 {
+            return self.reject(Reject::AddressList);
+        }
+        self.status.adverts_received += 1;
+        debug!(from = %src, priority = adv.priority, "advert");
+        let interval = Duration::from_millis(adv.max_adver_int as u64 * 10);
+        let a = self.machine.on_advert(self.now(), src, adv.priority, interval);
+        if self.machine.state() == State::Backup && adv.priority != 0 {
+            self.status.master = Some(src);
+            self.status.master_priority = Some(adv.priority);
+        }
+        self.perform(a).await;
+        let _ = self.status_tx.send(self.status.clone());
+    }
+
+    async fn perform(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::SendAdvert { priority } => {
+                    let adv = Advert {
+                        vrid: self.cfg.vrid,
+                        priority,
+                        max_adver_int: to_centis(self.machine.advert_interval()),
+                        addresses: self.cfg.virtual_addresses.iter().map(|(a, _)| *a).collect(),
+                    };
+                    let msg = adv.encode(IpAddr::V4(self.primary), IpAddr::V4(MCAST_V4), self.cfg.checksum);
+                    match send_v4(self.fd.get_ref(), &msg) {
+                        Ok(()) => self.status.adverts_sent += 1,
+                        Err(e) => warn!(error = %e, "sending a VRRP advertisement failed"),
+                    }
+                }
+                Action::TakeAddresses => {
+                    add_addresses(&self.handle, self.ifindex, &self.cfg.virtual_addresses).await;
+                    self.announce();
+                }
+                Action::ReleaseAddresses => {
+                    if let Some(t) = self.garp_task.take() {
+                        t.abort();
+                    }
+                    remove_addresses(&self.handle, self.ifindex, &self.cfg.virtual_addresses).await;
+                }
+                Action::Transition { from, to, why } => {
+                    let at = SystemTime::now();
+                    match to {
+                        State::Master => warn!(vrid = self.cfg.vrid, from = from.as_str(), reason = why, "VRRP: now MASTER"),
+                        _ => info!(vrid = self.cfg.vrid, from = from.as_str(), to = to.as_str(), reason = why, "VRRP transition"),
+                    }
+                    self.status.state = to;
+                    self.status.transitions += 1;
+                    self.status.last_transition = Some(rfc3339(at));
+                    self.status.last_transition_reason = Some(why.to_string());
+                    if to == State::Master {
+                        self.status.master = Some(IpAddr::V4(self.primary));
+                        self.status.master_priority = Some(self.machine.priority());
+                    } else if to == State::Initialize {
+                        self.status.master = None;
+                        self.status.master_priority = None;
+                    }
+                }
+            }
+        }
+        self.status.priority = self.machine.priority();
+        let _ = self.status_tx.send(self.status.clone());
+    }
+
+    /// Gratuitous ARPs now, `garp_repeat` times, and the same again 5 s later (as keepalived
+    /// does) for switches and hosts that missed the first burst.
+    fn announce(&mut self) {
+        let frames: Vec<Vec<u8>> = self
+            .cfg
+            .virtual_addresses
+            .iter()
+            .filter_map(|(a, _)| if let IpAddr::V4(v4) = a { Some(garp_frame(&self.mac, *v4)) } else { None })
+            .collect();
+        let (ifindex, repeat, gap) = (self.ifindex, self.cfg.garp_repeat, Duration::from_millis(self.cfg.garp_interval_ms as u64));
+        if let Some(t) = self.garp_task.take() {
+            t.abort();
+        }
+        self.garp_task = Some(tokio::spawn(async move {
+            for burst in 0..2 {
+                if burst == 1 {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                for i in 0..repeat {
+                    if let Err(e) = send_frames(ifindex, &frames) {
+                        warn!(error = %e, "sending gratuitous ARP failed");
+                    }
+                    if i + 1 < repeat {
+                        tokio::time::sleep(gap).await;
+                    }
+                }
+            }
+        }));
+    }
+}
+
+/// Keeps the advert codec and the mode names reachable for status output.
+pub fn checksum_name(m: ChecksumMode) -> &'static str {
+    match m {
+        ChecksumMode::PseudoHeader => "rfc5798",
+        ChecksumMode::MessageOnly => "rfc9568",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garp_is_an_arp_request_for_our_own_address() {
+        let f = garp_frame(&[2, 0, 0, 0, 0, 1], Ipv4Addr::new(10, 0, 0, 100));
+        assert_eq!(f.len(), 42);
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        assert_eq!(&f[20..22], &[0, 1], "request");
+        assert_eq!(&f[28..32], &[10, 0, 0, 100]);
+        assert_eq!(&f[38..42], &[10, 0, 0, 100]);
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_737_600 + 3661)), "2026-11-27T01:01:01Z");
+    }
+}
