@@ -97,8 +97,10 @@ fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T)
     sockerr(r, ())
 }
 
-/// The raw IPv4 socket that sends and receives protocol 112 on one interface.
-fn open_v4(ifname: &str, ifindex: u32, primary: Ipv4Addr) -> io::Result<OwnedFd> {
+/// A raw IPv4 socket for protocol 112 on one interface. The sending one is bound to our
+/// primary address (the advert's source, which the checksum covers); the receiving one must
+/// not be, since a bound raw socket only sees packets addressed to its address.
+fn open_v4(ifname: &str, ifindex: u32, primary: Ipv4Addr, bind: bool) -> io::Result<OwnedFd> {
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, IPPROTO_VRRP as i32) };
     sockerr(raw, ())?;
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -118,16 +120,18 @@ fn open_v4(ifname: &str, ifindex: u32, primary: Ipv4Addr) -> io::Result<OwnedFd>
     setsockopt(&fd, libc::IPPROTO_IP, libc::IP_MULTICAST_LOOP, &0i32)?;
     // Internetwork control precedence, as keepalived sends.
     setsockopt(&fd, libc::IPPROTO_IP, libc::IP_TOS, &0xc0i32)?;
-    let sa = libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: 0,
-        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(primary.octets()) },
-        sin_zero: [0; 8],
-    };
-    sockerr(
-        unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), mem::size_of::<libc::sockaddr_in>() as u32) },
-        (),
-    )?;
+    if bind {
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(primary.octets()) },
+            sin_zero: [0; 8],
+        };
+        sockerr(
+            unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in).cast(), mem::size_of::<libc::sockaddr_in>() as u32) },
+            (),
+        )?;
+    }
     Ok(fd)
 }
 
@@ -241,6 +245,7 @@ struct Runner {
     mac: Mac,
     primary: Ipv4Addr,
     fd: AsyncFd<OwnedFd>,
+    send_fd: OwnedFd,
     machine: Machine,
     epoch: Instant,
     status: VrrpStatus,
@@ -261,7 +266,8 @@ pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac
     // it is never taken for our primary address.
     remove_addresses(&handle, ifindex, &cfg.virtual_addresses).await;
     let primary = primary_v4(&handle, ifindex, &vips).await?.ok_or_else(|| VrrpError::NoPrimary(cfg.interface.clone()))?;
-    let sock = open_v4(&cfg.interface, ifindex, primary).map_err(VrrpError::Socket)?;
+    let sock = open_v4(&cfg.interface, ifindex, primary, false).map_err(VrrpError::Socket)?;
+    let send_fd = open_v4(&cfg.interface, ifindex, primary, true).map_err(VrrpError::Socket)?;
     // SAFETY: the OwnedFd is moved into the AsyncFd, which alone closes it.
     let fd = unsafe { AsyncFd::register(sock) }.map_err(|e| VrrpError::Socket(e.into()))?;
     let machine = Machine::new(Params {
@@ -296,6 +302,7 @@ pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac
         mac,
         primary,
         fd,
+        send_fd,
         machine,
         epoch: Instant::now(),
         status,
@@ -461,7 +468,7 @@ impl Runner {
                         addresses: self.cfg.virtual_addresses.iter().map(|(a, _)| *a).collect(),
                     };
                     let msg = adv.encode(IpAddr::V4(self.primary), IpAddr::V4(MCAST_V4), self.cfg.checksum);
-                    match send_v4(self.fd.get_ref(), &msg) {
+                    match send_v4(&self.send_fd, &msg) {
                         Ok(()) => self.status.adverts_sent += 1,
                         Err(e) => warn!(error = %e, "sending a VRRP advertisement failed"),
                     }
