@@ -35,12 +35,7 @@ impl MapWriter for Dataplane {
     }
 
     fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), DataplaneError> {
-        let mut map = self.maglev();
-        for (i, v) in table.iter().enumerate() {
-            map.set(base + i as u32, v, 0)
-                .map_err(|source| DataplaneError::Map { name: "MAGLEV", source })?;
-        }
-        Ok(())
+        self.write_maglev(base, table)
     }
 
     fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), DataplaneError> {
