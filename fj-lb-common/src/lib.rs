@@ -41,6 +41,8 @@ pub mod program_names {
     pub const BALANCER: &str = "fj_lb";
     /// Attached to the far end of a veth so that frames sent with XDP_TX are delivered.
     pub const PASS: &str = "fj_lb_pass";
+    /// MAC swap and XDP_TX: the floor the benchmarks measure the balancer against.
+    pub const FLOOR: &str = "fj_lb_floor";
 }
 
 /// A service: (VIP, port, protocol). Addresses are in network byte order; an IPv4 address

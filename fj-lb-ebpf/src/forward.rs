@@ -17,3 +17,17 @@ pub fn rewrite_macs(ctx: &XdpContext, dst: &[u8; 6], src: &[u8; 6]) -> bool {
     }
     true
 }
+
+/// Swaps source and destination MACs and returns XDP_TX (XDP_PASS if the frame is too short).
+#[inline(always)]
+pub fn swap_macs(ctx: &XdpContext) -> u32 {
+    let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
+        return aya_ebpf::bindings::xdp_action::XDP_PASS;
+    };
+    unsafe {
+        let dst = (*eth).dst;
+        (*eth).dst = (*eth).src;
+        (*eth).src = dst;
+    }
+    aya_ebpf::bindings::xdp_action::XDP_TX
+}

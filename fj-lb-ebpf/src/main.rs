@@ -16,6 +16,13 @@ pub fn fj_lb_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The floor benchmarks compare against: swap the MACs and send the frame back (XDP_TX), the
+/// least an XDP forwarder can do. Never attached by the daemon.
+#[xdp]
+pub fn fj_lb_floor(ctx: XdpContext) -> u32 {
+    fj_lb_ebpf::forward::swap_macs(&ctx)
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

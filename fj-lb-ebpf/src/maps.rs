@@ -27,8 +27,12 @@ const MMAPABLE: u32 = 1 << 10;
 #[map(name = "MAGLEV")]
 pub static MAGLEV: Array<u32> = Array::with_max_entries(65537, MMAPABLE);
 
+/// BPF_F_NO_COMMON_LRU: each CPU keeps its own LRU list, so inserting a new flow takes no
+/// lock shared with the other CPUs (as Katran's per-CPU LRU does).
+const NO_COMMON_LRU: u32 = 1 << 1;
+
 #[map(name = "FLOWS")]
-pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1_048_576, 0);
+pub static FLOWS: LruHashMap<FlowKey, FlowValue> = LruHashMap::with_max_entries(1_048_576, NO_COMMON_LRU);
 
 #[map(name = "SETTINGS")]
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);

@@ -409,17 +409,27 @@ pub fn ensure_bpffs(dir: &Path) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-/// Loads the XDP_PASS program and attaches it to `interfaces`, for the far ends of veths in
-/// labs and tests (see `fj_lb_pass` in the eBPF crate). Keep the returned value alive.
-pub fn attach_pass(interfaces: &[String]) -> Result<Ebpf, DataplaneError> {
+/// Loads one of the object's helper programs (pass-through, floor) without attaching it.
+pub fn load_aux(name: &'static str) -> Result<Ebpf, DataplaneError> {
     let mut ebpf = EbpfLoader::new().load(OBJECT)?;
-    let name = program_names::PASS;
     let prog: &mut Xdp = ebpf
         .program_mut(name)
-        .expect("the embedded object has the pass program")
+        .expect("the embedded object has the program")
         .try_into()
         .map_err(|source| DataplaneError::Program { name, source })?;
     prog.load().map_err(|source| DataplaneError::Program { name, source })?;
+    Ok(ebpf)
+}
+
+/// Loads the XDP_PASS program and attaches it to `interfaces`, for the far ends of veths in
+/// labs and tests (see `fj_lb_pass` in the eBPF crate). Keep the returned value alive.
+pub fn attach_pass(interfaces: &[String]) -> Result<Ebpf, DataplaneError> {
+    let mut ebpf = load_aux(program_names::PASS)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(program_names::PASS)
+        .expect("the embedded object has the pass program")
+        .try_into()
+        .expect("the pass program is XDP");
     for iface in interfaces {
         prog.attach(iface, AyaXdpMode::Driver).map_err(|source| DataplaneError::Attach {
             interface: iface.clone(),

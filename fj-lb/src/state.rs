@@ -134,18 +134,17 @@ impl ServiceState {
     /// The table's input: the backends that could take flows by config (weight, known MAC),
     /// those of them that are healthy, and whether the all-down fallback is in force.
     fn plan(&self) -> TableInput {
-        let mut base: Vec<_> = self
-            .backends
-            .iter()
-            .filter(|b| b.effective_weight() > 0 && b.mac.is_some())
-            .map(|b| (b.address, b.effective_weight(), b.id))
-            .collect();
+        let mut base = Vec::with_capacity(self.backends.len());
+        let mut healthy = Vec::with_capacity(self.backends.len());
+        for b in self.backends.iter().filter(|b| b.effective_weight() > 0 && b.mac.is_some()) {
+            let e = (b.address, b.effective_weight(), b.id);
+            base.push(e);
+            if self.healthy(b) {
+                healthy.push(e);
+            }
+        }
         base.sort();
-        let healthy: Vec<_> = base
-            .iter()
-            .filter(|(addr, _, _)| self.backends.iter().any(|b| b.address == *addr && self.healthy(b)))
-            .copied()
-            .collect();
+        healthy.sort();
         let any_healthy = self.backends.iter().any(|b| self.healthy(b));
         let all_down = !any_healthy && self.config.health.when_all_down == WhenAllDown::SendToAll;
         if all_down {
