@@ -43,6 +43,8 @@ pub mod program_names {
     pub const PASS: &str = "fj_lb_pass";
     /// MAC swap and XDP_TX: the floor the benchmarks measure the balancer against.
     pub const FLOOR: &str = "fj_lb_floor";
+    /// Live-frames packet generator for the packet-rate benchmark.
+    pub const GENERATOR: &str = "fj_lb_gen";
 }
 
 /// A service: (VIP, port, protocol). Addresses are in network byte order; an IPv4 address

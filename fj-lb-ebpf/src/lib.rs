@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod balancer;
+pub mod bench;
 pub mod flow;
 pub mod forward;
 pub mod maps;

@@ -23,6 +23,12 @@ pub fn fj_lb_floor(ctx: XdpContext) -> u32 {
     fj_lb_ebpf::forward::swap_macs(&ctx)
 }
 
+/// Packet generator for the packet-rate benchmark (see `bench.rs`).
+#[xdp]
+pub fn fj_lb_gen(ctx: XdpContext) -> u32 {
+    fj_lb_ebpf::bench::generate(&ctx)
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

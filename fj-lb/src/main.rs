@@ -76,11 +76,33 @@ enum Command {
     Weight { service: String, backend: String, weight: u32 },
     /// Re-read the config file and apply the difference (same as SIGHUP).
     Reload,
+    /// Benchmark packet source: send UDP frames out of an interface as fast as possible, each a
+    /// new 5-tuple (BPF_PROG_TEST_RUN live frames); prints a JSON summary.
+    #[command(hide = true)]
+    Generate {
+        #[arg(long)]
+        interface: String,
+        #[arg(long)]
+        src_mac: String,
+        #[arg(long)]
+        dst_mac: String,
+        #[arg(long)]
+        src: std::net::Ipv4Addr,
+        #[arg(long)]
+        dst: std::net::Ipv4Addr,
+        #[arg(long, default_value_t = 9)]
+        port: u16,
+        #[arg(long, default_value_t = 10_000_000)]
+        packets: u64,
+    },
     /// Attach a pass-through XDP program to veth peers so frames the balancer sends with
     /// XDP_TX are delivered (labs and tests); runs until SIGINT/SIGTERM.
     XdpPass {
         #[arg(long = "interface", short, required = true)]
         interfaces: Vec<String>,
+        /// Attach the MAC-swap XDP_TX floor program instead (benchmarks).
+        #[arg(long, hide = true)]
+        floor: bool,
     },
 }
 
@@ -109,7 +131,12 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, assume_healthy } => run_daemon(config, Options { assume_healthy }),
-        Command::XdpPass { interfaces } => report(xdp_pass(&interfaces)),
+        Command::XdpPass { interfaces, floor } => report(xdp_pass(&interfaces, floor)),
+        Command::Generate { interface, src_mac, dst_mac, src, dst, port, packets } => report((|| {
+            let g = dataplane::generate(&interface, parse_mac(&src_mac)?, parse_mac(&dst_mac)?, src, dst, port, packets)?;
+            println!("{}", serde_json::to_string(&g)?);
+            Ok(())
+        })()),
         other => report(client(&cli.socket, cli.json, other)),
     }
 }
@@ -166,7 +193,9 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
             Request::Weight { service: service.clone(), backend: backend.clone(), weight: *weight }
         }
         Command::Reload => Request::Reload {},
-        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } => unreachable!("handled in main"),
+        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } | Command::Generate { .. } => {
+            unreachable!("handled in main")
+        }
     };
     let resp = control::call(socket, &req, Duration::from_secs(30))?;
     if !resp.ok {
@@ -211,8 +240,14 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
     Ok(())
 }
 
-fn xdp_pass(interfaces: &[String]) -> anyhow::Result<()> {
-    let _attached = dataplane::attach_pass(interfaces).context("attaching the pass-through program")?;
+fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
+    let parts: Vec<u8> = s.split(':').map(|p| u8::from_str_radix(p, 16)).collect::<Result<_, _>>().context("a MAC is six hex bytes")?;
+    parts.try_into().map_err(|_| anyhow::anyhow!("{s:?} is not a MAC address"))
+}
+
+fn xdp_pass(interfaces: &[String], floor: bool) -> anyhow::Result<()> {
+    let program = if floor { fj_lb_common::program_names::FLOOR } else { fj_lb_common::program_names::PASS };
+    let _attached = dataplane::attach_aux(program, interfaces).context("attaching the program")?;
     tracing::info!(?interfaces, "pass-through XDP attached; waiting for SIGINT/SIGTERM");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
