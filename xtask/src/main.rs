@@ -30,6 +30,13 @@ enum Cmd {
     /// Build a client, an LB and three backends in network namespaces, run fj-lb with the
     /// embedded default config, send requests through the VIP and show who answered.
     Lab,
+    /// Benchmarks: per-packet cost and scaling in the kernel, control-plane timings, and end to
+    /// end against HAProxy and direct; a Markdown report and a PNG chart in target/bench/.
+    Bench {
+        /// Only the in-kernel part (no namespaces, no wrk/HAProxy).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Run every test: unit, XDP program fixtures, namespace integration.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -82,6 +89,11 @@ fn main() -> Result<()> {
             c.args(["run", "--quiet", "--package", "fj-lb-tests", "--bin", "fj-lb-lab"]).env("FJ_LB_BIN", &bin);
             run(&mut c)
         }
+        Cmd::Bench { quick } => {
+            setup::setup()?;
+            setup::bench_tools()?;
+            bench(quick)
+        }
         Cmd::Test { args } => {
             setup::setup()?;
             let bin = build_fj_lb(false)?;
@@ -90,6 +102,34 @@ fn main() -> Result<()> {
             run(&mut c)
         }
     }
+}
+
+fn bench(quick: bool) -> Result<()> {
+    let root = workspace_root();
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    run(cargo().args(["bench", "--package", "fj-lb", "--bench", "datapath"]))?;
+    let mut parts = vec![std::fs::read_to_string(out.join("datapath.md"))?];
+    if !quick {
+        let bin = build_fj_lb(true)?;
+        run(cargo().args(["build", "--release", "--package", "fj-lb-tests", "--bin", "fj-lb-bench-e2e"]))?;
+        run(Command::new(root.join("target/release/fj-lb-bench-e2e")).env("FJ_LB_BIN", &bin))?;
+        parts.push(std::fs::read_to_string(out.join("e2e.md"))?);
+    }
+    let chart = out.join("scaling.png");
+    match Command::new("python3")
+        .arg(root.join("xtask/scripts/plot_scaling.py"))
+        .arg(out.join("datapath.json"))
+        .arg(&chart)
+        .status()
+    {
+        Ok(s) if s.success() => parts.push("\n![per-packet cost as the configuration grows](scaling.png)\n".into()),
+        _ => eprintln!("bench: the scaling chart could not be drawn (python3 with matplotlib)"),
+    }
+    let report = out.join("report.md");
+    std::fs::write(&report, parts.join("\n"))?;
+    println!("\nreport: {}\nchart:  {}", report.display(), chart.display());
+    Ok(())
 }
 
 /// Replaces xtask with fj-lb so signals (Ctrl-C, SIGTERM from systemd) reach the daemon

@@ -6,9 +6,14 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::run;
 
-/// Debian packages the tests and the lab use. `iproute2` for namespaces, `nginx` as the
-/// backends' HTTP server, `util-linux` for nsenter.
-const APT_PACKAGES: &[&str] = &["iproute2", "nginx", "util-linux", "curl"];
+/// Debian packages the tests and the lab use: `iproute2` for namespaces, `nginx` as the
+/// backends' HTTP server, `util-linux` for nsenter, keepalived as the VRRP peer fj-lb must
+/// interoperate with, tcpdump/tshark to check adverts on the wire, scapy to forge bad ones.
+const APT_PACKAGES: &[&str] =
+    &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tcpdump", "tshark", "python3-scapy"];
+
+/// What the end-to-end benchmark adds: load generators and the proxy we compare against.
+const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "iperf3"];
 
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
@@ -26,17 +31,29 @@ fn apt_installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn apt() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES.iter().copied().filter(|p| !apt_installed(p)).collect();
+fn apt(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !apt_installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
     eprintln!("setup: installing Debian packages {missing:?}");
     run(Command::new("apt-get").arg("update").arg("-q"))?;
+    // tshark asks whether non-root users may capture; the answer does not matter here.
     run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Benchmark-only tools: apt packages and matplotlib for the chart.
+pub fn bench_tools() -> Result<()> {
+    apt(BENCH_PACKAGES)?;
+    let has_matplotlib = Command::new("python3").args(["-c", "import matplotlib"]).output().is_ok_and(|o| o.status.success());
+    if !has_matplotlib {
+        eprintln!("setup: installing matplotlib for the benchmark chart");
+        run(Command::new("python3").args(["-m", "pip", "install", "--quiet", "matplotlib"]))?;
+    }
+    Ok(())
 }
 
 fn nightly() -> Result<()> {
@@ -86,7 +103,7 @@ fn bpf_linker() -> Result<()> {
 }
 
 pub fn setup() -> Result<()> {
-    apt()?;
+    apt(APT_PACKAGES)?;
     nightly()?;
     bpf_linker()?;
     Ok(())
