@@ -5,14 +5,14 @@ use std::{
     collections::BTreeMap,
     io,
     mem,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
     time::{Duration, Instant, SystemTime},
 };
 
 use futures::TryStreamExt;
 use netlink_packet_route::{
-    address::AddressAttribute,
+    address::{AddressAttribute, AddressHeaderFlag},
     link::LinkFlag,
 };
 use tokio::{
@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     machine::{Action, Machine, Params, State, to_centis},
-    packet::{Advert, ChecksumMode, IPPROTO_VRRP, MCAST_V4, Reject},
+    packet::{Advert, ChecksumMode, IPPROTO_VRRP, MCAST_V4, MCAST_V6, Reject},
 };
 use crate::{config::VrrpConfig, state::Mac};
 
@@ -33,10 +33,8 @@ pub enum VrrpError {
     Socket(#[source] io::Error),
     #[error("rtnetlink: {0}")]
     Netlink(#[from] rtnetlink::Error),
-    #[error("vrrp.interface {0} has no IPv4 address of its own to send advertisements from")]
-    NoPrimary(String),
-    #[error("VRRP over IPv6 is not supported yet; use IPv4 virtual addresses")]
-    Ipv6,
+    #[error("vrrp.interface {0} has no {1} address of its own to send advertisements from")]
+    NoPrimary(String, &'static str),
 }
 
 /// What `fj-lb status` shows and metrics export.
@@ -155,6 +153,101 @@ fn send_v4(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
     sockerr(r as i32, ())
 }
 
+fn sockaddr_in6(ip: Ipv6Addr, scope: u32) -> libc::sockaddr_in6 {
+    libc::sockaddr_in6 {
+        sin6_family: libc::AF_INET6 as u16,
+        sin6_port: 0,
+        sin6_flowinfo: 0,
+        sin6_addr: libc::in6_addr { s6_addr: ip.octets() },
+        sin6_scope_id: scope,
+    }
+}
+
+/// A raw IPv6 socket for protocol 112 (or ICMPv6 for neighbour advertisements) on one
+/// interface, hop limit 255 on the way out and reported on the way in.
+fn open_v6(ifname: &str, ifindex: u32, link_local: Ipv6Addr, proto: i32, bind: bool) -> io::Result<OwnedFd> {
+    let raw = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) };
+    sockerr(raw, ())?;
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let name = ifname.as_bytes();
+    sockerr(
+        unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_ptr().cast(), name.len() as u32) },
+        (),
+    )?;
+    if proto == IPPROTO_VRRP as i32 {
+        let mreq = libc::ipv6_mreq { ipv6mr_multiaddr: libc::in6_addr { s6_addr: MCAST_V6.octets() }, ipv6mr_interface: ifindex };
+        setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)?;
+        setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_RECVHOPLIMIT, &1i32)?;
+    }
+    setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_IF, &(ifindex as i32))?;
+    setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_HOPS, &255i32)?;
+    setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_MULTICAST_LOOP, &0i32)?;
+    if bind {
+        let sa = sockaddr_in6(link_local, ifindex);
+        sockerr(
+            unsafe { libc::bind(fd.as_raw_fd(), (&sa as *const libc::sockaddr_in6).cast(), mem::size_of::<libc::sockaddr_in6>() as u32) },
+            (),
+        )?;
+    }
+    Ok(fd)
+}
+
+fn send_v6(fd: &OwnedFd, to: Ipv6Addr, ifindex: u32, msg: &[u8]) -> io::Result<()> {
+    let sa = sockaddr_in6(to, ifindex);
+    let r = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&sa as *const libc::sockaddr_in6).cast(),
+            mem::size_of::<libc::sockaddr_in6>() as u32,
+        )
+    };
+    sockerr(r as i32, ())
+}
+
+/// Receives one IPv6 VRRP message: (source, hop limit, message).
+fn recv_v6(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<(Ipv6Addr, Option<u8>, usize)> {
+    let mut from: libc::sockaddr_in6 = unsafe { mem::zeroed() };
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut control = [0u8; 64];
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_name = (&mut from as *mut libc::sockaddr_in6).cast();
+    msg.msg_namelen = mem::size_of::<libc::sockaddr_in6>() as u32;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut hops = None;
+    // SAFETY: walking the control buffer the kernel filled, with the libc CMSG macros.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_HOPLIMIT {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>());
+                hops = Some(v as u8);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((Ipv6Addr::from(from.sin6_addr.s6_addr), hops, n as usize))
+}
+
+/// An unsolicited neighbour advertisement (RFC 4861 §7.2.6) for `target`, override flag set,
+/// with our MAC as the target link-layer address. The kernel fills the ICMPv6 checksum.
+pub fn unsolicited_na(mac: &Mac, target: Ipv6Addr) -> Vec<u8> {
+    let mut m = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+    m.extend_from_slice(&target.octets());
+    m.extend_from_slice(&[2, 1]);
+    m.extend_from_slice(mac);
+    m
+}
+
 /// A gratuitous ARP (an ARP request for our own address), so switches and clients learn at
 /// once which MAC now holds the address.
 pub fn garp_frame(mac: &Mac, ip: Ipv4Addr) -> Vec<u8> {
@@ -194,15 +287,22 @@ fn send_frames(ifindex: u32, frames: &[Vec<u8>]) -> io::Result<()> {
     Ok(())
 }
 
-/// Our own IPv4 address on the interface: the advert source and the tie-breaker.
-async fn primary_v4(handle: &rtnetlink::Handle, ifindex: u32, exclude: &[IpAddr]) -> Result<Option<Ipv4Addr>, VrrpError> {
+/// Our own address on the interface, the advert source and the tie-breaker: the first IPv4
+/// address that is not virtual, or for IPv6 the link-local address (RFC 5798 §5.1.2.1).
+async fn primary(handle: &rtnetlink::Handle, ifindex: u32, v6: bool, exclude: &[IpAddr]) -> Result<Option<IpAddr>, VrrpError> {
     let mut addrs = handle.address().get().set_link_index_filter(ifindex).execute();
     while let Some(msg) = addrs.try_next().await? {
         for a in &msg.attributes {
-            if let AddressAttribute::Local(IpAddr::V4(v4)) | AddressAttribute::Address(IpAddr::V4(v4)) = a {
-                if !exclude.contains(&IpAddr::V4(*v4)) {
-                    return Ok(Some(*v4));
-                }
+            let ip = match a {
+                AddressAttribute::Local(ip) | AddressAttribute::Address(ip) => *ip,
+                _ => continue,
+            };
+            let wanted = match ip {
+                IpAddr::V4(_) => !v6,
+                IpAddr::V6(x) => v6 && (x.segments()[0] & 0xffc0) == 0xfe80,
+            };
+            if wanted && !exclude.contains(&ip) {
+                return Ok(Some(ip));
             }
         }
     }
@@ -219,7 +319,12 @@ async fn carrier(handle: &rtnetlink::Handle, ifindex: u32) -> bool {
 
 async fn add_addresses(handle: &rtnetlink::Handle, ifindex: u32, addrs: &[(IpAddr, u8)]) {
     for (ip, prefix) in addrs {
-        match handle.address().add(ifindex, *ip, *prefix).replace().execute().await {
+        let mut req = handle.address().add(ifindex, *ip, *prefix).replace();
+        if ip.is_ipv6() {
+            // No duplicate address detection: the address must answer now, not in a second.
+            req.message_mut().header.flags.push(AddressHeaderFlag::Nodad);
+        }
+        match req.execute().await {
             Ok(()) => info!(address = %ip, prefix, "virtual address added"),
             Err(e) => error!(address = %ip, error = %e, "adding the virtual address failed"),
         }
@@ -243,7 +348,7 @@ struct Runner {
     handle: rtnetlink::Handle,
     ifindex: u32,
     mac: Mac,
-    primary: Ipv4Addr,
+    primary: IpAddr,
     fd: AsyncFd<OwnedFd>,
     send_fd: OwnedFd,
     machine: Machine,
@@ -258,23 +363,28 @@ struct Runner {
 
 /// Starts the VRRP instance: backup (or master if priority 255) from the first moment.
 pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac: Mac) -> Result<Vrrp, VrrpError> {
-    if cfg.virtual_addresses.iter().any(|(a, _)| a.is_ipv6()) {
-        return Err(VrrpError::Ipv6);
-    }
+    let v6 = cfg.virtual_addresses.iter().any(|(a, _)| a.is_ipv6());
     let vips: Vec<IpAddr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
     // A VIP left on the interface by a killed daemon is not ours to keep: remove it first, so
     // it is never taken for our primary address.
     remove_addresses(&handle, ifindex, &cfg.virtual_addresses).await;
-    let primary = primary_v4(&handle, ifindex, &vips).await?.ok_or_else(|| VrrpError::NoPrimary(cfg.interface.clone()))?;
-    let sock = open_v4(&cfg.interface, ifindex, primary, false).map_err(VrrpError::Socket)?;
-    let send_fd = open_v4(&cfg.interface, ifindex, primary, true).map_err(VrrpError::Socket)?;
+    let family = if v6 { "IPv6 link-local" } else { "IPv4" };
+    let primary = primary(&handle, ifindex, v6, &vips).await?.ok_or_else(|| VrrpError::NoPrimary(cfg.interface.clone(), family))?;
+    let (sock, send_fd) = match primary {
+        IpAddr::V4(p) => (open_v4(&cfg.interface, ifindex, p, false), open_v4(&cfg.interface, ifindex, p, true)),
+        IpAddr::V6(p) => (
+            open_v6(&cfg.interface, ifindex, p, IPPROTO_VRRP as i32, false),
+            open_v6(&cfg.interface, ifindex, p, IPPROTO_VRRP as i32, true),
+        ),
+    };
+    let (sock, send_fd) = (sock.map_err(VrrpError::Socket)?, send_fd.map_err(VrrpError::Socket)?);
     // SAFETY: the OwnedFd is moved into the AsyncFd, which alone closes it.
     let fd = unsafe { AsyncFd::register(sock) }.map_err(|e| VrrpError::Socket(e.into()))?;
     let machine = Machine::new(Params {
         priority: cfg.priority,
         advert_interval: Duration::from_millis(cfg.advert_interval_ms as u64),
         preempt: cfg.preempt,
-        primary: IpAddr::V4(primary),
+        primary,
     });
     let status = VrrpStatus {
         state: State::Initialize,
@@ -341,13 +451,22 @@ impl Runner {
                 }
                 r = self.fd.readable() => {
                     let Ok(mut guard) = r else { continue };
+                    let v6 = self.primary.is_ipv6();
                     match guard.try_io(|fd| {
-                        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
+                        if v6 {
+                            recv_v6(fd.get_ref(), &mut buf).map(|(src, hops, n)| (Some((src, hops)), n))
+                        } else {
+                            let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                            if n < 0 { Err(io::Error::last_os_error()) } else { Ok((None, n as usize)) }
+                        }
                     }) {
-                        Ok(Ok(n)) => {
+                        Ok(Ok((None, n))) => {
                             let pkt = buf[..n].to_vec();
                             self.receive(&pkt).await;
+                        }
+                        Ok(Ok((Some((src, hops)), n))) => {
+                            let msg = buf[..n].to_vec();
+                            self.receive_v6(src, hops, &msg).await;
                         }
                         Ok(Err(e)) => warn!(error = %e, "receiving VRRP failed"),
                         Err(_would_block) => {}
@@ -423,12 +542,21 @@ impl Runner {
         let ttl = pkt[8];
         let src = IpAddr::from([pkt[12], pkt[13], pkt[14], pkt[15]]);
         let dst = IpAddr::from([pkt[16], pkt[17], pkt[18], pkt[19]]);
-        if src == IpAddr::V4(self.primary) {
+        let tot = u16::from_be_bytes([pkt[2], pkt[3]]) as usize;
+        let msg = pkt[ihl..tot.clamp(ihl, pkt.len())].to_vec();
+        self.advert(src, dst, Some(ttl), &msg).await;
+    }
+
+    async fn receive_v6(&mut self, src: Ipv6Addr, hops: Option<u8>, msg: &[u8]) {
+        self.advert(IpAddr::V6(src), IpAddr::V6(MCAST_V6), hops, msg).await;
+    }
+
+    /// Checks one received VRRP message and feeds it to the state machine.
+    async fn advert(&mut self, src: IpAddr, dst: IpAddr, ttl: Option<u8>, msg: &[u8]) {
+        if src == self.primary {
             return;
         }
-        let tot = u16::from_be_bytes([pkt[2], pkt[3]]) as usize;
-        let msg = &pkt[ihl..tot.clamp(ihl, pkt.len())];
-        if ttl != 255 {
+        if ttl != Some(255) {
             return self.reject(Reject::Ttl);
         }
         let (adv, _mode) = match Advert::decode(msg, src, dst) {
@@ -467,8 +595,13 @@ impl Runner {
                         max_adver_int: to_centis(self.machine.advert_interval()),
                         addresses: self.cfg.virtual_addresses.iter().map(|(a, _)| *a).collect(),
                     };
-                    let msg = adv.encode(IpAddr::V4(self.primary), IpAddr::V4(MCAST_V4), self.cfg.checksum);
-                    match send_v4(&self.send_fd, &msg) {
+                    let sent = match self.primary {
+                        IpAddr::V4(_) => send_v4(&self.send_fd, &adv.encode(self.primary, IpAddr::V4(MCAST_V4), self.cfg.checksum)),
+                        IpAddr::V6(_) => {
+                            send_v6(&self.send_fd, MCAST_V6, self.ifindex, &adv.encode(self.primary, IpAddr::V6(MCAST_V6), self.cfg.checksum))
+                        }
+                    };
+                    match sent {
                         Ok(()) => self.status.adverts_sent += 1,
                         Err(e) => warn!(error = %e, "sending a VRRP advertisement failed"),
                     }
@@ -494,7 +627,7 @@ impl Runner {
                     self.status.last_transition = Some(rfc3339(at));
                     self.status.last_transition_reason = Some(why.to_string());
                     if to == State::Master {
-                        self.status.master = Some(IpAddr::V4(self.primary));
+                        self.status.master = Some(self.primary);
                         self.status.master_priority = Some(self.machine.priority());
                     } else if to == State::Initialize {
                         self.status.master = None;
@@ -507,15 +640,29 @@ impl Runner {
         let _ = self.status_tx.send(self.status.clone());
     }
 
-    /// Gratuitous ARPs now, `garp_repeat` times, and the same again 5 s later (as keepalived
-    /// does) for switches and hosts that missed the first burst.
+    /// Gratuitous ARPs (IPv6: unsolicited neighbour advertisements) now, `garp_repeat` times,
+    /// and the same again 5 s later (as keepalived does) for switches and hosts that missed the
+    /// first burst.
     fn announce(&mut self) {
         let frames: Vec<Vec<u8>> = self
             .cfg
             .virtual_addresses
             .iter()
-            .filter_map(|(a, _)| if let IpAddr::V4(v4) = a { Some(garp_frame(&self.mac, *v4)) } else { None })
+            .map(|(a, _)| match a {
+                IpAddr::V4(v4) => garp_frame(&self.mac, *v4),
+                IpAddr::V6(v6) => unsolicited_na(&self.mac, *v6),
+            })
             .collect();
+        let na_socket = match self.primary {
+            IpAddr::V6(ll) => match open_v6(&self.cfg.interface, self.ifindex, ll, libc::IPPROTO_ICMPV6, true) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    warn!(error = %e, "cannot open an ICMPv6 socket for neighbour advertisements");
+                    return;
+                }
+            },
+            IpAddr::V4(_) => None,
+        };
         let (ifindex, repeat, gap) = (self.ifindex, self.cfg.garp_repeat, Duration::from_millis(self.cfg.garp_interval_ms as u64));
         if let Some(t) = self.garp_task.take() {
             t.abort();
@@ -526,8 +673,12 @@ impl Runner {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
                 for i in 0..repeat {
-                    if let Err(e) = send_frames(ifindex, &frames) {
-                        warn!(error = %e, "sending gratuitous ARP failed");
+                    let sent = match &na_socket {
+                        None => send_frames(ifindex, &frames),
+                        Some(s) => frames.iter().try_for_each(|na| send_v6(s, Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), ifindex, na)),
+                    };
+                    if let Err(e) = sent {
+                        warn!(error = %e, "sending gratuitous ARP / unsolicited NA failed");
                     }
                     if i + 1 < repeat {
                         tokio::time::sleep(gap).await;
