@@ -24,7 +24,8 @@ pub mod map_names {
     pub const SERVICE_COUNTERS: &str = "SERVICE_COUNTERS";
     pub const BACKEND_COUNTERS: &str = "BACKEND_COUNTERS";
     pub const STATS: &str = "STATS";
-    pub const ALL: [&str; 8] = [
+    pub const NOT_ACCEPTED: &str = "NOT_ACCEPTED";
+    pub const ALL: [&str; 9] = [
         SERVICES,
         BACKENDS,
         MAGLEV,
@@ -33,6 +34,7 @@ pub mod map_names {
         SERVICE_COUNTERS,
         BACKEND_COUNTERS,
         STATS,
+        NOT_ACCEPTED,
     ];
 }
 
@@ -121,6 +123,16 @@ pub struct Settings {
 }
 const _: () = assert!(core::mem::size_of::<Settings>() == 12);
 
+/// A virtual address, as the key of NOT_ACCEPTED.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VipKey {
+    pub addr: [u8; 16],
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<VipKey>() == 20);
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -146,10 +158,11 @@ pub enum Stat {
     DropNoBackend = 10,
     DropBackendUnresolved = 11,
     FlowInsertFailed = 12,
+    DropNotAccepted = 13,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 13;
+    pub const COUNT: u32 = 14;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Forwarded,
         Stat::FlowHit,
@@ -164,6 +177,7 @@ impl Stat {
         Stat::DropNoBackend,
         Stat::DropBackendUnresolved,
         Stat::FlowInsertFailed,
+        Stat::DropNotAccepted,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -181,6 +195,7 @@ impl Stat {
             Stat::DropNoBackend => "drop_no_backend",
             Stat::DropBackendUnresolved => "drop_backend_unresolved",
             Stat::FlowInsertFailed => "flow_insert_failed",
+            Stat::DropNotAccepted => "drop_not_accepted",
         }
     }
 }
@@ -195,4 +210,5 @@ mod pod {
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for Counters {}
+    unsafe impl aya::Pod for VipKey {}
 }

@@ -1,10 +1,10 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use fj_lb_common::{ServiceKey, Stat};
+use fj_lb_common::{FlowKey, ServiceKey, Stat, VipKey};
 
 use crate::{
     flow::select_backend,
     forward::rewrite_macs,
-    maps::{SERVICES, SETTINGS},
+    maps::{NOT_ACCEPTED, SERVICES, SETTINGS},
     parse::parse_flow,
     stats::{count, count_forwarded},
 };
@@ -22,15 +22,21 @@ pub fn balance(ctx: &XdpContext) -> u32 {
 
 #[inline(always)]
 fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
-    let pass = |s: Stat| (s, xdp_action::XDP_PASS);
-    let key = parse_flow(ctx).map_err(pass)?;
+    let mut key = FlowKey::default();
+    if let Err(stat) = parse_flow(ctx, &mut key) {
+        return Err(refuse_or_pass(&key, stat));
+    }
     let skey = ServiceKey {
         addr: key.dst,
         port: key.dport,
         proto: key.proto,
         family: key.family,
     };
-    let svc = *unsafe { SERVICES.get(&skey) }.ok_or(pass(Stat::PassNotService))?;
+    let Some(svc) = (unsafe { SERVICES.get(&skey) }) else {
+        return Err(refuse_or_pass(&key, Stat::PassNotService));
+    };
+    let svc = *svc;
+    let pass = |s: Stat| (s, xdp_action::XDP_PASS);
     // Without settings the daemon has not finished loading: let the host handle the packet.
     let settings = SETTINGS.get(0).ok_or(pass(Stat::PassNotService))?;
     let (id, backend) = select_backend(&key, &svc, settings.hash_seed)
@@ -44,4 +50,17 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     let len = (ctx.data_end() - ctx.data()) as u64;
     count_forwarded(svc.id, id, len);
     Ok(xdp_action::XDP_TX)
+}
+
+/// A packet the balancer does not take goes to the host, unless it is addressed to a VRRP
+/// virtual address that this host may not accept (RFC 5798 Accept_Mode false).
+#[inline(always)]
+fn refuse_or_pass(key: &FlowKey, stat: Stat) -> (Stat, u32) {
+    if key.family != 0 && matches!(stat, Stat::PassNotService | Stat::PassNotL4) {
+        let vip = VipKey { addr: key.dst, family: key.family, _pad: [0; 3] };
+        if unsafe { NOT_ACCEPTED.get(&vip) }.is_some() {
+            return (Stat::DropNotAccepted, xdp_action::XDP_DROP);
+        }
+    }
+    (stat, xdp_action::XDP_PASS)
 }

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use fj_lb_common::{
-    Backend, Counters, FlowKey, FlowValue, ServiceKey, ServiceValue, Settings, Stat,
+    Backend, Counters, FlowKey, FlowValue, ServiceKey, ServiceValue, Settings, Stat, VipKey,
 };
 
 /// BPF_F_NO_PREALLOC: updates of a service swap its value under RCU, so a packet never reads a
@@ -45,3 +45,8 @@ pub static BACKEND_COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entri
 
 #[map(name = "STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 0);
+
+/// VRRP virtual addresses this host must not accept traffic for, beyond its services
+/// (Accept_Mode false, not the address owner). Empty otherwise.
+#[map(name = "NOT_ACCEPTED")]
+pub static NOT_ACCEPTED: HashMap<VipKey, u8> = HashMap::with_max_entries(64, 0);

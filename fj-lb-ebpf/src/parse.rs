@@ -76,12 +76,13 @@ pub fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Option<*mut T> {
     Some((start + offset) as *mut T)
 }
 
-/// Parses the frame into the flow it belongs to, or says why it is not a balanced flow.
+/// Parses the frame into `key`, the flow it belongs to, or says why it is not a balanced
+/// flow. The addresses are filled in as soon as they are known, so a packet refused for its
+/// transport (ICMP, say) still tells who it was for.
 #[inline(always)]
-pub fn parse_flow(ctx: &XdpContext) -> Result<FlowKey, Stat> {
+pub fn parse_flow(ctx: &XdpContext, key: &mut FlowKey) -> Result<(), Stat> {
     let eth: *const EthHdr = ptr_at(ctx, 0).ok_or(Stat::PassMalformed)?;
     let ether_type = u16::from_be_bytes(unsafe { (*eth).ether_type });
-    let mut key = FlowKey::default();
     let l4_off;
     match ether_type {
         ETH_P_IP => {
@@ -148,7 +149,7 @@ pub fn parse_flow(ctx: &XdpContext) -> Result<FlowKey, Stat> {
         }
         _ => return Err(Stat::PassNotL4),
     }
-    Ok(key)
+    Ok(())
 }
 
 impl EthHdr {

@@ -116,6 +116,9 @@ pub struct VrrpConfig {
     pub priority: u8,
     pub advert_interval_ms: u32,
     pub preempt: bool,
+    /// RFC 5798 Accept_Mode: may the master accept traffic addressed to the virtual addresses
+    /// (beyond the balanced services)? The address owner (priority 255) always does.
+    pub accept_mode: bool,
     /// Address and prefix length.
     pub virtual_addresses: Vec<(IpAddr, u8)>,
     pub use_virtual_mac: bool,
@@ -224,6 +227,7 @@ struct RawVrrp {
     priority: Option<Spanned<u32>>,
     advert_interval_ms: Option<Spanned<u32>>,
     preempt: Option<bool>,
+    accept_mode: Option<bool>,
     virtual_addresses: Spanned<Vec<Spanned<String>>>,
     use_virtual_mac: Option<Spanned<bool>>,
     #[serde(default)]
@@ -662,6 +666,7 @@ fn validate_vrrp(
         priority,
         advert_interval_ms,
         preempt: v.preempt.unwrap_or(true),
+        accept_mode: v.accept_mode.unwrap_or(false),
         virtual_addresses,
         use_virtual_mac,
         track_services,
@@ -1017,6 +1022,7 @@ forward = "dsr"
         assert_eq!(v.track_services, vec!["web"]);
         assert_eq!(v.track_priority_delta, 60);
         assert_eq!(v.checksum, crate::vrrp::packet::ChecksumMode::PseudoHeader);
+        assert!(!v.accept_mode, "RFC 5798's default");
     }
 
     #[test]

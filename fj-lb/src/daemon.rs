@@ -188,6 +188,11 @@ impl Daemon {
         let mut dp = Dataplane::load(state::sizes(config))?;
         info!(program_id = dp.program_id(), "XDP program loaded and verified");
         dp.write_settings(Settings { lb_mac: neigh.mac, _pad: [0; 2], hash_seed: config.hash_seed })?;
+        if let Some(v) = config.vrrp.as_ref().filter(|v| !v.accept_mode && v.priority != 255) {
+            let vips: Vec<IpAddr> = v.virtual_addresses.iter().map(|(a, _)| *a).collect();
+            dp.set_not_accepted(&vips)?;
+            info!(?vips, "accept_mode = false: traffic to the virtual addresses other than services is dropped");
+        }
         let mut balancer = Balancer::with_options(config, assume_healthy);
         let groups: Vec<Vec<IpAddr>> =
             config.services.iter().map(|s| s.backends.iter().map(|b| b.address).collect()).collect();

@@ -12,7 +12,7 @@ use aya::{
 };
 use fj_lb_common::{
     Backend, Counters, FAMILY_V4, FAMILY_V6, FlowKey, FlowValue, ServiceKey, ServiceValue,
-    Settings, Stat, map_names as names, program_names,
+    Settings, Stat, VipKey, map_names as names, program_names,
 };
 use tracing::{info, warn};
 
@@ -326,6 +326,16 @@ impl Dataplane {
 
     pub fn stats_map(&mut self) -> PerCpuArray<&mut MapData, u64> {
         typed(&mut self.ebpf, names::STATS)
+    }
+
+    /// Virtual addresses to drop non-service traffic for (Accept_Mode false).
+    pub fn set_not_accepted(&mut self, addrs: &[IpAddr]) -> Result<(), DataplaneError> {
+        let mut map: HashMap<&mut MapData, VipKey, u8> = typed(&mut self.ebpf, names::NOT_ACCEPTED);
+        for ip in addrs {
+            let (addr, family) = addr_bytes(*ip);
+            map.insert(VipKey { addr, family, _pad: [0; 3] }, 1, 0).map_err(map_err(names::NOT_ACCEPTED))?;
+        }
+        Ok(())
     }
 
     pub fn write_settings(&mut self, settings: Settings) -> Result<(), DataplaneError> {

@@ -378,3 +378,16 @@ fn a_backend_without_a_mac_is_not_sent_traffic() {
     assert_eq!(action, XDP_DROP, "no resolvable backend: dropped, not sent to a zero MAC");
     assert_eq!(out, udp4(CLIENT, 5353, VIP, 53));
 }
+
+#[test]
+fn accept_mode_off_drops_other_traffic_to_the_vip_only() {
+    let mut lb = Lb::new(CONFIG);
+    lb.dp.set_not_accepted(&["10.0.0.100".parse().unwrap()]).unwrap();
+    let mut icmp = Vec::new();
+    PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4(CLIENT, VIP, 64).icmpv4_echo_request(1, 1).write(&mut icmp, b"ping").unwrap();
+    assert_eq!(lb.run(&icmp).0, XDP_DROP, "ping to the VIP");
+    assert_eq!(lb.run(&tcp4(CLIENT, 40000, VIP, 22)).0, XDP_DROP, "ssh to the VIP");
+    assert_eq!(lb.stat(Stat::DropNotAccepted), 2);
+    lb.forward(&tcp4(CLIENT, 40000, VIP, 80));
+    assert_passed_untouched(&lb, &tcp4(CLIENT, 40000, [10, 0, 0, 10], 22), "ssh to the LB's own address");
+}

@@ -712,6 +712,16 @@ mod tests {
     }
 
     #[test]
+    fn unsolicited_na_overrides_and_carries_our_mac() {
+        let m = unsolicited_na(&[2, 0, 0, 0, 0, 9], "2001:db8::100".parse().unwrap());
+        assert_eq!(m.len(), 32);
+        assert_eq!(m[0], 136, "neighbour advertisement");
+        assert_eq!(m[4], 0x20, "override, not solicited, not a router");
+        assert_eq!(&m[8..24], &"2001:db8::100".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(&m[24..32], &[2, 1, 2, 0, 0, 0, 0, 9], "target link-layer address option");
+    }
+
+    #[test]
     fn timestamps() {
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_737_600 + 3661)), "2026-11-27T01:01:01Z");
