@@ -143,7 +143,8 @@ pub fn maglev(m: &MaglevReport) -> String {
                 b.slots.to_string(),
                 format!("{:.2}%", b.share * 100.0),
                 format!("{:.2}%", b.expected_share * 100.0),
-                format!("{:+.2}%", b.deviation * 100.0),
+                // Rounded first, so a hair under the share reads +0.00%, not -0.00%.
+                format!("{:+.2}%", (b.deviation * 10000.0).round() / 100.0 + 0.0),
             ]
         })
         .collect();

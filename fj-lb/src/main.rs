@@ -212,8 +212,8 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
                 st.services.retain(|s| &s.name == name);
             }
             match (&cmd, json) {
-                (Command::Status, true) => serde_json::to_string_pretty(&st)?,
-                (_, true) => serde_json::to_string_pretty(&st.services)?,
+                (Command::Status, true) => serde_json::to_string_pretty(&st)? + "\n",
+                (_, true) => serde_json::to_string_pretty(&st.services)? + "\n",
                 (Command::Status, false) => cli::status(&st),
                 (Command::Services, false) => cli::services(&st.services),
                 _ => cli::backends(&st.services),
