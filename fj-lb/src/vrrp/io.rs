@@ -347,7 +347,11 @@ struct Runner {
     cfg: VrrpConfig,
     handle: rtnetlink::Handle,
     ifindex: u32,
+    /// Where the virtual addresses live: the interface, or the virtual-MAC macvlan on it.
+    vip_ifindex: u32,
+    /// The MAC the virtual addresses are announced with.
     mac: Mac,
+    vmac: Option<VirtualMac>,
     primary: IpAddr,
     fd: AsyncFd<OwnedFd>,
     send_fd: OwnedFd,
@@ -361,6 +365,77 @@ struct Runner {
     garp_task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// RFC 5798 §7.3: 00-00-5E-00-01-{VRID} for IPv4, 00-00-5E-00-02-{VRID} for IPv6.
+pub fn virtual_mac(vrid: u8, v6: bool) -> Mac {
+    [0x00, 0x00, 0x5e, 0x00, if v6 { 0x02 } else { 0x01 }, vrid]
+}
+
+/// The macvlan that carries the virtual MAC: the VIPs live on it, so the kernel answers ARP
+/// for them with the virtual MAC and the NIC accepts frames sent to it. The XDP program on
+/// the parent still sees every frame first.
+struct VirtualMac {
+    name: String,
+    ifindex: u32,
+    /// The parent's arp_ignore and arp_announce before we changed them, restored on stop.
+    sysctls: Vec<(String, String)>,
+}
+
+fn arp_sysctl(ifname: &str, name: &str) -> String {
+    format!("/proc/sys/net/ipv4/conf/{ifname}/{name}")
+}
+
+async fn create_vmac(handle: &rtnetlink::Handle, parent: &str, parent_index: u32, vrid: u8) -> Result<VirtualMac, VrrpError> {
+    // Bridge mode: a multicast frame whose source MAC is one of our macvlans (the other
+    // router's adverts carry the same virtual MAC) still reaches the parent; private mode
+    // would take it for our own and swallow it.
+    const MACVLAN_MODE_BRIDGE: u32 = 4;
+    let name = format!("fjvrrp{vrid}");
+    // A leftover from a daemon that was killed.
+    let mut old = handle.link().get().match_name(name.clone()).execute();
+    if let Ok(Some(l)) = old.try_next().await {
+        let _ = handle.link().del(l.header.index).execute().await;
+    }
+    handle
+        .link()
+        .add()
+        .macvlan(name.clone(), parent_index, MACVLAN_MODE_BRIDGE)
+        .address(virtual_mac(vrid, false).to_vec())
+        .execute()
+        .await?;
+    let mut links = handle.link().get().match_name(name.clone()).execute();
+    let ifindex = links.try_next().await?.map(|l| l.header.index).ok_or(VrrpError::NoPrimary(name.clone(), "virtual-MAC"))?;
+    // Down until we are master: only the master may use the virtual MAC (RFC 5798 §7.3), and
+    // an up macvlan would swallow the master's adverts, which carry the same source MAC.
+    handle.link().set(ifindex).down().execute().await?;
+    // Only the macvlan may tie the VIPs to a MAC, the virtual one: the parent must neither
+    // answer ARP for addresses that are not its own (arp_ignore=1) nor put a VIP as sender in
+    // its own ARP requests (arp_announce=2), or clients would learn the parent's MAC.
+    let mut sysctls = Vec::new();
+    for (knob, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
+        let path = arp_sysctl(parent, knob);
+        if let Ok(old) = std::fs::read_to_string(&path) {
+            sysctls.push((path.clone(), old.trim().to_string()));
+        }
+        if let Err(e) = std::fs::write(&path, value) {
+            warn!(path, error = %e, "cannot set it: clients may learn the parent's MAC for the VIP");
+        }
+    }
+    info!(interface = %name, mac = %crate::state::format_mac(&virtual_mac(vrid, false)), "virtual MAC interface created");
+    Ok(VirtualMac { name, ifindex, sysctls })
+}
+
+async fn remove_vmac(handle: &rtnetlink::Handle, v: &VirtualMac) {
+    for (path, old) in &v.sysctls {
+        let _ = std::fs::write(path, old);
+    }
+
+    let h = handle.clone();
+    match h.link().del(v.ifindex).execute().await {
+        Ok(()) => info!(interface = %v.name, "virtual MAC interface removed"),
+        Err(e) => warn!(interface = %v.name, error = %e, "removing the virtual MAC interface failed"),
+    }
+}
+
 /// Starts the VRRP instance: backup (or master if priority 255) from the first moment.
 pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac: Mac) -> Result<Vrrp, VrrpError> {
     let v6 = cfg.virtual_addresses.iter().any(|(a, _)| a.is_ipv6());
@@ -370,8 +445,20 @@ pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac
     remove_addresses(&handle, ifindex, &cfg.virtual_addresses).await;
     let family = if v6 { "IPv6 link-local" } else { "IPv4" };
     let primary = primary(&handle, ifindex, v6, &vips).await?.ok_or_else(|| VrrpError::NoPrimary(cfg.interface.clone(), family))?;
+    let vmac = if cfg.use_virtual_mac { Some(create_vmac(&handle, &cfg.interface, ifindex, cfg.vrid).await?) } else { None };
+    let (vip_ifindex, announce_mac) = match &vmac {
+        Some(v) => (v.ifindex, virtual_mac(cfg.vrid, false)),
+        None => (ifindex, mac),
+    };
     let (sock, send_fd) = match primary {
-        IpAddr::V4(p) => (open_v4(&cfg.interface, ifindex, p, false), open_v4(&cfg.interface, ifindex, p, true)),
+        IpAddr::V4(p) => (
+            open_v4(&cfg.interface, ifindex, p, false),
+            // Sent through the macvlan, adverts leave with the virtual MAC as their source.
+            match &vmac {
+                Some(v) => open_v4(&v.name, v.ifindex, p, true),
+                None => open_v4(&cfg.interface, ifindex, p, true),
+            },
+        ),
         IpAddr::V6(p) => (
             open_v6(&cfg.interface, ifindex, p, IPPROTO_VRRP as i32, false),
             open_v6(&cfg.interface, ifindex, p, IPPROTO_VRRP as i32, true),
@@ -409,7 +496,9 @@ pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac
         cfg,
         handle,
         ifindex,
-        mac,
+        vip_ifindex,
+        mac: announce_mac,
+        vmac,
         primary,
         fd,
         send_fd,
@@ -480,14 +569,12 @@ impl Runner {
                         }
                     }
                     Some(Command::Shutdown(done)) => {
-                        let a = self.machine.shutdown();
-                        self.perform(a).await;
+                        self.shutdown().await;
                         let _ = done.send(());
                         return;
                     }
                     None => {
-                        let a = self.machine.shutdown();
-                        self.perform(a).await;
+                        self.shutdown().await;
                         return;
                     }
                 },
@@ -500,6 +587,14 @@ impl Runner {
                     }
                 }
             }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let a = self.machine.shutdown();
+        self.perform(a).await;
+        if let Some(v) = self.vmac.take() {
+            remove_vmac(&self.handle, &v).await;
         }
     }
 
@@ -586,6 +681,14 @@ impl Runner {
     }
 
     async fn perform(&mut self, actions: Vec<Action>) {
+        // The virtual MAC comes up before the first advert of a new master goes out through it.
+        if let Some(v) = &self.vmac {
+            if actions.contains(&Action::TakeAddresses) {
+                if let Err(e) = self.handle.link().set(v.ifindex).up().execute().await {
+                    error!(interface = %v.name, error = %e, "bringing the virtual MAC interface up failed");
+                }
+            }
+        }
         for a in actions {
             match a {
                 Action::SendAdvert { priority } => {
@@ -607,14 +710,19 @@ impl Runner {
                     }
                 }
                 Action::TakeAddresses => {
-                    add_addresses(&self.handle, self.ifindex, &self.cfg.virtual_addresses).await;
+                    add_addresses(&self.handle, self.vip_ifindex, &self.cfg.virtual_addresses).await;
                     self.announce();
                 }
                 Action::ReleaseAddresses => {
                     if let Some(t) = self.garp_task.take() {
                         t.abort();
                     }
-                    remove_addresses(&self.handle, self.ifindex, &self.cfg.virtual_addresses).await;
+                    remove_addresses(&self.handle, self.vip_ifindex, &self.cfg.virtual_addresses).await;
+                    if let Some(v) = &self.vmac {
+                        if let Err(e) = self.handle.link().set(v.ifindex).down().execute().await {
+                            error!(interface = %v.name, error = %e, "taking the virtual MAC interface down failed");
+                        }
+                    }
                 }
                 Action::Transition { from, to, why } => {
                     let at = SystemTime::now();
@@ -719,6 +827,12 @@ mod tests {
         assert_eq!(m[4], 0x20, "override, not solicited, not a router");
         assert_eq!(&m[8..24], &"2001:db8::100".parse::<Ipv6Addr>().unwrap().octets());
         assert_eq!(&m[24..32], &[2, 1, 2, 0, 0, 0, 0, 9], "target link-layer address option");
+    }
+
+    #[test]
+    fn virtual_macs_follow_rfc_5798() {
+        assert_eq!(virtual_mac(51, false), [0, 0, 0x5e, 0, 1, 51]);
+        assert_eq!(virtual_mac(7, true), [0, 0, 0x5e, 0, 2, 7]);
     }
 
     #[test]
