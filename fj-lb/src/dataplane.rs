@@ -219,12 +219,7 @@ impl Dataplane {
 
     /// Attaches the balancer. `auto` tries native (driver) mode and falls back to skb mode.
     pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<AttachedMode, DataplaneError> {
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(program_names::BALANCER)
-            .expect("the embedded object has the balancer program")
-            .try_into()
-            .expect("the balancer is an XDP program");
+        let prog = self.program_mut();
         let attach = |prog: &mut Xdp, m: AttachedMode| {
             let aya_mode = match m {
                 AttachedMode::Native => AyaXdpMode::Driver,
@@ -254,13 +249,7 @@ impl Dataplane {
 
     pub fn detach(&mut self) {
         if let Some(link) = self.link.take() {
-            let prog: &mut Xdp = self
-                .ebpf
-                .program_mut(program_names::BALANCER)
-                .expect("the embedded object has the balancer program")
-                .try_into()
-                .expect("the balancer is an XDP program");
-            if let Err(e) = prog.detach(link) {
+            if let Err(e) = self.program_mut().detach(link) {
                 warn!(error = %e, "detaching XDP failed; it goes away when the daemon exits");
             }
         }

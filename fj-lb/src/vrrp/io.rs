@@ -133,6 +133,14 @@ fn open_v4(ifname: &str, ifindex: u32, primary: Ipv4Addr, bind: bool) -> io::Res
     Ok(fd)
 }
 
+/// sendto(2) with any sockaddr type.
+fn send_to<A>(fd: &OwnedFd, msg: &[u8], addr: &A) -> io::Result<()> {
+    let r = unsafe {
+        libc::sendto(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0, (addr as *const A).cast(), mem::size_of::<A>() as u32)
+    };
+    sockerr(r as i32, ())
+}
+
 fn send_v4(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
     let sa = libc::sockaddr_in {
         sin_family: libc::AF_INET as u16,
@@ -140,17 +148,7 @@ fn send_v4(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
         sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(MCAST_V4.octets()) },
         sin_zero: [0; 8],
     };
-    let r = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            msg.as_ptr().cast(),
-            msg.len(),
-            0,
-            (&sa as *const libc::sockaddr_in).cast(),
-            mem::size_of::<libc::sockaddr_in>() as u32,
-        )
-    };
-    sockerr(r as i32, ())
+    send_to(fd, msg, &sa)
 }
 
 fn sockaddr_in6(ip: Ipv6Addr, scope: u32) -> libc::sockaddr_in6 {
@@ -193,18 +191,7 @@ fn open_v6(ifname: &str, ifindex: u32, link_local: Ipv6Addr, proto: i32, bind: b
 }
 
 fn send_v6(fd: &OwnedFd, to: Ipv6Addr, ifindex: u32, msg: &[u8]) -> io::Result<()> {
-    let sa = sockaddr_in6(to, ifindex);
-    let r = unsafe {
-        libc::sendto(
-            fd.as_raw_fd(),
-            msg.as_ptr().cast(),
-            msg.len(),
-            0,
-            (&sa as *const libc::sockaddr_in6).cast(),
-            mem::size_of::<libc::sockaddr_in6>() as u32,
-        )
-    };
-    sockerr(r as i32, ())
+    send_to(fd, msg, &sockaddr_in6(to, ifindex))
 }
 
 /// Receives one IPv6 VRRP message: (source, hop limit, message).
@@ -272,17 +259,7 @@ fn send_frames(ifindex: u32, frames: &[Vec<u8>]) -> io::Result<()> {
     sll.sll_halen = 6;
     for f in frames {
         sll.sll_addr[..6].copy_from_slice(&f[..6]);
-        let r = unsafe {
-            libc::sendto(
-                fd.as_raw_fd(),
-                f.as_ptr().cast(),
-                f.len(),
-                0,
-                (&sll as *const libc::sockaddr_ll).cast(),
-                mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        sockerr(r as i32, ())?;
+        send_to(&fd, f, &sll)?;
     }
     Ok(())
 }
