@@ -9,7 +9,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader as TokioBufReader},
+    io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader as TokioBufReader},
     net::UnixListener,
     sync::{mpsc, oneshot},
 };
@@ -99,12 +99,21 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::Join
             let tx = tx.clone();
             tokio::spawn(async move {
                 let (r, mut w) = stream.into_split();
-                let mut lines = TokioBufReader::new(r.take(MAX_REQUEST as u64 + 1)).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let resp = if line.len() > MAX_REQUEST {
+                let mut reader = TokioBufReader::new(r);
+                loop {
+                    // The limit is per request line, not per connection: a client may send many.
+                    let mut raw = Vec::new();
+                    match (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut raw).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    let too_long = raw.len() > MAX_REQUEST;
+                    let resp = if too_long {
                         Response::err("request too long")
                     } else {
-                        match serde_json::from_str::<Request>(&line) {
+                        match std::str::from_utf8(&raw).map_err(|e| e.to_string()).and_then(|l| {
+                            serde_json::from_str::<Request>(l.trim_end()).map_err(|e| e.to_string())
+                        }) {
                             Ok(req) => {
                                 debug!(?req, "control request");
                                 let (rtx, rrx) = oneshot::channel();
@@ -118,7 +127,8 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::Join
                     };
                     let mut out = serde_json::to_vec(&resp).expect("responses serialise");
                     out.push(b'\n');
-                    if w.write_all(&out).await.is_err() {
+                    // After an over-long line the stream cannot be resynchronised: answer, close.
+                    if w.write_all(&out).await.is_err() || too_long {
                         return;
                     }
                 }
@@ -126,8 +136,6 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::Join
         }
     }))
 }
-
-use tokio::io::AsyncReadExt as _;
 
 pub fn remove_socket(path: &Path) {
     if let Err(e) = std::fs::remove_file(path) {
@@ -191,6 +199,28 @@ mod tests {
         .unwrap();
         let bad: Response = serde_json::from_str(&bad).unwrap();
         assert!(!bad.ok && bad.error.unwrap().starts_with("bad request"));
+        let p = path.clone();
+        let many = tokio::task::spawn_blocking(move || {
+            // 2,000 requests of ~60 bytes on one connection: well past the per-line limit in all.
+            let mut s = StdUnixStream::connect(&p).unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut ok = 0;
+            for i in 0..2000 {
+                writeln!(s, r#"{{"cmd":"maglev","service":"service-number-{i:05}"}}"#).unwrap();
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                ok += serde_json::from_str::<Response>(&line).unwrap().ok as usize;
+            }
+            let long = format!("{{\"cmd\":\"maglev\",\"service\":\"{}\"}}\n", "x".repeat(MAX_REQUEST));
+            s.write_all(long.as_bytes()).unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            (ok, serde_json::from_str::<Response>(&line).unwrap())
+        })
+        .await
+        .unwrap();
+        assert_eq!(many.0, 2000, "every request on a long-lived connection is answered");
+        assert_eq!(many.1.error.as_deref(), Some("request too long"));
         let (tx2, _rx2) = mpsc::channel::<Pending>(1);
         assert!(matches!(serve(&path, tx2), Err(ControlError::InUse(_))), "a second daemon is refused");
         remove_socket(&path);

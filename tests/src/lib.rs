@@ -11,6 +11,7 @@
 //! Needs root.
 
 pub mod daemon;
+pub mod health_support;
 pub mod http;
 pub mod ns;
 pub mod topology;
