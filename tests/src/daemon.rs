@@ -1,7 +1,11 @@
-//! The `fj-lb` daemon under test: config rendering, start with readiness, reload, stop.
+//! The `fj-lb` daemon under test: config rendering, start with readiness, reload, stop; and
+//! keepalived, the reference VRRP implementation fj-lb has to get along with.
 use std::{
+    collections::BTreeMap,
     fmt::Write as _,
+    io::{BufRead, BufReader, Write as _},
     net::Ipv4Addr,
+    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Command, ExitStatus},
     time::Duration,
@@ -61,9 +65,90 @@ pub fn xdp_info(ns: &str, ifname: &str) -> Option<XdpInfo> {
     Some(XdpInfo { mode, prog_id })
 }
 
+/// The `[vrrp]` table of a daemon config. [`VrrpSettings::new`] gives the lab's defaults: VRID
+/// 51, 100 ms adverts, preemption on, the VIP as 10.0.0.100/24, tracking service "web" with a
+/// delta of 60, RFC 5798 checksums.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpSettings {
+    pub vrid: u8,
+    pub priority: u8,
+    pub advert_interval_ms: u32,
+    pub preempt: bool,
+    /// "ADDRESS/PREFIX" strings.
+    pub virtual_addresses: Vec<String>,
+    pub track_services: Vec<String>,
+    pub track_priority_delta: u8,
+    /// "rfc5798" or "rfc9568".
+    pub checksum: String,
+}
+
+impl VrrpSettings {
+    pub fn new(priority: u8) -> VrrpSettings {
+        VrrpSettings {
+            vrid: 51,
+            priority,
+            advert_interval_ms: 100,
+            preempt: true,
+            virtual_addresses: vec![format!("{}/{}", crate::VIP, crate::topology::PREFIX_LEN)],
+            track_services: vec!["web".to_string()],
+            track_priority_delta: 60,
+            checksum: "rfc5798".to_string(),
+        }
+    }
+
+    pub fn preempt(mut self, on: bool) -> Self {
+        self.preempt = on;
+        self
+    }
+
+    pub fn checksum(mut self, mode: &str) -> Self {
+        self.checksum = mode.to_string();
+        self
+    }
+
+    /// RFC 5798's Skew_Time for this priority: ((256 − priority) × interval) / 256.
+    pub fn skew_time(&self) -> Duration {
+        Duration::from_millis(u64::from(self.advert_interval_ms)) * (256 - u32::from(self.priority)) / 256
+    }
+
+    /// RFC 5798's Master_Down_Interval: 3 × interval + skew time.
+    pub fn master_down_interval(&self) -> Duration {
+        Duration::from_millis(u64::from(self.advert_interval_ms)) * 3 + self.skew_time()
+    }
+
+    fn render(&self) -> String {
+        let list = |v: &[String]| v.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
+        format!(
+            "[vrrp]\nvrid = {}\npriority = {}\nadvert_interval_ms = {}\npreempt = {}\nvirtual_addresses = [{}]\n\
+             track_services = [{}]\ntrack_priority_delta = {}\nchecksum = {:?}\n",
+            self.vrid,
+            self.priority,
+            self.advert_interval_ms,
+            self.preempt,
+            list(&self.virtual_addresses),
+            list(&self.track_services),
+            self.track_priority_delta,
+            self.checksum,
+        )
+    }
+}
+
 /// A config with one TCP service "web" on VIP 10.0.0.100:80, DSR, on the LB's eth0, with its
 /// own bpffs directory and control socket (both must be unique per run).
 pub fn render_config(bpffs: &Path, control_socket: &Path, xdp_mode: &str, backends: &[(Ipv4Addr, u32)]) -> String {
+    render_config_with(bpffs, control_socket, xdp_mode, backends, None)
+}
+
+/// Like [`render_config`], with a `[vrrp]` table (after the top-level keys, before the
+/// services) if `vrrp` is given.
+pub fn render_config_with(
+    bpffs: &Path,
+    control_socket: &Path,
+    xdp_mode: &str,
+    backends: &[(Ipv4Addr, u32)],
+    vrrp: Option<&VrrpSettings>,
+) -> String {
+    let vrrp = vrrp.map(|v| format!("\n{}", v.render())).unwrap_or_default();
     let mut s = format!(
         r#"interface = "eth0"
 xdp_mode = "{xdp_mode}"
@@ -71,7 +156,7 @@ bpffs = "{}"
 control_socket = "{}"
 flow_table_size = 65536
 maglev_table_size = 65537
-
+{vrrp}
 [[service]]
 name = "web"
 vip = "{}"
@@ -90,13 +175,96 @@ forward = "dsr"
     s
 }
 
-/// `fj-lb run` in the LB namespace. Stopped (SIGTERM, then SIGKILL) on Drop, which also
+/// How [`Daemon::start_on`] decides that the daemon is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// XDP is attached to the LB's eth0 and the client gets an answer through the VIP. For a
+    /// one-LB lab, where the harness put the VIP on the LB.
+    ThroughVip,
+    /// XDP is attached to the LB's eth0 and `fj-lb --socket S status` answers. For a VRRP host,
+    /// which may well be a backup and not hold the VIP at all.
+    Attached,
+}
+
+/// What `fj-lb status --json` says about VRRP (the fields the tests look at).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpStatus {
+    /// "master", "backup" or "initialize".
+    pub state: String,
+    pub priority: u64,
+    pub master: Option<String>,
+    pub master_priority: Option<u64>,
+    pub last_transition: Option<String>,
+    pub transitions: u64,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    /// Reason ("bad_ttl", "wrong_vrid", "bad_checksum", "wrong_version", ...) → count.
+    pub rejected: BTreeMap<String, u64>,
+}
+
+impl VrrpStatus {
+    /// Reads the `vrrp` object of a status; `Err` if it is null or lacks a field.
+    pub fn from_status(status: &serde_json::Value) -> Result<VrrpStatus, String> {
+        let v = status.get("vrrp").filter(|v| !v.is_null()).ok_or_else(|| format!("status has no vrrp: {status}"))?;
+        let u = |k: &str| v.get(k).and_then(|x| x.as_u64()).ok_or_else(|| format!("vrrp.{k} missing or not a number: {v}"));
+        let opt_s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        let rejected = match v.get("rejected") {
+            Some(serde_json::Value::Object(m)) => m.iter().map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0))).collect(),
+            Some(serde_json::Value::Null) | None => BTreeMap::new(),
+            Some(other) => return Err(format!("vrrp.rejected is not an object: {other}")),
+        };
+        Ok(VrrpStatus {
+            state: v.get("state").and_then(|x| x.as_str()).ok_or_else(|| format!("vrrp.state missing: {v}"))?.to_string(),
+            priority: u("priority")?,
+            master: opt_s("master"),
+            master_priority: v.get("master_priority").and_then(|x| x.as_u64()),
+            last_transition: opt_s("last_transition"),
+            transitions: u("transitions")?,
+            adverts_sent: u("adverts_sent")?,
+            adverts_received: u("adverts_received")?,
+            rejected,
+        })
+    }
+
+    pub fn is_master(&self) -> bool {
+        self.state == "master"
+    }
+
+    pub fn is_backup(&self) -> bool {
+        self.state == "backup"
+    }
+}
+
+/// One request over a control socket (one JSON line each way), without the CLI: quick enough
+/// to poll every few milliseconds. Returns the response's `data`.
+pub fn control_request(socket: &Path, request: &serde_json::Value, timeout: Duration) -> Result<serde_json::Value, String> {
+    let mut s = UnixStream::connect(socket).map_err(|e| format!("connecting to {}: {e}", socket.display()))?;
+    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut line = serde_json::to_vec(request).expect("serialises");
+    line.push(b'\n');
+    s.write_all(&line).map_err(|e| format!("writing to {}: {e}", socket.display()))?;
+    let mut answer = String::new();
+    BufReader::new(&s).read_line(&mut answer).map_err(|e| format!("reading from {}: {e}", socket.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&answer).map_err(|e| format!("{} answered {answer:?}: {e}", socket.display()))?;
+    if v["ok"].as_bool() != Some(true) {
+        return Err(format!("{} answered an error: {answer}", socket.display()));
+    }
+    Ok(v["data"].clone())
+}
+
+/// `fj-lb run` in an LB namespace. Stopped (SIGTERM, then SIGKILL) on Drop, which also
 /// removes its bpffs directory and prints its log if the test is panicking.
 #[derive(Debug)]
 pub struct Daemon {
     child: ChildGuard,
     config_path: PathBuf,
     bpffs: PathBuf,
+    socket: PathBuf,
+    bin: PathBuf,
+    /// "lb", "lb1", "lb2".
+    host: String,
     dir: TempDir,
 }
 
@@ -105,53 +273,102 @@ impl Daemon {
     /// `fj-lb xdp-pass` on the bridge ports; returns once XDP is attached to the LB's eth0 and
     /// the client gets an answer through the VIP. Panics with the daemon's log otherwise.
     pub fn start(topo: &mut Topology, config: &str) -> Daemon {
+        Daemon::start_on(topo, 1, config, Readiness::ThroughVip)
+    }
+
+    /// Starts the daemon on LB host `lb` (1-based: `lb`/`lb1`, `lb2`) with `config` (which
+    /// should use that host's `topo.bpffs_dir_of(lb)` and `topo.control_socket_of(lb)`, as
+    /// [`Topology::lb_config`] does), after starting `fj-lb xdp-pass` on the bridge ports;
+    /// returns once `ready` holds, panics with the daemon's log otherwise.
+    ///
+    /// Each daemon gets its own directory (config, log). Drop a daemon before starting the next
+    /// one on the same host: its Drop removes the bpffs directory the two share.
+    pub fn start_on(topo: &mut Topology, lb: usize, config: &str, ready: Readiness) -> Daemon {
         crate::require_root();
         ensure_bpffs();
         let bin = fj_lb_bin();
         topo.start_xdp_pass(&bin);
-        let dir = TempDir::named(topo.id(), "daemon");
+        let host = topo.lb_n(lb).name.clone();
+        let label = topo.next_daemon_label(&host);
+        let dir = TempDir::named(topo.id(), &label);
         let config_path = dir.join("fj-lb.toml");
         std::fs::write(&config_path, config).expect("writing the daemon config");
-        let bpffs = parse_bpffs(config).unwrap_or_else(|| topo.bpffs_dir());
+        let bpffs = parse_key(config, "bpffs").unwrap_or_else(|| topo.bpffs_dir_of(lb));
+        let socket = parse_key(config, "control_socket").unwrap_or_else(|| topo.control_socket_of(lb));
         let log = dir.join("fj-lb.log");
         let mut cmd = Command::new(&bin);
         cmd.arg("run").arg("--config").arg(&config_path).env("NO_COLOR", "1");
         if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info,fj_lb=debug");
+            // Not every status poll: the tests poll the control socket every few ms.
+            cmd.env("RUST_LOG", "info,fj_lb=debug,fj_lb::control=info");
         }
-        let child = topo.lb().ns.spawn_command("fj-lb run", cmd, &log);
-        let mut daemon = Daemon { child, config_path, bpffs, dir };
-        daemon.wait_ready(topo);
+        let child = topo.lb_n(lb).ns.spawn_command(&format!("fj-lb run on {host}"), cmd, &log);
+        let mut daemon = Daemon { child, config_path, bpffs, socket, bin, host, dir };
+        daemon.wait_ready(topo, lb, ready);
         daemon
     }
 
-    fn wait_ready(&mut self, topo: &Topology) {
-        let lb = topo.lb().ns.name().to_string();
+    fn wait_ready(&mut self, topo: &Topology, lb: usize, ready: Readiness) {
+        let lb_ns = topo.lb_n(lb).ns.name().to_string();
         let client = topo.client().ns.name().to_string();
         let vip = topo.vip_addr();
-        let mut last = String::from("XDP not attached to the LB's eth0 yet");
-        let ready = poll_until(READY_TIMEOUT, Duration::from_millis(100), || {
+        let mut last = format!("XDP not attached to {}'s eth0 yet", self.host);
+        let ok = poll_until(READY_TIMEOUT, Duration::from_millis(100), || {
             self.child.assert_running();
-            xdp_info(&lb, "eth0")?;
-            match in_netns(&client, || http::get(vip, "/", Duration::from_secs(1))) {
-                Ok((200, _)) => Some(()),
-                Ok(other) => {
-                    last = format!("the VIP answered {other:?}");
-                    None
-                }
-                Err(e) => {
-                    last = format!("through the VIP: {e}");
-                    None
-                }
+            xdp_info(&lb_ns, "eth0")?;
+            match ready {
+                Readiness::ThroughVip => match in_netns(&client, || http::get(vip, "/", Duration::from_secs(1))) {
+                    Ok((200, _)) => Some(()),
+                    Ok(other) => {
+                        last = format!("the VIP answered {other:?}");
+                        None
+                    }
+                    Err(e) => {
+                        last = format!("through the VIP: {e}");
+                        None
+                    }
+                },
+                Readiness::Attached => match self.cli(&["status"]) {
+                    Ok(_) => Some(()),
+                    Err(e) => {
+                        last = e;
+                        None
+                    }
+                },
             }
         });
-        if ready.is_none() {
+        if ok.is_none() {
             panic!(
-                "fj-lb was not ready within {READY_TIMEOUT:?} (last: {last}); its log ({}):\n{}",
+                "fj-lb on {} was not ready ({ready:?}) within {READY_TIMEOUT:?} (last: {last}); its log ({}):\n{}",
+                self.host,
                 self.child.log_path().unwrap().display(),
                 self.log()
             );
         }
+    }
+
+    /// `fj-lb --socket S ARGS...` (as an operator would type it), run from the root namespace;
+    /// stdout, or `Err` with the exit status and stderr.
+    pub fn cli(&self, args: &[&str]) -> Result<String, String> {
+        try_run(Command::new(&self.bin).arg("--socket").arg(&self.socket).args(args).env("NO_COLOR", "1"))
+    }
+
+    /// `fj-lb --socket S status --json`, parsed.
+    pub fn status(&self) -> Result<serde_json::Value, String> {
+        let out = self.cli(&["status", "--json"])?;
+        serde_json::from_str(&out).map_err(|e| format!("`fj-lb status --json` printed something else than JSON ({e}): {out}"))
+    }
+
+    /// The `vrrp` part of `fj-lb status --json`.
+    pub fn vrrp_status(&self) -> Result<VrrpStatus, String> {
+        VrrpStatus::from_status(&self.status()?)
+    }
+
+    /// The same as [`Daemon::vrrp_status`], straight over the control socket (no process
+    /// start): for tight polling loops that measure time.
+    pub fn vrrp_status_fast(&self) -> Result<VrrpStatus, String> {
+        let data = control_request(&self.socket, &serde_json::json!({"cmd": "status"}), Duration::from_secs(2))?;
+        VrrpStatus::from_status(&data)
     }
 
     /// Rewrites the config file (atomically) with `new_toml` and sends SIGHUP. The effect is
@@ -168,6 +385,11 @@ impl Daemon {
         self.child.assert_running();
     }
 
+    /// The exit status if the daemon has exited, `None` while it runs.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_status()
+    }
+
     pub fn log(&self) -> String {
         self.child.log()
     }
@@ -180,12 +402,39 @@ impl Daemon {
         self.child.pid()
     }
 
+    /// The LB host it runs on: "lb", "lb1" or "lb2".
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }
 
     pub fn bpffs(&self) -> &Path {
         &self.bpffs
+    }
+
+    pub fn control_socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Sends `sig` now and returns at once (unless the daemon is known to have exited).
+    pub fn signal(&self, sig: libc::c_int) {
+        self.child.signal(sig);
+    }
+
+    /// SIGKILL, as a crash would: nothing runs on the way out (no priority-0 advert, the VIP
+    /// stays on the interface, pins and control socket stay). Waits (bounded) for the exit.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.child.signal(libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("fj-lb on {} (pid {}) still runs 10 s after SIGKILL", self.host, self.pid()))
+    }
+
+    /// Waits up to `timeout` for the daemon to exit (after a signal); its status, or `None`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        poll_until(timeout, Duration::from_millis(5), || self.child.try_status())
     }
 
     /// SIGTERM, then SIGKILL after `grace`.
@@ -198,7 +447,7 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let status = self.child.stop(Duration::from_secs(10));
         if std::thread::panicking() {
-            eprintln!("---- fj-lb daemon log (exit: {status}) ----\n{}", self.log());
+            eprintln!("---- fj-lb daemon on {} log (exit: {status}) ----\n{}", self.host, self.log());
         }
         if self.bpffs.starts_with("/sys/fs/bpf/") && self.bpffs.exists() {
             let _ = std::fs::remove_dir_all(&self.bpffs);
@@ -206,9 +455,179 @@ impl Drop for Daemon {
     }
 }
 
-fn parse_bpffs(config: &str) -> Option<PathBuf> {
+/// The string value of a top-level `key = "..."` line of a config.
+fn parse_key(config: &str, key: &str) -> Option<PathBuf> {
     config.lines().find_map(|l| {
-        let v = l.trim().strip_prefix("bpffs")?.trim_start().strip_prefix('=')?.trim();
+        let v = l.trim().strip_prefix(key)?.trim_start().strip_prefix('=')?.trim();
         Some(PathBuf::from(v.trim_matches('"')))
     })
+}
+
+/// The keepalived binary: `$KEEPALIVED_BIN`, else `keepalived` from Debian's package.
+pub fn keepalived_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("KEEPALIVED_BIN") {
+        return PathBuf::from(p);
+    }
+    for p in ["/usr/sbin/keepalived", "/usr/bin/keepalived", "/usr/local/sbin/keepalived"] {
+        if Path::new(p).is_file() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("no keepalived: install it (`apt-get install keepalived`, or `cargo xtask setup`) or set KEEPALIVED_BIN");
+}
+
+/// A keepalived VRRP instance: the same knobs as fj-lb's `[vrrp]`. [`KeepalivedSettings::new`]
+/// matches [`VrrpSettings::new`]: VRID 51, 0.1 s adverts, preemption on, 10.0.0.100/24.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeepalivedSettings {
+    pub vrid: u8,
+    pub priority: u8,
+    /// Seconds; VRRPv3 allows fractions (0.1 = 100 ms).
+    pub advert_int: f64,
+    pub preempt: bool,
+    pub virtual_addresses: Vec<String>,
+}
+
+impl KeepalivedSettings {
+    pub fn new(priority: u8) -> KeepalivedSettings {
+        KeepalivedSettings {
+            vrid: 51,
+            priority,
+            advert_int: 0.1,
+            preempt: true,
+            virtual_addresses: vec![format!("{}/{}", crate::VIP, crate::topology::PREFIX_LEN)],
+        }
+    }
+
+    /// keepalived.conf for one VRRPv3 instance `VI_1` on eth0, starting as backup.
+    pub fn render(&self, router_id: &str) -> String {
+        let mut addrs = String::new();
+        for a in &self.virtual_addresses {
+            writeln!(addrs, "        {a} dev eth0").unwrap();
+        }
+        format!(
+            r#"# keepalived for {router_id} of an fj-lb test lab
+global_defs {{
+    router_id {router_id}
+    vrrp_version 3
+}}
+vrrp_instance VI_1 {{
+    state BACKUP
+    interface eth0
+    virtual_router_id {}
+    priority {}
+    advert_int {}
+    {}
+    virtual_ipaddress {{
+{addrs}    }}
+}}
+"#,
+            self.vrid,
+            self.priority,
+            self.advert_int,
+            if self.preempt { "" } else { "nopreempt" },
+        )
+    }
+}
+
+/// keepalived (VRRP only, in the foreground, logging to its log file) in an LB namespace,
+/// with its pid files in its own directory: nothing of it touches the root namespace.
+/// Stopped with SIGTERM (it then sends priority 0 and removes the VIP) on Drop.
+#[derive(Debug)]
+pub struct Keepalived {
+    child: ChildGuard,
+    host: String,
+    dir: TempDir,
+}
+
+impl Keepalived {
+    /// Starts keepalived on LB host `lb` and waits (bounded) until its VRRP instance has
+    /// entered its first state (BACKUP, as configured).
+    pub fn start(topo: &mut Topology, lb: usize, settings: &KeepalivedSettings) -> Keepalived {
+        crate::require_root();
+        let bin = keepalived_bin();
+        let host = topo.lb_n(lb).name.clone();
+        let label = topo.next_daemon_label(&format!("keepalived-{host}"));
+        let dir = TempDir::named(topo.id(), &label);
+        let conf = dir.join("keepalived.conf");
+        std::fs::write(&conf, settings.render(&format!("fjt_{host}"))).expect("writing keepalived.conf");
+        let mut cmd = Command::new(&bin);
+        cmd.args(["--dont-fork", "--log-console", "--log-detail", "--vrrp"])
+            .arg("--use-file")
+            .arg(&conf)
+            .arg("--pid")
+            .arg(dir.join("keepalived.pid"))
+            .arg("--vrrp_pid")
+            .arg(dir.join("vrrp.pid"))
+            .arg("--checkers_pid")
+            .arg(dir.join("checkers.pid"));
+        let log = dir.join("keepalived.log");
+        let child = topo.lb_n(lb).ns.spawn_command(&format!("keepalived on {host}"), cmd, &log);
+        let mut k = Keepalived { child, host, dir };
+        let ok = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            k.child.assert_running();
+            k.state()
+        });
+        if ok.is_none() {
+            panic!("keepalived on {} entered no VRRP state within 10 s; its log:\n{}", k.host, k.log());
+        }
+        k
+    }
+
+    /// Every state its instance entered, in order ("BACKUP", "MASTER", "FAULT"), from
+    /// its "(VI_1) Entering ... STATE" log lines.
+    pub fn states(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|l| {
+                let rest = &l[l.find("(VI_1) Entering ")? + "(VI_1) Entering ".len()..];
+                Some(rest.split_whitespace().next()?.to_string())
+            })
+            .collect()
+    }
+
+    /// The state it entered last.
+    pub fn state(&self) -> Option<String> {
+        self.states().pop()
+    }
+
+    pub fn log(&self) -> String {
+        self.child.log()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.child.log_path().expect("keepalived logs to a file")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.pid()
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sends `sig` to the main keepalived process and returns at once.
+    pub fn signal(&self, sig: libc::c_int) {
+        self.child.signal(sig);
+    }
+
+    /// SIGTERM (keepalived's master sends priority 0 and removes the VIP), then SIGKILL after
+    /// `grace`.
+    pub fn stop(&mut self, grace: Duration) -> ExitStatus {
+        self.child.stop(grace)
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        let status = self.child.stop(Duration::from_secs(10));
+        if std::thread::panicking() {
+            eprintln!("---- keepalived on {} log (exit: {status}) ----\n{}", self.host, self.log());
+        }
+    }
 }

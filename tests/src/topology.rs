@@ -7,6 +7,16 @@
 //!   b1     10.0.0.11 ┤
 //!   bN     10.0.0.1N ┘        VIP 10.0.0.100: on lb's eth0, on every backend's lo (DSR)
 //! ```
+//!
+//! With [`TopologyBuilder::lbs`]`(2)` there are two LB hosts instead of `lb`, for VRRP:
+//!
+//! ```text
+//!   client 10.0.0.2  ─┐
+//!   lb1    10.0.0.10 ─┤  (ports p-lb1, p-lb2)
+//!   lb2    10.0.0.9  ─┼─ br0
+//!   b1..bN           ─┘       VIP 10.0.0.100: on no LB at first (VRRP's master adds it to its
+//!                             eth0), on every backend's lo (DSR)
+//! ```
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
     path::{Path, PathBuf},
@@ -14,14 +24,17 @@ use std::{
 };
 
 use crate::{
-    daemon::{render_config, xdp_info},
+    daemon::{VrrpSettings, render_config, render_config_with, xdp_info},
     http,
     ns::{ChildGuard, Netns, TempDir, unique_id},
     poll_until,
 };
 
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// The LB of a one-LB lab, and `lb1` of a two-LB lab.
 pub const LB_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
+/// `lb2` of a two-LB lab.
+pub const LB2_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 9);
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 100);
 pub const PREFIX_LEN: u8 = 24;
 /// The port nginx listens on and the service is configured for.
@@ -33,6 +46,15 @@ const MAX_BACKENDS: usize = 80;
 pub fn backend_ip(i: usize) -> Ipv4Addr {
     assert!((1..=MAX_BACKENDS).contains(&i), "backend index {i} out of 1..={MAX_BACKENDS}");
     Ipv4Addr::new(10, 0, 0, 10 + i as u8)
+}
+
+/// Address of LB host `i` (1-based): lb1 10.0.0.10 ([`LB_IP`]), lb2 10.0.0.9 ([`LB2_IP`]).
+pub fn lb_ip(i: usize) -> Ipv4Addr {
+    match i {
+        1 => LB_IP,
+        2 => LB2_IP,
+        _ => panic!("LB index {i} out of 1..=2"),
+    }
 }
 
 /// A host: its own namespace with `eth0` plugged into the bridge by port `port`.
@@ -58,12 +80,42 @@ impl Host {
     pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
         self.ns.run_in(f)
     }
+
+    /// The IPv4 addresses on this host's eth0 (without prefix lengths).
+    pub fn eth0_addresses(&self) -> Vec<Ipv4Addr> {
+        let out = self.ns.ip(&["-j", "-4", "addr", "show", "dev", "eth0"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j prints JSON");
+        v.pointer("/0/addr_info")
+            .and_then(|a| a.as_array())
+            .map(|a| a.iter().filter_map(|i| i["local"].as_str()?.parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether `ip` is on this host's eth0 (e.g. the VIP, on a VRRP master).
+    pub fn has_address(&self, ip: Ipv4Addr) -> bool {
+        self.eth0_addresses().contains(&ip)
+    }
+
+    /// Sets eth0 up or down (down: the host stops answering, as a dead one would).
+    pub fn set_eth0(&self, up: bool) {
+        self.ns.ip(&["link", "set", "eth0", if up { "up" } else { "down" }]);
+    }
+
+    /// The MAC this host's neighbour table holds for `ip` on eth0, if any (in any state but
+    /// FAILED/INCOMPLETE).
+    pub fn neighbour_mac(&self, ip: Ipv4Addr) -> Option<String> {
+        let out = self.ns.ip(&["-j", "neigh", "show", &ip.to_string(), "dev", "eth0"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v.get(0)?.get("lladdr")?.as_str().map(str::to_string)
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct TopologyBuilder {
     backends: usize,
     nginx: bool,
+    lbs: usize,
+    lb_flood: Option<bool>,
 }
 
 impl TopologyBuilder {
@@ -77,6 +129,27 @@ impl TopologyBuilder {
     /// Whether to run nginx on every backend (default yes).
     pub fn nginx(mut self, on: bool) -> Self {
         self.nginx = on;
+        self
+    }
+
+    /// Number of LB hosts (default 1). One: host `lb` (10.0.0.10) with the VIP on its eth0, put
+    /// there by the harness. Two: hosts `lb1` (10.0.0.10) and `lb2` (10.0.0.9) and the VIP on
+    /// neither: a VRRP master (fj-lb's `[vrrp]`, or keepalived) adds it, so the client's ARP
+    /// for the VIP resolves to whichever is master.
+    pub fn lbs(mut self, n: usize) -> Self {
+        assert!((1..=2).contains(&n), "1 or 2 LB hosts, not {n}");
+        self.lbs = n;
+        self
+    }
+
+    /// Whether the bridge floods unknown-unicast frames to the LB ports. Default: yes with one
+    /// LB (as always), no with two. A real NIC drops frames for other MACs before XDP sees
+    /// them; a veth has no such filter, and fj-lb's XDP program balances whatever VIP packet
+    /// reaches it. When a dead LB's port goes down the bridge forgets its MAC and floods the
+    /// frames still sent to it, so the other LB, backup or not, would balance them and hide
+    /// the failover window. Turning flooding off on the LB ports gives them a NIC's view.
+    pub fn lb_unknown_unicast_flood(mut self, on: bool) -> Self {
+        self.lb_flood = Some(on);
         self
     }
 
@@ -111,9 +184,20 @@ impl TopologyBuilder {
             Host { name: role.to_string(), ip, port, ns }
         };
         let client = plug("client", CLIENT_IP);
-        let lb = plug("lb", LB_IP);
-        // The LB answers ARP for the VIP, so the client sends VIP traffic to it.
-        lb.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"]);
+        let lbs = if self.lbs == 1 {
+            let lb = plug("lb", LB_IP);
+            // The LB answers ARP for the VIP, so the client sends VIP traffic to it.
+            lb.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"]);
+            vec![lb]
+        } else {
+            // VRRP decides which of them holds the VIP; the harness gives it to neither.
+            (1..=self.lbs).map(|i| plug(&format!("lb{i}"), lb_ip(i))).collect()
+        };
+        if !self.lb_flood.unwrap_or(self.lbs == 1) {
+            for lb in &lbs {
+                switch.ip(&["link", "set", &lb.port, "type", "bridge_slave", "flood", "off"]);
+            }
+        }
         let mut backends = Vec::new();
         for i in 1..=self.backends {
             let b = plug(&format!("b{i}"), backend_ip(i));
@@ -125,7 +209,7 @@ impl TopologyBuilder {
             }
             backends.push(b);
         }
-        let mut topo = Topology { id, xdp_pass: None, nginx: Vec::new(), client, lb, backends, switch, tmp };
+        let mut topo = Topology { id, xdp_pass: None, nginx: Vec::new(), client, lbs, backends, switch, tmp, daemons_started: 0 };
         if self.nginx {
             topo.start_nginx();
         }
@@ -140,15 +224,18 @@ pub struct Topology {
     xdp_pass: Option<ChildGuard>,
     nginx: Vec<ChildGuard>,
     client: Host,
-    lb: Host,
+    /// `[lb]`, or `[lb1, lb2]`.
+    lbs: Vec<Host>,
     backends: Vec<Host>,
     switch: Netns,
     tmp: TempDir,
+    /// How many daemons were started in this lab, for unique per-daemon directories.
+    daemons_started: u32,
 }
 
 impl Topology {
     pub fn builder() -> TopologyBuilder {
-        TopologyBuilder { backends: 3, nginx: true }
+        TopologyBuilder { backends: 3, nginx: true, lbs: 1, lb_flood: None }
     }
 
     /// `fjt-<pid>-<seq>`: prefix of every namespace of this lab.
@@ -160,8 +247,25 @@ impl Topology {
         &self.client
     }
 
+    /// The LB host: `lb`, or `lb1` in a two-LB lab.
     pub fn lb(&self) -> &Host {
-        &self.lb
+        &self.lbs[0]
+    }
+
+    /// Every LB host: `[lb]` or `[lb1, lb2]`.
+    pub fn lbs(&self) -> &[Host] {
+        &self.lbs
+    }
+
+    /// LB host `i`, 1-based (`lb_n(1)` is `lb()`).
+    pub fn lb_n(&self, i: usize) -> &Host {
+        assert!((1..=self.lbs.len()).contains(&i), "LB index {i} out of 1..={}", self.lbs.len());
+        &self.lbs[i - 1]
+    }
+
+    /// Whether this is a two-LB (VRRP) lab, where the harness puts the VIP on no LB.
+    pub fn is_vrrp(&self) -> bool {
+        self.lbs.len() > 1
     }
 
     pub fn switch(&self) -> &Netns {
@@ -195,6 +299,34 @@ impl Topology {
     /// The control socket a daemon of this lab listens on (in the lab's temp dir).
     pub fn control_socket(&self) -> PathBuf {
         self.tmp.join("control.sock")
+    }
+
+    /// The bpffs directory of the daemon on LB `i`: [`Topology::bpffs_dir`] in a one-LB lab,
+    /// /sys/fs/bpf/<id>-lb<i> in a two-LB lab.
+    pub fn bpffs_dir_of(&self, i: usize) -> PathBuf {
+        let h = self.lb_n(i);
+        if self.is_vrrp() { PathBuf::from("/sys/fs/bpf").join(format!("{}-{}", self.id, h.name)) } else { self.bpffs_dir() }
+    }
+
+    /// The control socket of the daemon on LB `i`: [`Topology::control_socket`] in a one-LB
+    /// lab, `<tmp>/control-lb<i>.sock` in a two-LB lab.
+    pub fn control_socket_of(&self, i: usize) -> PathBuf {
+        let h = self.lb_n(i);
+        if self.is_vrrp() { self.tmp.join(format!("control-{}.sock", h.name)) } else { self.control_socket() }
+    }
+
+    /// Like [`Topology::config`], for the daemon on LB `i` (its own bpffs dir and control
+    /// socket), with a `[vrrp]` table if `vrrp` is given.
+    pub fn lb_config(&self, i: usize, backends: &[(usize, u32)], vrrp: Option<&VrrpSettings>) -> String {
+        let list: Vec<(Ipv4Addr, u32)> = backends.iter().map(|&(i, w)| (backend_ip(i), w)).collect();
+        render_config_with(&self.bpffs_dir_of(i), &self.control_socket_of(i), "native", &list, vrrp)
+    }
+
+    /// A fresh directory label for the next daemon started in this lab: `daemon` for the first
+    /// one of a one-LB lab (as before), `daemon-<host>-<n>` otherwise.
+    pub(crate) fn next_daemon_label(&mut self, host: &str) -> String {
+        self.daemons_started += 1;
+        if !self.is_vrrp() && self.daemons_started == 1 { "daemon".to_string() } else { format!("daemon-{host}-{}", self.daemons_started) }
     }
 
     /// A daemon config with one TCP service "web" on VIP:80 in DSR mode, native XDP on the
@@ -283,9 +415,9 @@ impl Topology {
         self.xdp_pass = Some(child);
     }
 
-    /// Every host: client, lb, then the backends.
+    /// Every host: client, the LB(s), then the backends.
     pub fn hosts(&self) -> impl Iterator<Item = &Host> {
-        [&self.client, &self.lb].into_iter().chain(self.backends.iter())
+        std::iter::once(&self.client).chain(self.lbs.iter()).chain(self.backends.iter())
     }
 
     /// Which backend served `body` ("b2\n" -> 2), if any.
