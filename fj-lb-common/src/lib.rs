@@ -118,10 +118,11 @@ const _: () = assert!(core::mem::size_of::<FlowValue>() == 8);
 pub struct Settings {
     /// MAC of the interface the balancer is attached to: source of every forwarded frame.
     pub lb_mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// A second MAC frames for us may carry (the VRRP virtual MAC), or zero.
+    pub alt_mac: [u8; 6],
     pub hash_seed: u32,
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 12);
+const _: () = assert!(core::mem::size_of::<Settings>() == 16);
 
 /// A virtual address, as the key of NOT_ACCEPTED.
 #[repr(C)]
@@ -159,10 +160,11 @@ pub enum Stat {
     DropBackendUnresolved = 11,
     FlowInsertFailed = 12,
     DropNotAccepted = 13,
+    PassOtherHost = 14,
 }
 
 impl Stat {
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 15;
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::Forwarded,
         Stat::FlowHit,
@@ -178,6 +180,7 @@ impl Stat {
         Stat::DropBackendUnresolved,
         Stat::FlowInsertFailed,
         Stat::DropNotAccepted,
+        Stat::PassOtherHost,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -196,6 +199,7 @@ impl Stat {
             Stat::DropBackendUnresolved => "drop_backend_unresolved",
             Stat::FlowInsertFailed => "flow_insert_failed",
             Stat::DropNotAccepted => "drop_not_accepted",
+            Stat::PassOtherHost => "pass_other_host",
         }
     }
 }

@@ -5,7 +5,7 @@ use crate::{
     flow::select_backend,
     forward::rewrite_macs,
     maps::{NOT_ACCEPTED, SERVICES, SETTINGS},
-    parse::parse_flow,
+    parse::{parse_flow, ptr_at},
     stats::{count, count_forwarded},
 };
 
@@ -22,6 +22,21 @@ pub fn balance(ctx: &XdpContext) -> u32 {
 
 #[inline(always)]
 fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
+    // Without settings the daemon has not finished loading: let the host handle the packet.
+    let Some(settings) = SETTINGS.get(0) else {
+        return Err((Stat::PassNotService, xdp_action::XDP_PASS));
+    };
+    // Only frames sent to us: a bridge flooding frames for another host (a dead master's MAC,
+    // say) must not make this host forward them too.
+    match ptr_at::<[u8; 6]>(ctx, 0) {
+        Some(dst) => {
+            let dst = unsafe { *dst };
+            if dst != settings.lb_mac && (settings.alt_mac == [0; 6] || dst != settings.alt_mac) {
+                return Err((Stat::PassOtherHost, xdp_action::XDP_PASS));
+            }
+        }
+        None => return Err((Stat::PassMalformed, xdp_action::XDP_PASS)),
+    }
     let mut key = FlowKey::default();
     if let Err(stat) = parse_flow(ctx, &mut key) {
         return Err(refuse_or_pass(&key, stat));
@@ -37,8 +52,6 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     };
     let svc = *svc;
     let pass = |s: Stat| (s, xdp_action::XDP_PASS);
-    // Without settings the daemon has not finished loading: let the host handle the packet.
-    let settings = SETTINGS.get(0).ok_or(pass(Stat::PassNotService))?;
     let (id, backend) = select_backend(&key, &svc, settings.hash_seed)
         .map_err(|s| (s, xdp_action::XDP_DROP))?;
     if backend.mac == [0u8; 6] {

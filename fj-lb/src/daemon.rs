@@ -187,7 +187,11 @@ impl Daemon {
         let neigh = Neighbours::open(&config.interface).await?;
         let mut dp = Dataplane::load(state::sizes(config))?;
         info!(program_id = dp.program_id(), "XDP program loaded and verified");
-        dp.write_settings(Settings { lb_mac: neigh.mac, _pad: [0; 2], hash_seed: config.hash_seed })?;
+        let alt_mac = match &config.vrrp {
+            Some(v) if v.use_virtual_mac => vrrp::io::virtual_mac(v.vrid, false),
+            _ => [0; 6],
+        };
+        dp.write_settings(Settings { lb_mac: neigh.mac, alt_mac, hash_seed: config.hash_seed })?;
         if let Some(v) = config.vrrp.as_ref().filter(|v| !v.accept_mode && v.priority != 255) {
             let vips: Vec<IpAddr> = v.virtual_addresses.iter().map(|(a, _)| *a).collect();
             dp.set_not_accepted(&vips)?;

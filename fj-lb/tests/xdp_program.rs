@@ -90,7 +90,7 @@ impl Lb {
     fn new(text: &str) -> Self {
         let cfg = config::parse(text, "test.toml", &AnyHost).expect("test config is valid");
         let mut dp = Dataplane::load(state::sizes(&cfg)).expect("XDP program loads and verifies (run as root)");
-        dp.write_settings(Settings { lb_mac: LB_MAC, _pad: [0; 2], hash_seed: cfg.hash_seed }).unwrap();
+        dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed }).unwrap();
         let macs: HashMap<IpAddr, Mac> = cfg
             .services
             .iter()
@@ -370,7 +370,7 @@ fn counters_count_packets_and_bytes_per_service_and_backend() {
 fn a_backend_without_a_mac_is_not_sent_traffic() {
     let cfg = config::parse(CONFIG, "t", &AnyHost).unwrap();
     let mut dp = Dataplane::load(state::sizes(&cfg)).unwrap();
-    dp.write_settings(Settings { lb_mac: LB_MAC, _pad: [0; 2], hash_seed: cfg.hash_seed }).unwrap();
+    dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed }).unwrap();
     let mut b = Balancer::new(&cfg);
     b.apply(&cfg, &HashMap::new(), &mut dp).unwrap();
     let lb = Lb { dp, balancer: b, macs: HashMap::new() };
@@ -390,4 +390,22 @@ fn accept_mode_off_drops_other_traffic_to_the_vip_only() {
     assert_eq!(lb.stat(Stat::DropNotAccepted), 2);
     lb.forward(&tcp4(CLIENT, 40000, VIP, 80));
     assert_passed_untouched(&lb, &tcp4(CLIENT, 40000, [10, 0, 0, 10], 22), "ssh to the LB's own address");
+}
+
+#[test]
+fn frames_for_another_host_are_not_balanced() {
+    let mut lb = Lb::new(CONFIG);
+    // A bridge flooding a frame meant for the other LB host (its MAC forgotten, say).
+    let mut p = tcp4(CLIENT, 40000, VIP, 80);
+    p[..6].copy_from_slice(&[0x02, 0x1b, 0, 0, 0, 0x02]);
+    assert_passed_untouched(&lb, &p, "frame for another MAC");
+    assert_eq!(lb.stat(Stat::PassOtherHost), 1);
+    // The VRRP virtual MAC, when configured, is ours too.
+    lb.dp
+        .write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0, 0, 0x5e, 0, 1, 51], hash_seed: fj_lb_common::hash::DEFAULT_SEED })
+        .unwrap();
+    p[..6].copy_from_slice(&[0, 0, 0x5e, 0, 1, 51]);
+    let (action, out) = lb.run(&p);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(&out[6..12], &LB_MAC);
 }
