@@ -26,12 +26,14 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     let Some(settings) = SETTINGS.get(0) else {
         return Err((Stat::PassNotService, xdp_action::XDP_PASS));
     };
-    // Only frames sent to us: a bridge flooding frames for another host (a dead master's MAC,
-    // say) must not make this host forward them too.
+    // Only unicast frames sent to us: a bridge flooding frames for another host (a dead
+    // master's MAC, say) must not make this host forward them too. Broadcast and multicast
+    // (ARP, VRRP) go on to the parser, which passes them.
     match ptr_at::<[u8; 6]>(ctx, 0) {
         Some(dst) => {
             let dst = unsafe { *dst };
-            if dst != settings.lb_mac && (settings.alt_mac == [0; 6] || dst != settings.alt_mac) {
+            let unicast = dst[0] & 1 == 0;
+            if unicast && dst != settings.lb_mac && (settings.alt_mac == [0; 6] || dst != settings.alt_mac) {
                 return Err((Stat::PassOtherHost, xdp_action::XDP_PASS));
             }
         }
