@@ -203,7 +203,7 @@ impl Daemon {
         let macs = resolve(&neigh, &groups).await?;
         let summary = balancer.apply(config, &macs, &mut dp)?;
         info!(services = ?summary.services_added, tables = summary.tables_written, "maps filled");
-        let mode = dp.attach(&config.interface, config.xdp_mode)?;
+        let mode = dp.attach(&config.interface, config.xdp_mode, &config.bpffs)?;
         if let Err(e) = dp.pin_maps(&config.bpffs) {
             dp.detach();
             return Err(e.into());
