@@ -36,6 +36,14 @@ const FAST_POLL: Duration = Duration::from_millis(2);
 
 // ---- helpers ----------------------------------------------------------------------------
 
+/// The tests measure failovers in tens of milliseconds with 100 ms adverts: run them one at a
+/// time, so that two of them do not starve each other's daemons of the machine's two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn start_vrrp(topo: &mut Topology, lb: usize, v: &VrrpSettings) -> Daemon {
     let config = topo.lb_config(lb, &BACKENDS, Some(v));
     Daemon::start_on(topo, lb, &config, Readiness::Attached)
@@ -271,6 +279,7 @@ fn checksum_good(p: &BTreeMap<String, String>) -> bool {
 #[test]
 fn backup_takes_the_vip_when_the_master_is_killed() {
     require_root();
+    let _serial = one_at_a_time();
     let mut topo = Topology::builder().lbs(2).backends(2).build();
     let (v1, v2) = (VrrpSettings::new(150), VrrpSettings::new(100));
     let (mut d1, d2) = start_pair(&mut topo, &v1, &v2);
@@ -370,6 +379,7 @@ fn backup_takes_the_vip_when_the_master_is_killed() {
 #[test]
 fn clean_shutdown_hands_over_within_skew_time() {
     require_root();
+    let _serial = one_at_a_time();
     let mut topo = Topology::builder().lbs(2).backends(2).build();
     let (v1, v2) = (VrrpSettings::new(150), VrrpSettings::new(100));
     let (mut d1, d2) = start_pair(&mut topo, &v1, &v2);
@@ -402,6 +412,7 @@ fn clean_shutdown_hands_over_within_skew_time() {
 #[test]
 fn preemption_on_and_off() {
     require_root();
+    let _serial = one_at_a_time();
     let mut topo = Topology::builder().lbs(2).backends(2).build();
     let (v1, v2) = (VrrpSettings::new(150), VrrpSettings::new(100));
     let (d1, d2) = start_pair(&mut topo, &v1, &v2);
@@ -460,6 +471,7 @@ fn preemption_on_and_off() {
 #[test]
 fn interoperates_with_keepalived() {
     require_root();
+    let _serial = one_at_a_time();
     let mut topo = Topology::builder().lbs(2).backends(2).build();
     let mut capture = Capture::start(&topo);
     let v1 = VrrpSettings::new(150);
@@ -736,6 +748,7 @@ fn send_frames(host: &Host, frames: &[Vec<u8>]) {
 #[test]
 fn malformed_adverts_are_counted_not_acted_on() {
     require_root();
+    let _serial = one_at_a_time();
     let mut topo = Topology::builder().lbs(2).backends(2).build();
     let mut capture = Capture::start(&topo);
     // RFC 9568 checksums here (the message alone, keepalived's v3_checksum_as_v2), RFC 5798

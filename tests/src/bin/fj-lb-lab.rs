@@ -1,19 +1,36 @@
-//! `cargo xtask lab`: a client, an LB and three nginx backends in network namespaces, fj-lb
-//! balancing the VIP 10.0.0.100:80 over them; sends requests through the VIP and shows who
-//! answered. On a terminal it then holds the lab up until Ctrl-C, so it can be explored with
-//! `ip netns exec <ns> ...`; everything is torn down on exit. Needs root and `FJ_LB_BIN` (or
-//! a debug build of fj-lb).
-use std::{collections::BTreeMap, time::Duration};
+//! `cargo xtask lab`: the whole picture in network namespaces. A client, two LB hosts running
+//! fj-lb with VRRP (lb1 priority 150, lb2 priority 100, 100 ms adverts) and three nginx
+//! backends answering with their names (direct server return). The lab shows who is master and
+//! how requests spread, then kills the master host (SIGKILL and its link down) while a client
+//! keeps sending requests, and shows the backup taking the VIP, with the measured failover
+//! time. On a terminal it then holds the lab up until Ctrl-C; everything is torn down on exit.
+//! Needs root and `FJ_LB_BIN` (or a debug build of fj-lb).
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
-use fj_lb_tests::{Daemon, Topology, get_from, require_root};
+use fj_lb_tests::{
+    Daemon, Topology, VIP,
+    daemon::{Readiness, VrrpSettings},
+    get_from, poll_until, require_root,
+};
 
 const REQUESTS: u16 = 30;
+const BACKENDS: [(usize, u32); 3] = [(1, 100), (2, 100), (3, 100)];
+
+fn bold(s: &str) -> String {
+    format!("\x1b[1m{s}\x1b[0m")
+}
 
 fn main() {
     require_root();
     // Block SIGINT and SIGTERM before any thread exists: every thread inherits the mask, and
     // the main thread takes them with sigwait, so the guards tear the lab down on Ctrl-C.
-    // (`Netns::spawn` gives children a clean mask.)
     let mut signals: libc::sigset_t = unsafe { std::mem::zeroed() };
     unsafe {
         libc::sigemptyset(&mut signals);
@@ -22,51 +39,158 @@ fn main() {
         libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut());
     }
 
-    let mut topo = Topology::builder().backends(3).build();
-    let config = topo.config(&[(1, 100), (2, 100), (3, 100)]);
-    let daemon = Daemon::start(&mut topo, &config);
-    println!("fj-lb is balancing; config {}:\n{config}", daemon.config_path().display());
+    println!("{}", bold("fj-lb lab: client → VIP 10.0.0.100:80 → (lb1 | lb2, VRRP) → b1 b2 b3, replies straight back"));
+    let mut topo = Topology::builder().lbs(2).backends(3).build();
+    let (v1, v2) = (VrrpSettings::new(150), VrrpSettings::new(100));
+    let c1 = topo.lb_config(1, &BACKENDS, Some(&v1));
+    let c2 = topo.lb_config(2, &BACKENDS, Some(&v2));
+    let started = Instant::now();
+    let mut d1 = Daemon::start_on(&mut topo, 1, &c1, Readiness::Attached);
+    let d2 = Daemon::start_on(&mut topo, 2, &c2, Readiness::Attached);
+    println!("two fj-lb daemons up in {:.1} s; lb1's config ({}):\n\n{c1}", started.elapsed().as_secs_f64(), d1.config_path().display());
 
+    let master_ready = poll_until(Duration::from_secs(5), Duration::from_millis(10), || {
+        let s = d1.vrrp_status().ok()?;
+        (s.is_master() && topo.lb_n(1).has_address(VIP)).then_some(())
+    });
+    if master_ready.is_none() {
+        eprintln!("lb1 did not become master within 5 s:\n{}", d1.log());
+        std::process::exit(1);
+    }
+    println!("{}", bold("1. lb1 is master"));
+    for d in [&d1, &d2] {
+        if let Ok(out) = d.cli(&["status"]) {
+            let vrrp_line = out.lines().find(|l| l.starts_with("VRRP")).unwrap_or("");
+            println!("   {:<4} {vrrp_line}", d.host());
+        }
+    }
+
+    println!("\n{}", bold(&format!("2. {REQUESTS} requests from different source ports through the VIP")));
     let vip = topo.vip_addr();
     let answers = topo.client().run_in(|| {
-        (0..REQUESTS)
-            .map(|i| {
-                let port = 40000 + i;
-                (port, get_from(vip, "/", Duration::from_secs(2), Some(port)))
-            })
-            .collect::<Vec<_>>()
+        (0..REQUESTS).map(|i| get_from(vip, "/", Duration::from_secs(2), Some(40000 + i))).collect::<Vec<_>>()
     });
     let mut counts = BTreeMap::<String, u32>::new();
-    for (port, answer) in &answers {
-        let who = match answer {
+    for a in &answers {
+        let who = match a {
             Ok((200, body)) => body.trim().to_string(),
-            Ok((status, body)) => format!("status {status}: {}", body.trim()),
+            Ok((status, _)) => format!("HTTP {status}"),
             Err(e) => format!("error: {e}"),
         };
-        println!("{}:{port} -> {vip}: {who}", fj_lb_tests::CLIENT_IP);
         *counts.entry(who).or_default() += 1;
     }
-    println!("\n{REQUESTS} requests through the VIP, answered by: {counts:?}");
+    for (who, n) in &counts {
+        println!("   {who:<6} {n:>3} {}", "█".repeat(*n as usize));
+    }
+    if let Ok(out) = d1.cli(&["backends"]) {
+        println!("\n   fj-lb backends (on lb1):");
+        for l in out.lines() {
+            println!("   {l}");
+        }
+    }
+
+    println!("\n{}", bold("3. lb1 dies (SIGKILL, then its link goes down) while the client keeps sending"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let log: Arc<Mutex<Vec<(Duration, Result<String, String>)>>> = Arc::default();
+    let t0 = Instant::now();
+    let client = {
+        let (stop, log) = (stop.clone(), log.clone());
+        let ns = topo.client().ns.name().to_string();
+        std::thread::spawn(move || {
+            fj_lb_tests::in_netns(&ns, || {
+                let mut port = 41000u16;
+                // Bounded: at most 400 requests, and the main thread stops it after the failover.
+                for _ in 0..400 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let at = t0.elapsed();
+                    let r = match get_from(vip, "/", Duration::from_millis(150), Some(port)) {
+                        Ok((200, body)) => Ok(body.trim().to_string()),
+                        Ok((s, _)) => Err(format!("HTTP {s}")),
+                        Err(e) => Err(e),
+                    };
+                    log.lock().expect("log lock").push((at, r));
+                    port += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let killed_at = t0.elapsed();
+    let kill = Instant::now();
+    d1.kill();
+    topo.lb_n(1).set_eth0(false);
+    let took_over = poll_until(Duration::from_secs(5), Duration::from_millis(2), || {
+        let s = d2.vrrp_status_fast().ok()?;
+        (s.is_master() && topo.lb_n(2).has_address(VIP)).then(Instant::now)
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    stop.store(true, Ordering::Relaxed);
+    let _ = client.join();
+
+    let Some(took_over) = took_over else {
+        eprintln!("lb2 did not take over within 5 s:\n{}", d2.log());
+        std::process::exit(1);
+    };
+    let failover = took_over - kill;
+    let log = log.lock().expect("log lock");
+    let (before, after): (Vec<_>, Vec<_>) = log.iter().partition(|(at, _)| *at < killed_at);
+    let failed: Vec<_> = after.iter().filter(|(_, r)| r.is_err()).collect();
+    let first_ok_after = after.iter().filter(|(at, r)| r.is_ok() && *at > killed_at + failover).map(|(at, _)| *at - killed_at).next();
+    println!("   requests before the kill: {} ({} failed)", before.len(), before.iter().filter(|(_, r)| r.is_err()).count());
+    let late_failures = failed.iter().filter(|(at, _)| *at > killed_at + failover).count();
+    println!(
+        "   requests after the kill:  {} ({} failed: {} while no host held the VIP, {late_failures} after lb2 took it)",
+        after.len(),
+        failed.len(),
+        failed.len() - late_failures
+    );
+    for (at, r) in after.iter().take(12) {
+        let t = at.saturating_sub(killed_at).as_millis();
+        match r {
+            Ok(b) => println!("     +{t:>4} ms  {b}"),
+            Err(e) => println!("     +{t:>4} ms  failed: {e}"),
+        }
+    }
+    println!(
+        "\n   {} lb2 is master and holds the VIP {:.0} ms after lb1 died (RFC 5798 bound: master down interval {:.0} ms; keepalived's default 1 s adverts: 3.6 s)",
+        bold("failover:"),
+        failover.as_secs_f64() * 1e3,
+        v2.master_down_interval().as_secs_f64() * 1e3
+    );
+    if let Some(t) = first_ok_after {
+        println!("   first request answered through lb2: +{} ms", t.as_millis());
+    }
+    if let Ok(out) = d2.cli(&["status"]) {
+        println!("\n   fj-lb status (on lb2):");
+        for l in out.lines() {
+            println!("   {l}");
+        }
+    }
+    let clean = counts.keys().all(|k| k.starts_with('b')) && after.iter().rev().take(10).all(|(_, r)| r.is_ok());
 
     if unsafe { libc::isatty(0) == 1 && libc::isatty(1) == 1 } {
-        println!("\nThe lab is up. Namespaces:");
+        println!("\nThe lab is up (lb1's daemon is dead, lb2 is master). Namespaces:");
         for h in topo.hosts() {
-            println!("  {:<7} {:<16} {}", h.name, h.ns.name(), h.ip);
+            println!("  {:<7} {:<18} {}", h.name, h.ns.name(), h.ip);
         }
         println!("  switch  {}", topo.switch().name());
         println!(
-            "Try: ip netns exec {} curl -s http://{}/\nDaemon log: {}\nCtrl-C tears everything down.",
+            "Try: ip netns exec {} curl -s http://{VIP}/   or   fj-lb --socket {} status\nCtrl-C tears everything down.",
             topo.client().ns.name(),
-            fj_lb_tests::VIP,
-            daemon.log_path().display()
+            d2.control_socket().display()
         );
         let mut sig = 0;
         unsafe { libc::sigwait(&signals, &mut sig) };
         println!("\nsignal {sig}: tearing down");
     }
-    drop(daemon);
+    drop(d2);
+    drop(d1);
     drop(topo);
-    if counts.keys().any(|k| !k.starts_with('b')) {
+    if !clean {
+        eprintln!("the lab did not end with every request answered: see above");
         std::process::exit(1);
     }
 }
