@@ -8,9 +8,8 @@ use crate::run;
 
 /// Debian packages the tests and the lab use: `iproute2` for namespaces, `nginx` as the
 /// backends' HTTP server, `util-linux` for nsenter, keepalived as the VRRP peer fj-lb must
-/// interoperate with, tcpdump/tshark to check adverts on the wire, scapy to forge bad ones.
-const APT_PACKAGES: &[&str] =
-    &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tcpdump", "tshark", "python3-scapy"];
+/// interoperate with, tshark to check fj-lb's adverts on the wire.
+const APT_PACKAGES: &[&str] = &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark"];
 
 /// What the end-to-end benchmark adds: load generators and the proxy we compare against.
 const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "iperf3"];
