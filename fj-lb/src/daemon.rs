@@ -109,20 +109,6 @@ impl Daemon {
         };
         let (health_tx, health_rx) = mpsc::channel(1024);
         let (scrape_tx, scrape_rx) = mpsc::channel(4);
-        let metrics_task = match config.metrics_listen {
-            None => None,
-            Some(addr) => match metrics::serve(addr, scrape_tx).await {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    let mut dp = dp;
-                    dp.detach();
-                    dataplane::unpin_maps(&config.bpffs);
-                    control_task.abort();
-                    control::remove_socket(&config.control_socket);
-                    return Err(DaemonError::Metrics { addr, source: e });
-                }
-            },
-        };
         let mut daemon = Self {
             config_path: config_path.to_path_buf(),
             config,
@@ -141,10 +127,20 @@ impl Daemon {
             samples: VecDeque::new(),
             metrics: Metrics::default(),
             scrape_rx,
-            metrics_task,
+            metrics_task: None,
             vrrp: None,
             tracked_down: false,
         };
+        // From here on a failure undoes everything through `stop`.
+        if let Some(addr) = daemon.config.metrics_listen {
+            match metrics::serve(addr, scrape_tx).await {
+                Ok(t) => daemon.metrics_task = Some(t),
+                Err(source) => {
+                    daemon.stop().await;
+                    return Err(DaemonError::Metrics { addr, source });
+                }
+            }
+        }
         if let Some(v) = daemon.config.vrrp.clone() {
             // VRRP starts once the balancer is attached: a host that becomes master must be
             // able to balance the first packet it attracts.
