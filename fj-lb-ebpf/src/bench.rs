@@ -4,7 +4,7 @@
 //! hands it a frame, it writes a fresh copy of the template (live-frames mode reuses frames the
 //! program already rewrote), gives it a new source port so every packet is a new 5-tuple, and
 //! sends it out of the interface it was "received" on with XDP_TX.
-use aya_ebpf::{bindings::xdp_action, macros::map, maps::{Array, PerCpuArray}, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_get_smp_processor_id, macros::map, maps::{Array, PerCpuArray}, programs::XdpContext};
 
 use crate::parse::ptr_at;
 
@@ -12,12 +12,26 @@ use crate::parse::ptr_at;
 pub const GEN_FRAME_LEN: usize = 60;
 /// Offset of the UDP source port in the template.
 const SPORT_OFFSET: usize = 34;
+/// Offset of the third octet of the IPv4 source address, and of the header checksum.
+const SRC_OCTET3: usize = 28;
+const IP_CHECK: usize = 24;
 
 #[map(name = "GEN_TEMPLATE")]
 pub static GEN_TEMPLATE: Array<[u8; GEN_FRAME_LEN]> = Array::with_max_entries(1, 0);
 
+/// A sequence per CPU; the CPU's number goes into the source address, so two CPUs never send
+/// the same 5-tuple.
 #[map(name = "GEN_SEQ")]
 pub static GEN_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// RFC 1624: the checksum after one 16-bit word of the header changes from `old` to `new`.
+#[inline(always)]
+fn update_checksum(check: u16, old: u16, new: u16) -> u16 {
+    let mut sum = (!check as u32) + (!old as u32) + new as u32;
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
 
 #[inline(always)]
 pub fn generate(ctx: &XdpContext) -> u32 {
@@ -28,13 +42,21 @@ pub fn generate(ctx: &XdpContext) -> u32 {
         *seq = (*seq).wrapping_add(1);
         *seq
     };
+    let cpu = unsafe { bpf_get_smp_processor_id() };
     unsafe {
         *frame = *template;
         let port = ((n % 64_000) as u16 + 1024).to_be_bytes();
         (*frame)[SPORT_OFFSET] = port[0];
         (*frame)[SPORT_OFFSET + 1] = port[1];
-        // Vary the source address too, past 64,000 flows.
-        (*frame)[29] = (n / 64_000) as u8;
+        // The source address's third octet: CPU number (3 bits) and, past 64,000 flows, the
+        // round (5 bits). The template's is 0, so sources never meet a real host's; the header
+        // checksum is mended.
+        let f = &mut *frame;
+        let old = u16::from_be_bytes([f[SRC_OCTET3], f[SRC_OCTET3 + 1]]);
+        f[SRC_OCTET3] = (((cpu & 7) << 5) | ((n / 64_000) & 31)) as u8;
+        let new = u16::from_be_bytes([f[SRC_OCTET3], f[SRC_OCTET3 + 1]]);
+        let check = update_checksum(u16::from_be_bytes([f[IP_CHECK], f[IP_CHECK + 1]]), old, new);
+        f[IP_CHECK..IP_CHECK + 2].copy_from_slice(&check.to_be_bytes());
     }
     xdp_action::XDP_TX
 }

@@ -562,7 +562,6 @@ pub fn generate(
             Array::try_from(ebpf.map_mut("GEN_TEMPLATE").expect("generator template map")).expect("array");
         t.set(0, frame, 0).map_err(map_err("GEN_TEMPLATE"))?;
     }
-    // The source address the generator varies (byte 29) must not collide with real hosts.
     let c = std::ffi::CString::new(interface).map_err(|_| DataplaneError::Io {
         what: "interface name",
         path: interface.into(),
