@@ -121,8 +121,14 @@ pub struct Settings {
     /// A second MAC frames for us may carry (the VRRP virtual MAC), or zero.
     pub alt_mac: [u8; 6],
     pub hash_seed: u32,
+    /// `SETTINGS_*` bits.
+    pub flags: u32,
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 16);
+const _: () = assert!(core::mem::size_of::<Settings>() == 20);
+
+/// NOT_ACCEPTED holds addresses: look packets up in it (saves a hash lookup per packet that is
+/// not for a service when it is empty, which is the common case).
+pub const SETTINGS_NOT_ACCEPTED: u32 = 1;
 
 /// A virtual address, as the key of NOT_ACCEPTED.
 #[repr(C)]

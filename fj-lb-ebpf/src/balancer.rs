@@ -1,5 +1,5 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use fj_lb_common::{FlowKey, ServiceKey, Stat, VipKey};
+use fj_lb_common::{FlowKey, SETTINGS_NOT_ACCEPTED, ServiceKey, Stat, VipKey};
 
 use crate::{
     flow::select_backend,
@@ -40,8 +40,9 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
         None => return Err((Stat::PassMalformed, xdp_action::XDP_PASS)),
     }
     let mut key = FlowKey::default();
+    let check_vips = settings.flags & SETTINGS_NOT_ACCEPTED != 0;
     if let Err(stat) = parse_flow(ctx, &mut key) {
-        return Err(refuse_or_pass(&key, stat));
+        return Err(refuse_or_pass(&key, stat, check_vips));
     }
     let skey = ServiceKey {
         addr: key.dst,
@@ -50,7 +51,7 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
         family: key.family,
     };
     let Some(svc) = (unsafe { SERVICES.get(&skey) }) else {
-        return Err(refuse_or_pass(&key, Stat::PassNotService));
+        return Err(refuse_or_pass(&key, Stat::PassNotService, check_vips));
     };
     let svc = *svc;
     let pass = |s: Stat| (s, xdp_action::XDP_PASS);
@@ -70,8 +71,8 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
 /// A packet the balancer does not take goes to the host, unless it is addressed to a VRRP
 /// virtual address that this host may not accept (RFC 5798 Accept_Mode false).
 #[inline(always)]
-fn refuse_or_pass(key: &FlowKey, stat: Stat) -> (Stat, u32) {
-    if key.family != 0 && matches!(stat, Stat::PassNotService | Stat::PassNotL4) {
+fn refuse_or_pass(key: &FlowKey, stat: Stat, check_vips: bool) -> (Stat, u32) {
+    if check_vips && key.family != 0 && matches!(stat, Stat::PassNotService | Stat::PassNotL4) {
         let vip = VipKey { addr: key.dst, family: key.family, _pad: [0; 3] };
         if unsafe { NOT_ACCEPTED.get(&vip) }.is_some() {
             return (Stat::DropNotAccepted, xdp_action::XDP_DROP);

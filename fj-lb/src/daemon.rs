@@ -187,12 +187,14 @@ impl Daemon {
             Some(v) if v.use_virtual_mac => vrrp::io::virtual_mac(v.vrid, false),
             _ => [0; 6],
         };
-        dp.write_settings(Settings { lb_mac: neigh.mac, alt_mac, hash_seed: config.hash_seed })?;
+        let mut flags = 0;
         if let Some(v) = config.vrrp.as_ref().filter(|v| !v.accept_mode && v.priority != 255) {
             let vips: Vec<IpAddr> = v.virtual_addresses.iter().map(|(a, _)| *a).collect();
             dp.set_not_accepted(&vips)?;
+            flags |= fj_lb_common::SETTINGS_NOT_ACCEPTED;
             info!(?vips, "accept_mode = false: traffic to the virtual addresses other than services is dropped");
         }
+        dp.write_settings(Settings { lb_mac: neigh.mac, alt_mac, hash_seed: config.hash_seed, flags })?;
         let mut balancer = Balancer::with_options(config, assume_healthy);
         let groups: Vec<Vec<IpAddr>> =
             config.services.iter().map(|s| s.backends.iter().map(|b| b.address).collect()).collect();

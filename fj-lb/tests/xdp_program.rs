@@ -90,7 +90,7 @@ impl Lb {
     fn new(text: &str) -> Self {
         let cfg = config::parse(text, "test.toml", &AnyHost).expect("test config is valid");
         let mut dp = Dataplane::load(state::sizes(&cfg)).expect("XDP program loads and verifies (run as root)");
-        dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed }).unwrap();
+        dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0 }).unwrap();
         let macs: HashMap<IpAddr, Mac> = cfg
             .services
             .iter()
@@ -370,7 +370,7 @@ fn counters_count_packets_and_bytes_per_service_and_backend() {
 fn a_backend_without_a_mac_is_not_sent_traffic() {
     let cfg = config::parse(CONFIG, "t", &AnyHost).unwrap();
     let mut dp = Dataplane::load(state::sizes(&cfg)).unwrap();
-    dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed }).unwrap();
+    dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0 }).unwrap();
     let mut b = Balancer::new(&cfg);
     b.apply(&cfg, &HashMap::new(), &mut dp).unwrap();
     let lb = Lb { dp, balancer: b, macs: HashMap::new() };
@@ -383,6 +383,14 @@ fn a_backend_without_a_mac_is_not_sent_traffic() {
 fn accept_mode_off_drops_other_traffic_to_the_vip_only() {
     let mut lb = Lb::new(CONFIG);
     lb.dp.set_not_accepted(&["10.0.0.100".parse().unwrap()]).unwrap();
+    lb.dp
+        .write_settings(Settings {
+            lb_mac: LB_MAC,
+            alt_mac: [0; 6],
+            hash_seed: fj_lb_common::hash::DEFAULT_SEED,
+            flags: fj_lb_common::SETTINGS_NOT_ACCEPTED,
+        })
+        .unwrap();
     let mut icmp = Vec::new();
     PacketBuilder::ethernet2(CLIENT_MAC, LB_MAC).ipv4(CLIENT, VIP, 64).icmpv4_echo_request(1, 1).write(&mut icmp, b"ping").unwrap();
     assert_eq!(lb.run(&icmp).0, XDP_DROP, "ping to the VIP");
@@ -402,7 +410,7 @@ fn frames_for_another_host_are_not_balanced() {
     assert_eq!(lb.stat(Stat::PassOtherHost), 1);
     // The VRRP virtual MAC, when configured, is ours too.
     lb.dp
-        .write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0, 0, 0x5e, 0, 1, 51], hash_seed: fj_lb_common::hash::DEFAULT_SEED })
+        .write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0, 0, 0x5e, 0, 1, 51], hash_seed: fj_lb_common::hash::DEFAULT_SEED, flags: 0 })
         .unwrap();
     p[..6].copy_from_slice(&[0, 0, 0x5e, 0, 1, 51]);
     let (action, out) = lb.run(&p);
