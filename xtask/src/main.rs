@@ -21,8 +21,9 @@ enum Cmd {
     /// Install what building and testing need, only what is missing: apt packages, the
     /// nightly rust-src component, bpf-linker built against nightly's own LLVM.
     Setup,
-    /// Build fj-lb (release) and run it as root with the given arguments, e.g.
-    /// `cargo xtask run -- run --config /etc/fj-lb/fj-lb.toml`.
+    /// Build fj-lb (release) and run the daemon as root, e.g.
+    /// `cargo xtask run -- --config /etc/fj-lb/fj-lb.toml`; arguments that start with a
+    /// subcommand go to it instead (`cargo xtask run -- status`).
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -77,9 +78,12 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Setup => setup::setup(),
-        Cmd::Run { args } => {
+        Cmd::Run { mut args } => {
             setup::setup()?;
             let bin = build_fj_lb(true)?;
+            if args.first().is_none_or(|a| a.starts_with('-')) {
+                args.insert(0, "run".into());
+            }
             exec_as_root(&bin, &args)
         }
         Cmd::Lab => {
