@@ -21,7 +21,7 @@ use crate::{
     ChildGuard, Host, Topology, VIP, backend_ip, fj_lb_bin,
     http::{self, Answer},
     poll_until,
-    topology::HTTP_PORT,
+    topology::{HTTP_PORT, spawn_nginx},
 };
 
 /// The `[service.health]` table of a service. [`HealthSettings::http`] is the HTTP check the
@@ -395,49 +395,9 @@ pub fn kill_nginx(topo: &Topology, i: usize) {
 /// Starts nginx again on backend `i` with the config the lab wrote for it (same prefix, logs
 /// and `nginx.conf` as [`Topology`]'s), and waits (bounded) until it answers the client.
 pub fn start_nginx(topo: &Topology, i: usize) -> ChildGuard {
-    let host = topo.backend(i);
-    let dir = topo.tmp().join(&host.name);
-    let conf = dir.join("nginx.conf");
+    let conf = topo.tmp().join(&topo.backend(i).name).join("nginx.conf");
     assert!(conf.is_file(), "the lab wrote no {}", conf.display());
-    let args: Vec<std::ffi::OsString> = vec![
-        "-p".into(),
-        dir.clone().into(),
-        "-e".into(),
-        dir.join("error.log").into(),
-        "-c".into(),
-        conf.into(),
-    ];
-    let mut child = host.ns.spawn(
-        &format!("nginx {} (restarted)", host.name),
-        "nginx",
-        &args,
-        &dir.join("stderr.log"),
-    );
-    let mut last = String::new();
-    let ok = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        if let Some(s) = child.try_status() {
-            panic!(
-                "restarted nginx on {} exited ({s}):\n{}\n{}",
-                host.name,
-                child.log(),
-                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-            );
-        }
-        match direct_get(topo, i, "/healthz") {
-            Ok((200, _)) => Some(()),
-            other => {
-                last = format!("{other:?}");
-                None
-            }
-        }
-    });
-    if ok.is_none() {
-        panic!(
-            "restarted nginx on {} did not answer within 10 s; last: {last}",
-            host.name
-        );
-    }
-    child
+    launch_nginx(topo, i, &conf, 200, "restarted")
 }
 
 /// Restarts backend `i`'s nginx so that it answers `GET /healthz` with `status`, everything
@@ -449,65 +409,40 @@ pub fn restart_nginx_with_healthz(topo: &Topology, i: usize, status: u16) -> Chi
     let host = topo.backend(i);
     let dir = topo.tmp().join(&host.name);
     let conf = dir.join("nginx.conf");
-    let text = std::fs::read_to_string(&conf)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", conf.display()));
-    let start = text.find("location = /healthz {").unwrap_or_else(|| {
-        panic!(
-            "{} has no `location = /healthz` block:\n{text}",
-            conf.display()
-        )
-    });
+    let text = std::fs::read_to_string(&conf).unwrap_or_else(|e| panic!("reading {}: {e}", conf.display()));
+    let start = text
+        .find("location = /healthz {")
+        .unwrap_or_else(|| panic!("{} has no `location = /healthz` block:\n{text}", conf.display()));
     let end = start + text[start..].find('}').expect("the location block ends") + 1;
-    let block = format!(
-        "location = /healthz {{\n            return {status} \"status {status}\\n\";\n        }}"
-    );
+    let block = format!("location = /healthz {{\n            return {status} \"status {status}\\n\";\n        }}");
     let new_conf = dir.join(format!("nginx-healthz-{status}.conf"));
-    std::fs::write(
-        &new_conf,
-        format!("{}{block}{}", &text[..start], &text[end..]),
-    )
-    .expect("writing the new nginx.conf");
+    std::fs::write(&new_conf, format!("{}{block}{}", &text[..start], &text[end..])).expect("writing the new nginx.conf");
 
     let pids = nginx_pids(host);
-    assert!(
-        !pids.is_empty(),
-        "no nginx runs in {}'s namespace",
-        host.name
-    );
+    assert!(!pids.is_empty(), "no nginx runs in {}'s namespace", host.name);
     for pid in &pids {
         unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
     }
-    if poll_until(Duration::from_secs(5), Duration::from_millis(5), || {
-        nginx_pids(host).is_empty().then_some(())
-    })
-    .is_none()
-    {
-        panic!(
-            "nginx on {} (pids {pids:?}) still runs 5 s after SIGTERM",
-            host.name
-        );
+    if poll_until(Duration::from_secs(5), Duration::from_millis(5), || nginx_pids(host).is_empty().then_some(())).is_none() {
+        panic!("nginx on {} (pids {pids:?}) still runs 5 s after SIGTERM", host.name);
     }
-    let args: Vec<std::ffi::OsString> = vec![
-        "-p".into(),
-        dir.clone().into(),
-        "-e".into(),
-        dir.join("error.log").into(),
-        "-c".into(),
-        new_conf.into(),
-    ];
-    let mut child = host.ns.spawn(
-        &format!("nginx {} (/healthz {status})", host.name),
-        "nginx",
-        &args,
-        &dir.join("stderr.log"),
-    );
+    launch_nginx(topo, i, &new_conf, status, &format!("/healthz {status}"))
+}
+
+/// Runs nginx on backend `i` with `conf` and waits (bounded) until its `/healthz` answers
+/// `status` to the client.
+fn launch_nginx(topo: &Topology, i: usize, conf: &Path, status: u16, what: &str) -> ChildGuard {
+    let host = topo.backend(i);
+    let dir = topo.tmp().join(&host.name);
+    let mut child = spawn_nginx(host, &dir, conf, &format!("nginx {} ({what})", host.name));
     let mut last = String::new();
     let ok = poll_until(Duration::from_secs(10), Duration::from_millis(5), || {
         if let Some(s) = child.try_status() {
             panic!(
-                "nginx on {} with /healthz {status} exited ({s}):\n{}",
+                "nginx on {} ({what}) exited ({s}):\n{}\n{}",
                 host.name,
-                child.log()
+                child.log(),
+                std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
             );
         }
         match direct_get(topo, i, "/healthz") {
@@ -520,7 +455,7 @@ pub fn restart_nginx_with_healthz(topo: &Topology, i: usize, status: u16) -> Chi
     });
     if ok.is_none() {
         panic!(
-            "nginx on {} does not answer /healthz with {status} within 10 s (last: {last}); error.log:\n{}",
+            "nginx on {} ({what}) does not answer /healthz with {status} within 10 s (last: {last}); error.log:\n{}",
             host.name,
             std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
         );

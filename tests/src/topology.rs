@@ -347,15 +347,7 @@ impl Topology {
             std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
             let conf = dir.join("nginx.conf");
             std::fs::write(&conf, nginx_conf(&dir, &b.name)).expect("writing nginx.conf");
-            let args: Vec<std::ffi::OsString> = vec![
-                "-p".into(),
-                dir.clone().into(),
-                "-e".into(),
-                dir.join("error.log").into(),
-                "-c".into(),
-                conf.into(),
-            ];
-            let child = b.ns.spawn(&format!("nginx {}", b.name), "nginx", &args, &dir.join("stderr.log"));
+            let child = spawn_nginx(b, &dir, &conf, &format!("nginx {}", b.name));
             self.nginx.push(child);
         }
         for (i, b) in self.backends.iter().enumerate() {
@@ -445,6 +437,13 @@ impl Drop for Topology {
         }
         // Then the fields drop in order: host namespaces, the switch, the temp dir.
     }
+}
+
+/// Runs nginx in `host`'s namespace with `conf`, its prefix, logs and temp paths under `dir`.
+pub fn spawn_nginx(host: &Host, dir: &Path, conf: &Path, label: &str) -> ChildGuard {
+    let args: Vec<std::ffi::OsString> =
+        vec!["-p".into(), dir.into(), "-e".into(), dir.join("error.log").into(), "-c".into(), conf.into()];
+    host.ns.spawn(label, "nginx", &args, &dir.join("stderr.log"))
 }
 
 fn nginx_conf(dir: &Path, name: &str) -> String {
