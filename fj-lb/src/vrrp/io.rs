@@ -95,11 +95,9 @@ fn setsockopt<T>(fd: &OwnedFd, level: libc::c_int, name: libc::c_int, value: &T)
     sockerr(r, ())
 }
 
-/// A raw IPv4 socket for protocol 112 on one interface. The sending one is bound to our
-/// primary address (the advert's source, which the checksum covers); the receiving one must
-/// not be, since a bound raw socket only sees packets addressed to its address.
-fn open_v4(ifname: &str, ifindex: u32, primary: Ipv4Addr, bind: bool) -> io::Result<OwnedFd> {
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, IPPROTO_VRRP as i32) };
+/// A non-blocking raw socket of `domain` for `proto`, bound to the device `ifname`.
+fn raw_socket(domain: libc::c_int, proto: libc::c_int, ifname: &str) -> io::Result<OwnedFd> {
+    let raw = unsafe { libc::socket(domain, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) };
     sockerr(raw, ())?;
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let name = ifname.as_bytes();
@@ -107,6 +105,14 @@ fn open_v4(ifname: &str, ifindex: u32, primary: Ipv4Addr, bind: bool) -> io::Res
         unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_ptr().cast(), name.len() as u32) },
         (),
     )?;
+    Ok(fd)
+}
+
+/// A raw IPv4 socket for protocol 112 on one interface. The sending one is bound to our
+/// primary address (the advert's source, which the checksum covers); the receiving one must
+/// not be, since a bound raw socket only sees packets addressed to its address.
+fn open_v4(ifname: &str, ifindex: u32, primary: Ipv4Addr, bind: bool) -> io::Result<OwnedFd> {
+    let fd = raw_socket(libc::AF_INET, IPPROTO_VRRP as i32, ifname)?;
     let mreq = libc::ip_mreqn {
         imr_multiaddr: libc::in_addr { s_addr: u32::from_ne_bytes(MCAST_V4.octets()) },
         imr_address: libc::in_addr { s_addr: u32::from_ne_bytes(primary.octets()) },
@@ -164,14 +170,7 @@ fn sockaddr_in6(ip: Ipv6Addr, scope: u32) -> libc::sockaddr_in6 {
 /// A raw IPv6 socket for protocol 112 (or ICMPv6 for neighbour advertisements) on one
 /// interface, hop limit 255 on the way out and reported on the way in.
 fn open_v6(ifname: &str, ifindex: u32, link_local: Ipv6Addr, proto: i32, bind: bool) -> io::Result<OwnedFd> {
-    let raw = unsafe { libc::socket(libc::AF_INET6, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, proto) };
-    sockerr(raw, ())?;
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let name = ifname.as_bytes();
-    sockerr(
-        unsafe { libc::setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_BINDTODEVICE, name.as_ptr().cast(), name.len() as u32) },
-        (),
-    )?;
+    let fd = raw_socket(libc::AF_INET6, proto, ifname)?;
     if proto == IPPROTO_VRRP as i32 {
         let mreq = libc::ipv6_mreq { ipv6mr_multiaddr: libc::in6_addr { s6_addr: MCAST_V6.octets() }, ipv6mr_interface: ifindex };
         setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)?;
