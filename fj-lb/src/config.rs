@@ -619,13 +619,7 @@ fn validate_vrrp(
     if virtual_addresses.is_empty() {
         return Err(cx.err(v.virtual_addresses.span(), "vrrp.virtual_addresses", "needs at least one address"));
     }
-    let use_virtual_mac = match &v.use_virtual_mac {
-        Some(b) if *b.get_ref() && virtual_addresses.iter().any(|(a, _)| a.is_ipv6()) => {
-            return Err(cx.err(b.span(), "vrrp.use_virtual_mac", "the virtual MAC is supported for IPv4 virtual addresses only"));
-        }
-        Some(b) => *b.get_ref(),
-        None => false,
-    };
+    let use_virtual_mac = v.use_virtual_mac.as_ref().is_some_and(|b| *b.get_ref());
     let mut track_services = Vec::new();
     for t in &v.track_services {
         if !services.iter().any(|s| &s.name == t.get_ref()) {
@@ -1032,10 +1026,6 @@ forward = "dsr"
             (VRRP.replace("[\"10.0.0.100/24\"]", "[]"), "vrrp.virtual_addresses"),
             (VRRP.replace("[\"web\"]", "[\"api\"]"), "vrrp.track_services"),
             (VRRP.replace("interface = \"eth0\"", "interface = \"eth7\""), "vrrp.interface"),
-            (
-                VRRP.replace("use_virtual_mac = false", "use_virtual_mac = true").replace("10.0.0.100/24", "2001:db8::1/64"),
-                "vrrp.use_virtual_mac",
-            ),
             (format!("{VRRP}checksum = \"crc32\"\n"), "vrrp.checksum"),
             (format!("{VRRP}nopreempt = true\n"), "nopreempt"),
         ];

@@ -171,6 +171,10 @@ fn sockaddr_in6(ip: Ipv6Addr, scope: u32) -> libc::sockaddr_in6 {
 /// interface, hop limit 255 on the way out and reported on the way in.
 fn open_v6(ifname: &str, ifindex: u32, link_local: Ipv6Addr, proto: i32, bind: bool) -> io::Result<OwnedFd> {
     let fd = raw_socket(libc::AF_INET6, proto, ifname)?;
+    // Through the virtual-MAC macvlan we send from the parent's link-local address, which the
+    // macvlan does not hold: allow binding to it.
+    const IPV6_FREEBIND: libc::c_int = 78;
+    setsockopt(&fd, libc::IPPROTO_IPV6, IPV6_FREEBIND, &1i32)?;
     if proto == IPPROTO_VRRP as i32 {
         let mreq = libc::ipv6_mreq { ipv6mr_multiaddr: libc::in6_addr { s6_addr: MCAST_V6.octets() }, ipv6mr_interface: ifindex };
         setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &mreq)?;
@@ -323,8 +327,10 @@ struct Runner {
     cfg: VrrpConfig,
     handle: rtnetlink::Handle,
     ifindex: u32,
-    /// Where the virtual addresses live: the interface, or the virtual-MAC macvlan on it.
+    /// Where the virtual addresses live and adverts leave: the interface, or the virtual-MAC
+    /// macvlan on it.
     vip_ifindex: u32,
+    send_dev: String,
     /// The MAC the virtual addresses are announced with.
     mac: Mac,
     vmac: Option<VirtualMac>,
@@ -360,7 +366,7 @@ fn arp_sysctl(ifname: &str, name: &str) -> String {
     format!("/proc/sys/net/ipv4/conf/{ifname}/{name}")
 }
 
-async fn create_vmac(handle: &rtnetlink::Handle, parent: &str, parent_index: u32, vrid: u8) -> Result<VirtualMac, VrrpError> {
+async fn create_vmac(handle: &rtnetlink::Handle, parent: &str, parent_index: u32, vrid: u8, v6: bool) -> Result<VirtualMac, VrrpError> {
     // Bridge mode: a multicast frame whose source MAC is one of our macvlans (the other
     // router's adverts carry the same virtual MAC) still reaches the parent; private mode
     // would take it for our own and swallow it.
@@ -375,7 +381,7 @@ async fn create_vmac(handle: &rtnetlink::Handle, parent: &str, parent_index: u32
         .link()
         .add()
         .macvlan(name.clone(), parent_index, MACVLAN_MODE_BRIDGE)
-        .address(virtual_mac(vrid, false).to_vec())
+        .address(virtual_mac(vrid, v6).to_vec())
         .execute()
         .await?;
     let mut links = handle.link().get().match_name(name.clone()).execute();
@@ -383,20 +389,27 @@ async fn create_vmac(handle: &rtnetlink::Handle, parent: &str, parent_index: u32
     // Down until we are master: only the master may use the virtual MAC (RFC 5798 §7.3), and
     // an up macvlan would swallow the master's adverts, which carry the same source MAC.
     handle.link().set(ifindex).down().execute().await?;
-    // Only the macvlan may tie the VIPs to a MAC, the virtual one: the parent must neither
-    // answer ARP for addresses that are not its own (arp_ignore=1) nor put a VIP as sender in
-    // its own ARP requests (arp_announce=2), or clients would learn the parent's MAC.
     let mut sysctls = Vec::new();
-    for (knob, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
-        let path = arp_sysctl(parent, knob);
+    let mut set = |path: String, value: &str| {
         if let Ok(old) = std::fs::read_to_string(&path) {
             sysctls.push((path.clone(), old.trim().to_string()));
         }
         if let Err(e) = std::fs::write(&path, value) {
-            warn!(path, error = %e, "cannot set it: clients may learn the parent's MAC for the VIP");
+            warn!(path, error = %e, "cannot set it: clients may learn another MAC for the VIP");
         }
+    };
+    if v6 {
+        // No link-local address of its own (it would be the same on every router): adverts
+        // and neighbour advertisements go out from the parent's. Set before it is ever up.
+        set(format!("/proc/sys/net/ipv6/conf/{name}/addr_gen_mode"), "1");
+    } else {
+        // Only the macvlan may tie the VIPs to a MAC, the virtual one: the parent must neither
+        // answer ARP for addresses that are not its own (arp_ignore=1) nor put a VIP as sender
+        // in its own ARP requests (arp_announce=2), or clients would learn the parent's MAC.
+        set(arp_sysctl(parent, "arp_ignore"), "1");
+        set(arp_sysctl(parent, "arp_announce"), "2");
     }
-    info!(interface = %name, mac = %crate::state::format_mac(&virtual_mac(vrid, false)), "virtual MAC interface created");
+    info!(interface = %name, mac = %crate::state::format_mac(&virtual_mac(vrid, v6)), "virtual MAC interface created");
     Ok(VirtualMac { name, ifindex, sysctls })
 }
 
@@ -421,23 +434,21 @@ pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac
     remove_addresses(&handle, ifindex, &cfg.virtual_addresses).await;
     let family = if v6 { "IPv6 link-local" } else { "IPv4" };
     let primary = primary(&handle, ifindex, v6, &vips).await?.ok_or_else(|| VrrpError::NoPrimary(cfg.interface.clone(), family))?;
-    let vmac = if cfg.use_virtual_mac { Some(create_vmac(&handle, &cfg.interface, ifindex, cfg.vrid).await?) } else { None };
+    let vmac = if cfg.use_virtual_mac { Some(create_vmac(&handle, &cfg.interface, ifindex, cfg.vrid, v6).await?) } else { None };
     let (vip_ifindex, announce_mac) = match &vmac {
-        Some(v) => (v.ifindex, virtual_mac(cfg.vrid, false)),
+        Some(v) => (v.ifindex, virtual_mac(cfg.vrid, v6)),
         None => (ifindex, mac),
     };
+    // Where adverts and announcements leave: through the macvlan they carry the virtual MAC.
+    let (send_dev, send_ifindex) = match &vmac {
+        Some(v) => (v.name.clone(), v.ifindex),
+        None => (cfg.interface.clone(), ifindex),
+    };
     let (sock, send_fd) = match primary {
-        IpAddr::V4(p) => (
-            open_v4(&cfg.interface, ifindex, p, false),
-            // Sent through the macvlan, adverts leave with the virtual MAC as their source.
-            match &vmac {
-                Some(v) => open_v4(&v.name, v.ifindex, p, true),
-                None => open_v4(&cfg.interface, ifindex, p, true),
-            },
-        ),
+        IpAddr::V4(p) => (open_v4(&cfg.interface, ifindex, p, false), open_v4(&send_dev, send_ifindex, p, true)),
         IpAddr::V6(p) => (
             open_v6(&cfg.interface, ifindex, p, IPPROTO_VRRP as i32, false),
-            open_v6(&cfg.interface, ifindex, p, IPPROTO_VRRP as i32, true),
+            open_v6(&send_dev, send_ifindex, p, IPPROTO_VRRP as i32, true),
         ),
     };
     let (sock, send_fd) = (sock.map_err(VrrpError::Socket)?, send_fd.map_err(VrrpError::Socket)?);
@@ -473,6 +484,7 @@ pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac
         handle,
         ifindex,
         vip_ifindex,
+        send_dev,
         mac: announce_mac,
         vmac,
         primary,
@@ -677,7 +689,7 @@ impl Runner {
                     let sent = match self.primary {
                         IpAddr::V4(_) => send_v4(&self.send_fd, &adv.encode(self.primary, IpAddr::V4(MCAST_V4), self.cfg.checksum)),
                         IpAddr::V6(_) => {
-                            send_v6(&self.send_fd, MCAST_V6, self.ifindex, &adv.encode(self.primary, IpAddr::V6(MCAST_V6), self.cfg.checksum))
+                            send_v6(&self.send_fd, MCAST_V6, self.vip_ifindex, &adv.encode(self.primary, IpAddr::V6(MCAST_V6), self.cfg.checksum))
                         }
                     };
                     match sent {
@@ -738,7 +750,7 @@ impl Runner {
             })
             .collect();
         let na_socket = match self.primary {
-            IpAddr::V6(ll) => match open_v6(&self.cfg.interface, self.ifindex, ll, libc::IPPROTO_ICMPV6, true) {
+            IpAddr::V6(ll) => match open_v6(&self.send_dev, self.vip_ifindex, ll, libc::IPPROTO_ICMPV6, true) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     warn!(error = %e, "cannot open an ICMPv6 socket for neighbour advertisements");
@@ -747,7 +759,8 @@ impl Runner {
             },
             IpAddr::V4(_) => None,
         };
-        let (ifindex, repeat, gap) = (self.ifindex, self.cfg.garp_repeat, Duration::from_millis(self.cfg.garp_interval_ms as u64));
+        let (ifindex, na_ifindex, repeat, gap) =
+            (self.ifindex, self.vip_ifindex, self.cfg.garp_repeat, Duration::from_millis(self.cfg.garp_interval_ms as u64));
         if let Some(t) = self.garp_task.take() {
             t.abort();
         }
@@ -759,7 +772,7 @@ impl Runner {
                 for i in 0..repeat {
                     let sent = match &na_socket {
                         None => send_frames(ifindex, &frames),
-                        Some(s) => frames.iter().try_for_each(|na| send_v6(s, Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), ifindex, na)),
+                        Some(s) => frames.iter().try_for_each(|na| send_v6(s, Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), na_ifindex, na)),
                     };
                     if let Err(e) = sent {
                         warn!(error = %e, "sending gratuitous ARP / unsolicited NA failed");
