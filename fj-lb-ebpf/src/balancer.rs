@@ -50,7 +50,7 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
         proto: key.proto,
         family: key.family,
     };
-    let Some(svc) = (unsafe { SERVICES.get(&skey) }) else {
+    let Some(svc) = (unsafe { SERVICES.get(skey) }) else {
         return Err(refuse_or_pass(&key, Stat::PassNotService, check_vips));
     };
     let svc = *svc;
@@ -74,7 +74,7 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
 fn refuse_or_pass(key: &FlowKey, stat: Stat, check_vips: bool) -> (Stat, u32) {
     if check_vips && key.family != 0 && matches!(stat, Stat::PassNotService | Stat::PassNotL4) {
         let vip = VipKey { addr: key.dst, family: key.family, _pad: [0; 3] };
-        if unsafe { NOT_ACCEPTED.get(&vip) }.is_some() {
+        if unsafe { NOT_ACCEPTED.get(vip) }.is_some() {
             return (Stat::DropNotAccepted, xdp_action::XDP_DROP);
         }
     }

@@ -40,11 +40,11 @@ pub fn select_backend(
     let mut repinned = false;
     if let Some(flow) = unsafe { FLOWS.get(key) } {
         let (id, service) = (flow.backend, flow.service);
-        if service == svc.id {
-            if let Some(b) = live_backend(id, svc.id) {
-                count(Stat::FlowHit);
-                return Ok((id, b));
-            }
+        if service == svc.id
+            && let Some(b) = live_backend(id, svc.id)
+        {
+            count(Stat::FlowHit);
+            return Ok((id, b));
         }
         repinned = true;
     }
@@ -54,7 +54,7 @@ pub fn select_backend(
         backend: id,
         service: svc.id,
     };
-    if FLOWS.insert(key, &value, 0).is_err() {
+    if FLOWS.insert(key, value, 0).is_err() {
         count(Stat::FlowInsertFailed);
     }
     count(if repinned {

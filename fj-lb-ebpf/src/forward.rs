@@ -24,10 +24,6 @@ pub fn swap_macs(ctx: &XdpContext) -> u32 {
     let Some(eth) = ptr_at::<EthHdr>(ctx, 0) else {
         return aya_ebpf::bindings::xdp_action::XDP_PASS;
     };
-    unsafe {
-        let dst = (*eth).dst;
-        (*eth).dst = (*eth).src;
-        (*eth).src = dst;
-    }
+    unsafe { core::mem::swap(&mut (*eth).dst, &mut (*eth).src) };
     aya_ebpf::bindings::xdp_action::XDP_TX
 }

@@ -336,7 +336,7 @@ fn is_prime(n: u32) -> bool {
     }
     let mut d = 2u64;
     while d * d <= n as u64 {
-        if n as u64 % d == 0 {
+        if (n as u64).is_multiple_of(d) {
             return false;
         }
         d += 1;
@@ -606,11 +606,10 @@ fn validate_vrrp(
             Some(p) if p <= max => p,
             _ => return Err(cx.err(a.span(), "vrrp.virtual_addresses", format!("{text:?}: the prefix length must be 0 to {max}"))),
         };
-        if let Some((first, _)) = virtual_addresses.first() {
-            if IpAddr::is_ipv4(first) != ip.is_ipv4() {
+        if let Some((first, _)) = virtual_addresses.first()
+            && IpAddr::is_ipv4(first) != ip.is_ipv4() {
                 return Err(cx.err(a.span(), "vrrp.virtual_addresses", "one VRRP instance carries one address family (RFC 5798): split IPv4 and IPv6"));
             }
-        }
         if virtual_addresses.iter().any(|(x, _)| *x == ip) {
             return Err(cx.err(a.span(), "vrrp.virtual_addresses", format!("{ip} is listed twice")));
         }

@@ -138,11 +138,10 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::Join
 }
 
 pub fn remove_socket(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != std::io::ErrorKind::NotFound {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound {
             warn!(path = %path.display(), error = %e, "removing the control socket failed");
         }
-    }
 }
 
 /// Sends one request and waits for its answer (the CLI's side).

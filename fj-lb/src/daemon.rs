@@ -473,11 +473,10 @@ impl Daemon {
     }
 
     fn flows(&mut self, service: Option<String>, backend: Option<String>, limit: usize) -> Response {
-        if let Some(s) = &service {
-            if self.balancer.service(s).is_none() {
+        if let Some(s) = &service
+            && self.balancer.service(s).is_none() {
                 return Response::err(format!("no service named {s:?}"));
             }
-        }
         let backend_ip: Option<IpAddr> = match backend.as_deref().map(str::parse) {
             None => None,
             Some(Ok(ip)) => Some(ip),

@@ -201,13 +201,12 @@ impl Dataplane {
     /// Writes `table` at `base` in the MAGLEV array: one memcpy through the mapping, or one
     /// syscall per slot when the mapping is unavailable.
     pub fn write_maglev(&mut self, base: u32, table: &[u32]) -> Result<(), DataplaneError> {
-        if let Some(m) = self.maglev_mmap.as_mut() {
-            if m.write(base, table) {
+        if let Some(m) = self.maglev_mmap.as_mut()
+            && m.write(base, table) {
                 // Order the table's stores before the service swap that publishes it.
                 std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
                 return Ok(());
             }
-        }
         let mut map = self.maglev();
         for (i, v) in table.iter().enumerate() {
             map.set(base + i as u32, v, 0).map_err(map_err(names::MAGLEV))?;
@@ -316,11 +315,10 @@ impl Dataplane {
     }
 
     pub fn detach(&mut self) {
-        if let Some(link) = self.link.take() {
-            if let Err(e) = self.program_mut().detach(link) {
+        if let Some(link) = self.link.take()
+            && let Err(e) = self.program_mut().detach(link) {
                 warn!(error = %e, "detaching XDP failed; it goes away when the daemon exits");
             }
-        }
         if let Some(p) = self.pinned_link.take() {
             // Unpinned, the link's last reference is ours: dropping it detaches the program.
             match p.unpin() {

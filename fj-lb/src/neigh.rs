@@ -88,11 +88,10 @@ impl Neighbours {
                     _ => {}
                 }
             }
-            if let (Some(ip), Some(mac)) = (ip, mac) {
-                if mac != [0; 6] {
+            if let (Some(ip), Some(mac)) = (ip, mac)
+                && mac != [0; 6] {
                     out.insert(ip, mac);
                 }
-            }
         }
         Ok(out)
     }

@@ -258,9 +258,9 @@ pub fn lookup(b: &Balancer, key: &FlowKey, pinned: Option<(u32, u32)>, seed: u32
         .ok_or_else(|| format!("no service on {} {}: such a packet is passed to the host", sockaddr(dst, key.dport), proto_name(key.proto)))?;
     let hash = flow_hash(key, seed);
     let name = st.config.name.clone();
-    if let Some((backend, service)) = pinned {
-        if let Some(be) = st.backends.iter().find(|be| be.id == backend && service == st.id) {
-            if st.all_down || st.healthy(be) {
+    if let Some((backend, service)) = pinned
+        && let Some(be) = st.backends.iter().find(|be| be.id == backend && service == st.id)
+            && (st.all_down || st.healthy(be)) {
                 return Ok(LookupReport {
                     service: name,
                     backend: Some(be.address),
@@ -270,8 +270,6 @@ pub fn lookup(b: &Balancer, key: &FlowKey, pinned: Option<(u32, u32)>, seed: u32
                     explanation: format!("an established flow is pinned to {} in the flow table", be.address),
                 });
             }
-        }
-    }
     let size = st.table.len() as u32;
     let slot = if size == 0 { None } else { Some(hash % size) };
     let id = slot.and_then(|s| st.table.get(s as usize).copied()).unwrap_or(NO_BACKEND);

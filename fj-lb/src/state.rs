@@ -514,11 +514,10 @@ impl Balancer {
         weight: Option<u32>,
         maps: &mut impl MapWriter,
     ) -> Result<(), OpErrorOr> {
-        if let Some(w) = weight {
-            if w > 1_000_000 {
+        if let Some(w) = weight
+            && w > 1_000_000 {
                 return Err(OpError::Weight(w).into());
             }
-        }
         let st = self.services.get_mut(service).ok_or_else(|| OpError::NoService(service.into()))?;
         let ip: Option<IpAddr> = backend.parse().ok();
         let idx = st

@@ -670,13 +670,11 @@ impl Runner {
 
     async fn perform(&mut self, actions: Vec<Action>) {
         // The virtual MAC comes up before the first advert of a new master goes out through it.
-        if let Some(v) = &self.vmac {
-            if actions.contains(&Action::TakeAddresses) {
-                if let Err(e) = self.handle.link().set(v.ifindex).up().execute().await {
+        if let Some(v) = &self.vmac
+            && actions.contains(&Action::TakeAddresses)
+                && let Err(e) = self.handle.link().set(v.ifindex).up().execute().await {
                     error!(interface = %v.name, error = %e, "bringing the virtual MAC interface up failed");
                 }
-            }
-        }
         for a in actions {
             match a {
                 Action::SendAdvert { priority } => {
@@ -706,11 +704,10 @@ impl Runner {
                         t.abort();
                     }
                     remove_addresses(&self.handle, self.vip_ifindex, &self.cfg.virtual_addresses).await;
-                    if let Some(v) = &self.vmac {
-                        if let Err(e) = self.handle.link().set(v.ifindex).down().execute().await {
+                    if let Some(v) = &self.vmac
+                        && let Err(e) = self.handle.link().set(v.ifindex).down().execute().await {
                             error!(interface = %v.name, error = %e, "taking the virtual MAC interface down failed");
                         }
-                    }
                 }
                 Action::Transition { from, to, why } => {
                     let at = SystemTime::now();
