@@ -42,8 +42,16 @@ fn main() {
     println!("{}", bold("fj-lb lab: client → VIP 10.0.0.100:80 → (lb1 | lb2, VRRP) → b1 b2 b3, replies straight back"));
     let mut topo = Topology::builder().lbs(2).backends(3).build();
     let (v1, v2) = (VrrpSettings::new(150), VrrpSettings::new(100));
-    let c1 = topo.lb_config(1, &BACKENDS, Some(&v1));
-    let c2 = topo.lb_config(2, &BACKENDS, Some(&v2));
+    // The lab's default config, embedded: the harness's service plus HTTP health checks.
+    let with_checks = |c: String| {
+        c.replacen(
+            "forward = \"dsr\"\n",
+            "forward = \"dsr\"\n\n  [service.health]\n  check = \"http\"\n  path = \"/healthz\"\n  interval_ms = 200\n  timeout_ms = 100\n  rise = 1\n  fall = 2\n",
+            1,
+        )
+    };
+    let c1 = with_checks(topo.lb_config(1, &BACKENDS, Some(&v1)));
+    let c2 = with_checks(topo.lb_config(2, &BACKENDS, Some(&v2)));
     let started = Instant::now();
     let mut d1 = Daemon::start_on(&mut topo, 1, &c1, Readiness::Attached);
     let d2 = Daemon::start_on(&mut topo, 2, &c2, Readiness::Attached);
@@ -55,6 +63,15 @@ fn main() {
     });
     if master_ready.is_none() {
         eprintln!("lb1 did not become master within 5 s:\n{}", d1.log());
+        std::process::exit(1);
+    }
+    // Backends start down until they pass a check; the lab waits for all three (bounded).
+    let all_up = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        let out = d1.cli(&["services"]).ok()?;
+        out.contains("3/3 up").then_some(())
+    });
+    if all_up.is_none() {
+        eprintln!("the backends did not pass their health checks within 5 s:\n{}", d1.log());
         std::process::exit(1);
     }
     println!("{}", bold("1. lb1 is master"));
