@@ -224,10 +224,7 @@ impl Daemon {
                     let _ = self.reload().instrument(span).await;
                 }
                 Some(result) = self.health_rx.recv() => self.on_health(result),
-                Some(reply) = self.scrape_rx.recv() => {
-                    let text = self.scrape();
-                    let _ = reply.send(text);
-                }
+                Some(reply) = self.scrape_rx.recv() => self.scrape(reply),
                 Some((req, reply)) = self.control_rx.recv() => {
                     let span = info_span!("control", request = ?req);
                     let resp = self.handle(req).instrument(span).await;
@@ -293,22 +290,23 @@ impl Daemon {
         count_update(&self.metrics, cause, started);
     }
 
-    fn scrape(&mut self) -> String {
+    /// Answers a scrape. Counting the flow table walks up to millions of entries, so that
+    /// part runs off the main loop, on the pinned map, and the rest is read here.
+    fn scrape(&mut self, reply: ScrapeRequest) {
         let now = self.read_sample();
         let services = report::services(&self.balancer, &now, self.samples.front());
         let stats = self.dp.stats().map(|v| v.into_iter().map(|(s, n)| (s.name().to_string(), n)).collect()).unwrap_or_default();
-        let flow_entries = self.dp.flows().keys().count() as u64;
         let vrrp_state = self.vrrp_status().map(|v| v.state.as_str().to_string());
-        metrics::render(
-            &self.metrics,
-            &metrics::Snapshot {
-                services: &services,
-                stats,
-                flow_entries,
-                flow_capacity: self.config.flow_table_size as u64,
-                vrrp_state: vrrp_state.as_deref(),
-            },
-        )
+        let (metrics, capacity) = (self.metrics.clone(), self.config.flow_table_size as u64);
+        let flows_pin = self.config.bpffs.join(fj_lb_common::map_names::FLOWS);
+        tokio::task::spawn_blocking(move || {
+            let flow_entries = dataplane::count_entries(&flows_pin).unwrap_or(0);
+            let text = metrics::render(
+                &metrics,
+                &metrics::Snapshot { services: &services, stats, flow_entries, flow_capacity: capacity, vrrp_state: vrrp_state.as_deref() },
+            );
+            let _ = reply.send(text);
+        });
     }
 
     fn restart_checkers(&mut self) {

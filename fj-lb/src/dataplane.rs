@@ -441,6 +441,14 @@ where
     T::try_from(map).expect("map types match fj-lb-common")
 }
 
+/// Number of entries in the hash map pinned at `pin` (walks its keys: slow for big maps, so
+/// callers keep it off latency-sensitive paths).
+pub fn count_entries(pin: &Path) -> Result<u64, MapError> {
+    let map = aya::maps::Map::from_map_data(MapData::from_pin(pin)?)?;
+    let flows: HashMap<MapData, FlowKey, FlowValue> = HashMap::try_from(map)?;
+    Ok(flows.keys().count() as u64)
+}
+
 /// Removes the pins `pin_maps` made.
 pub fn unpin_maps(dir: &Path) {
     for name in names::ALL {
