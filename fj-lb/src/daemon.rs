@@ -7,11 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fj_lb_common::{FlowKey, FlowValue, Settings, Stat};
+use fj_lb_common::{Settings, Stat};
 use serde_json::json;
 use tokio::{
     signal::unix::{SignalKind, signal},
-    sync::mpsc,
+    sync::{mpsc, oneshot},
     task::JoinHandle,
 };
 use tracing::{Instrument, error, info, info_span, warn};
@@ -227,8 +227,14 @@ impl Daemon {
                 Some(reply) = self.scrape_rx.recv() => self.scrape(reply),
                 Some((req, reply)) = self.control_rx.recv() => {
                     let span = info_span!("control", request = ?req);
-                    let resp = self.handle(req).instrument(span).await;
-                    let _ = reply.send(resp);
+                    if let Request::Flows { service, backend, limit } = req {
+                        // Walks the whole flow table: off the main loop, like the metrics count.
+                        let _entered = span.enter();
+                        self.flows(service, backend, limit.unwrap_or(100), reply);
+                    } else {
+                        let resp = self.handle(req).instrument(span).await;
+                        let _ = reply.send(resp);
+                    }
                 }
                 _ = tick.tick() => {
                     if let Err(e) = self.refresh_neighbours().await {
@@ -465,31 +471,46 @@ impl Daemon {
                 }
                 Err(e) => Response::err(e),
             },
-            Request::Flows { service, backend, limit } => self.flows(service, backend, limit.unwrap_or(100)),
+            Request::Flows { .. } => unreachable!("flows are answered off the main loop, in run()"),
             Request::Lookup { src, dst, protocol } => self.lookup(&src, &dst, &protocol),
         }
     }
 
-    fn flows(&mut self, service: Option<String>, backend: Option<String>, limit: usize) -> Response {
+    fn flows(&mut self, service: Option<String>, backend: Option<String>, limit: usize, reply: oneshot::Sender<Response>) {
+        let names = report::Names::of(&self.balancer);
         if let Some(s) = &service
-            && self.balancer.service(s).is_none() {
-                return Response::err(format!("no service named {s:?}"));
-            }
+            && !names.has_service(s)
+        {
+            let _ = reply.send(Response::err(format!("no service named {s:?}")));
+            return;
+        }
         let backend_ip: Option<IpAddr> = match backend.as_deref().map(str::parse) {
             None => None,
             Some(Ok(ip)) => Some(ip),
-            Some(Err(_)) => return Response::err(format!("{:?} is not an IP address", backend.unwrap_or_default())),
+            Some(Err(_)) => {
+                let _ = reply.send(Response::err(format!("{:?} is not an IP address", backend.unwrap_or_default())));
+                return;
+            }
         };
-        let entries: Vec<(FlowKey, FlowValue)> = self.dp.flows().iter().filter_map(Result::ok).collect();
-        let total = entries.len();
-        let flows: Vec<report::FlowReport> = entries
-            .iter()
-            .map(|(k, v)| report::flow(&self.balancer, k, v.backend, v.service))
-            .filter(|f| service.as_ref().is_none_or(|s| f.service.as_ref() == Some(s)))
-            .filter(|f| backend_ip.is_none_or(|b| f.backend == Some(b)))
-            .take(limit)
-            .collect();
-        Response::ok(json!({ "total_entries": total, "capacity": self.config.flow_table_size, "flows": flows }))
+        let capacity = self.config.flow_table_size;
+        let pin = self.config.bpffs.join(fj_lb_common::map_names::FLOWS);
+        tokio::task::spawn_blocking(move || {
+            let resp = match dataplane::read_flows(&pin) {
+                Ok(entries) => {
+                    let total = entries.len();
+                    let flows: Vec<report::FlowReport> = entries
+                        .iter()
+                        .map(|(k, v)| report::flow(&names, k, v.backend, v.service))
+                        .filter(|f| service.as_ref().is_none_or(|s| f.service.as_ref() == Some(s)))
+                        .filter(|f| backend_ip.is_none_or(|b| f.backend == Some(b)))
+                        .take(limit)
+                        .collect();
+                    Response::ok(json!({ "total_entries": total, "capacity": capacity, "flows": flows }))
+                }
+                Err(e) => Response::err(format!("reading the flow table: {e}")),
+            };
+            let _ = reply.send(resp);
+        });
     }
 
     fn lookup(&mut self, src: &str, dst: &str, protocol: &str) -> Response {

@@ -441,12 +441,19 @@ where
     T::try_from(map).expect("map types match fj-lb-common")
 }
 
-/// Number of entries in the hash map pinned at `pin` (walks its keys: slow for big maps, so
-/// callers keep it off latency-sensitive paths).
+fn pinned_flows(pin: &Path) -> Result<HashMap<MapData, FlowKey, FlowValue>, MapError> {
+    HashMap::try_from(aya::maps::Map::from_map_data(MapData::from_pin(pin)?)?)
+}
+
+/// Number of entries in the flow table pinned at `pin`. Walks its keys: slow for a big table,
+/// so callers keep it off latency-sensitive paths.
 pub fn count_entries(pin: &Path) -> Result<u64, MapError> {
-    let map = aya::maps::Map::from_map_data(MapData::from_pin(pin)?)?;
-    let flows: HashMap<MapData, FlowKey, FlowValue> = HashMap::try_from(map)?;
-    Ok(flows.keys().count() as u64)
+    Ok(pinned_flows(pin)?.keys().count() as u64)
+}
+
+/// Every entry of the flow table pinned at `pin` (same caveat).
+pub fn read_flows(pin: &Path) -> Result<Vec<(FlowKey, FlowValue)>, MapError> {
+    Ok(pinned_flows(pin)?.iter().filter_map(Result::ok).collect())
 }
 
 /// Removes the pins `pin_maps` made.

@@ -212,14 +212,35 @@ fn sockaddr(ip: IpAddr, port: u16) -> String {
     }
 }
 
-pub fn flow(b: &Balancer, key: &FlowKey, backend_id: u32, service_id: u32) -> FlowReport {
-    let st = b.services().find(|s| s.id == service_id);
+/// Service and backend ids to names and addresses, as the balancer has them now: what a flow
+/// table entry needs to be shown, and cheap to hand to another thread.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    services: BTreeMap<u32, (String, BTreeMap<u32, IpAddr>)>,
+}
+
+impl Names {
+    pub fn of(b: &Balancer) -> Self {
+        let services = b
+            .services()
+            .map(|st| (st.id, (st.config.name.clone(), st.backends.iter().map(|be| (be.id, be.address)).collect())))
+            .collect();
+        Self { services }
+    }
+
+    pub fn has_service(&self, name: &str) -> bool {
+        self.services.values().any(|(n, _)| n == name)
+    }
+}
+
+pub fn flow(names: &Names, key: &FlowKey, backend_id: u32, service_id: u32) -> FlowReport {
+    let st = names.services.get(&service_id);
     FlowReport {
         src: sockaddr(addr_from_bytes(&key.src, key.family), key.sport),
         dst: sockaddr(addr_from_bytes(&key.dst, key.family), key.dport),
         protocol: proto_name(key.proto),
-        service: st.map(|s| s.config.name.clone()),
-        backend: st.and_then(|s| s.backends.iter().find(|be| be.id == backend_id)).map(|be| be.address),
+        service: st.map(|(name, _)| name.clone()),
+        backend: st.and_then(|(_, backends)| backends.get(&backend_id).copied()),
     }
 }
 
