@@ -184,7 +184,7 @@ impl Daemon {
         let mut dp = Dataplane::load(state::sizes(config))?;
         info!(program_id = dp.program_id(), "XDP program loaded and verified");
         let alt_mac = match &config.vrrp {
-            Some(v) if v.use_virtual_mac => vrrp::io::virtual_mac(v.vrid, false),
+            Some(v) if v.use_virtual_mac => vrrp::io::virtual_mac(v.vrid, v.virtual_addresses.iter().any(|(a, _)| a.is_ipv6())),
             _ => [0; 6],
         };
         let mut flags = 0;

@@ -372,11 +372,16 @@ async fn create_vmac(handle: &rtnetlink::Handle, parent: &str, parent_index: u32
     // would take it for our own and swallow it.
     const MACVLAN_MODE_BRIDGE: u32 = 4;
     let name = format!("fjvrrp{vrid}");
-    // A leftover from a daemon that was killed.
+    // A leftover from a daemon that was killed: it also left the sysctls below as it set them,
+    // so what we would read now is ours, not the host's; the kernel defaults (0) stand in.
     let mut old = handle.link().get().match_name(name.clone()).execute();
-    if let Ok(Some(l)) = old.try_next().await {
-        let _ = handle.link().del(l.header.index).execute().await;
-    }
+    let leftover = match old.try_next().await {
+        Ok(Some(l)) => {
+            let _ = handle.link().del(l.header.index).execute().await;
+            true
+        }
+        _ => false,
+    };
     handle
         .link()
         .add()
@@ -391,7 +396,9 @@ async fn create_vmac(handle: &rtnetlink::Handle, parent: &str, parent_index: u32
     handle.link().set(ifindex).down().execute().await?;
     let mut sysctls = Vec::new();
     let mut set = |path: String, value: &str| {
-        if let Ok(old) = std::fs::read_to_string(&path) {
+        if leftover {
+            sysctls.push((path.clone(), "0".to_string()));
+        } else if let Ok(old) = std::fs::read_to_string(&path) {
             sysctls.push((path.clone(), old.trim().to_string()));
         }
         if let Err(e) = std::fs::write(&path, value) {
