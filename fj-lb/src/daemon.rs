@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fj_lb_common::{Settings, Stat};
+use fj_lb_common::Settings;
 use serde_json::json;
 use tokio::{
     signal::unix::{SignalKind, signal},
@@ -531,14 +531,6 @@ impl Daemon {
             Ok(r) => Response::ok(serde_json::to_value(r).expect("serialises")),
             Err(e) => Response::err(e),
         }
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    pub fn stat(&mut self, s: Stat) -> u64 {
-        self.dp.stats().ok().and_then(|v| v.into_iter().find(|(k, _)| *k == s)).map_or(0, |(_, v)| v)
     }
 
     async fn stop(mut self) {

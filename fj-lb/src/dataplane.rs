@@ -508,12 +508,6 @@ pub fn load_aux(name: &'static str) -> Result<Ebpf, DataplaneError> {
     Ok(ebpf)
 }
 
-/// Loads the XDP_PASS program and attaches it to `interfaces`, for the far ends of veths in
-/// labs and tests (see `fj_lb_pass` in the eBPF crate). Keep the returned value alive.
-pub fn attach_pass(interfaces: &[String]) -> Result<Ebpf, DataplaneError> {
-    attach_aux(program_names::PASS, interfaces)
-}
-
 /// Loads one of the helper programs and attaches it to `interfaces` in native mode.
 pub fn attach_aux(name: &'static str, interfaces: &[String]) -> Result<Ebpf, DataplaneError> {
     let mut ebpf = load_aux(name)?;

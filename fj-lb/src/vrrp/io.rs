@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 
 use super::{
     machine::{Action, Machine, Params, State, to_centis},
-    packet::{Advert, ChecksumMode, IPPROTO_VRRP, MCAST_V4, MCAST_V6, Reject},
+    packet::{Advert, IPPROTO_VRRP, MCAST_V4, MCAST_V6, Reject},
 };
 use crate::{config::VrrpConfig, state::Mac};
 
@@ -787,14 +787,6 @@ impl Runner {
                 }
             }
         }));
-    }
-}
-
-/// Keeps the advert codec and the mode names reachable for status output.
-pub fn checksum_name(m: ChecksumMode) -> &'static str {
-    match m {
-        ChecksumMode::PseudoHeader => "rfc5798",
-        ChecksumMode::MessageOnly => "rfc9568",
     }
 }
 
