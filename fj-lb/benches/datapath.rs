@@ -12,11 +12,14 @@ use std::{
 use aya::programs::{TestRun, TestRunOptions, Xdp};
 use etherparse::PacketBuilder;
 use fj_lb::{
-    config::{self, HostView},
-    dataplane::{self, Dataplane},
+    datapath::{self, Dataplane},
     health,
-    maglev,
-    state::{self, Balancer, Mac},
+    model::{
+        addr::{Mac, addr_bytes},
+        balancer::{self as state, Balancer},
+        config::{self, HostView},
+        maglev,
+    },
 };
 use fj_lb_common::{FlowKey, FlowValue, Settings, program_names};
 
@@ -145,7 +148,7 @@ fn fresh(prog: &Xdp, n: u32, want: u32, seed: u8) -> f64 {
 }
 
 fn floor_program() -> aya::Ebpf {
-    dataplane::load_aux(program_names::FLOOR).expect("floor program loads")
+    datapath::load_aux(program_names::FLOOR).expect("floor program loads")
 }
 
 fn floor(ebpf: &aya::Ebpf) -> &Xdp {
@@ -304,7 +307,7 @@ fn control_plane(r: &mut Report) {
             .backends
             .iter()
             .enumerate()
-            .map(|(i, b)| maglev::Entry { identity: dataplane::addr_bytes(b.address).0.to_vec(), weight: b.weight, value: i as u32 })
+            .map(|(i, b)| maglev::Entry { identity: addr_bytes(b.address).0.to_vec(), weight: b.weight, value: i as u32 })
             .collect();
         let mut builds = Vec::new();
         let mut swaps = Vec::new();

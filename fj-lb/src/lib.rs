@@ -1,14 +1,13 @@
-//! fj-lb's daemon and CLI. Pure logic (config, Maglev, state planning) stays free of I/O;
-//! `dataplane`, `neigh` and `daemon` are the edges that talk to the kernel.
-pub mod cli;
-pub mod config;
+//! fj-lb's daemon and CLI, one room per concern. The pure core — `model`, `report` (but its
+//! `serve`), `control::protocol`, and `vrrp`'s `machine`, `packet` and `status` — never imports
+//! aya, tokio, libc or netlink (`tests/layout.rs` checks it). The edges that talk to the kernel
+//! and the network are `datapath`, `net`, `health`, `control`'s server and client, `vrrp::io`
+//! and `report::serve`; `daemon` ties them together.
 pub mod control;
 pub mod daemon;
-pub mod dataplane;
+pub mod datapath;
 pub mod health;
-pub mod maglev;
-pub mod metrics;
-pub mod neigh;
+pub mod model;
+pub mod net;
 pub mod report;
-pub mod state;
 pub mod vrrp;

@@ -3,12 +3,21 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use fj_lb::{
-    cli,
-    config::{self, ConfigError, DEFAULT_CONTROL_SOCKET, LiveHost},
-    control::{self, Request},
+    control::{
+        self, Request,
+        protocol::{FlowsReply, ReloadReply, StatsReply},
+    },
     daemon::{Daemon, DaemonError, Options},
-    dataplane,
-    report::{FlowReport, LookupReport, MaglevReport, Status},
+    datapath,
+    model::{
+        addr::parse_mac,
+        config::{self, ConfigError, DEFAULT_CONTROL_SOCKET},
+    },
+    net::LiveHost,
+    report::{
+        status::{LookupReport, MaglevReport, Status},
+        tables,
+    },
 };
 
 #[derive(Parser)]
@@ -133,7 +142,7 @@ fn main() -> ExitCode {
         Command::Run { config, assume_healthy } => run_daemon(config, Options { assume_healthy }),
         Command::XdpPass { interfaces, floor } => report(xdp_pass(&interfaces, floor)),
         Command::Generate { interface, src_mac, dst_mac, src, dst, port, packets } => report((|| {
-            let g = dataplane::generate(&interface, parse_mac(&src_mac)?, parse_mac(&dst_mac)?, src, dst, port, packets)?;
+            let g = datapath::generate(&interface, parse_mac(&src_mac)?, parse_mac(&dst_mac)?, src, dst, port, packets)?;
             println!("{}", serde_json::to_string(&g)?);
             Ok(())
         })()),
@@ -197,14 +206,10 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
             unreachable!("handled in main")
         }
     };
-    let resp = control::call(socket, &req, Duration::from_secs(30))?;
-    if !resp.ok {
-        bail!("{}", resp.error.unwrap_or_else(|| "fj-lb refused the request".into()));
-    }
-    let data = resp.data;
+    let call = |req: &Request| Asker { socket, req: req.clone() };
     let out = match cmd {
         Command::Status | Command::Services | Command::Backends { .. } => {
-            let mut st: Status = serde_json::from_value(data).context("reading the status")?;
+            let mut st: Status = call(&req).get()?;
             if let Command::Backends { service: Some(name) } = &cmd {
                 if !st.services.iter().any(|s| &s.name == name) {
                     bail!("no service named {name:?}");
@@ -212,42 +217,70 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
                 st.services.retain(|s| &s.name == name);
             }
             match (&cmd, json) {
-                (Command::Status, true) => serde_json::to_string_pretty(&st)? + "\n",
-                (_, true) => serde_json::to_string_pretty(&st.services)? + "\n",
-                (Command::Status, false) => cli::status(&st),
-                (Command::Services, false) => cli::services(&st.services),
-                _ => cli::backends(&st.services),
+                (Command::Status, true) => pretty(&st)?,
+                (_, true) => pretty(&st.services)?,
+                (Command::Status, false) => tables::status(&st),
+                (Command::Services, false) => tables::services(&st.services),
+                _ => tables::backends(&st.services),
             }
         }
-        Command::Flows { .. } if !json => {
-            let flows: Vec<FlowReport> = serde_json::from_value(data["flows"].clone())?;
-            cli::flows(data["total_entries"].as_u64().unwrap_or(0), data["capacity"].as_u64().unwrap_or(0), &flows)
+        Command::Flows { .. } => {
+            let f: FlowsReply = call(&req).get()?;
+            if json { pretty(&f)? } else { tables::flows(f.total_entries as u64, f.capacity as u64, &f.flows) }
         }
-        Command::Maglev { .. } if !json => cli::maglev(&serde_json::from_value::<MaglevReport>(data)?),
-        Command::Lookup { .. } if !json => cli::lookup(&serde_json::from_value::<LookupReport>(data)?),
-        Command::Stats if !json => {
-            let rows: Vec<Vec<String>> = data
-                .as_object()
-                .map(|m| m.iter().map(|(k, v)| vec![k.clone(), v.to_string()]).collect())
-                .unwrap_or_default();
-            cli::table(&["COUNTER", "VALUE"], &rows)
+        Command::Maglev { .. } => {
+            let m: MaglevReport = call(&req).get()?;
+            if json { pretty(&m)? } else { tables::maglev(&m) }
         }
-        Command::Reload if !json => format!("{}\n", data["message"].as_str().unwrap_or("reloaded")),
-        Command::Drain { .. } | Command::Enable { .. } | Command::Weight { .. } if !json => "ok\n".into(),
-        _ => serde_json::to_string_pretty(&data)? + "\n",
+        Command::Lookup { .. } => {
+            let l: LookupReport = call(&req).get()?;
+            if json { pretty(&l)? } else { tables::lookup(&l) }
+        }
+        Command::Stats => {
+            let stats: StatsReply = call(&req).get()?;
+            if json {
+                pretty(&stats)?
+            } else {
+                let rows: Vec<Vec<String>> = stats.iter().map(|(k, v)| vec![k.clone(), v.to_string()]).collect();
+                tables::table(&["COUNTER", "VALUE"], &rows)
+            }
+        }
+        Command::Reload => {
+            let r: ReloadReply = call(&req).get()?;
+            if json { pretty(&r)? } else { format!("{}\n", r.message) }
+        }
+        Command::Drain { .. } | Command::Enable { .. } | Command::Weight { .. } => {
+            call(&req).get::<()>()?;
+            if json { "null\n".into() } else { "ok\n".into() }
+        }
+        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } | Command::Generate { .. } => {
+            unreachable!("handled in main")
+        }
     };
     print!("{out}");
     Ok(())
 }
 
-fn parse_mac(s: &str) -> anyhow::Result<[u8; 6]> {
-    let parts: Vec<u8> = s.split(':').map(|p| u8::from_str_radix(p, 16)).collect::<Result<_, _>>().context("a MAC is six hex bytes")?;
-    parts.try_into().map_err(|_| anyhow::anyhow!("{s:?} is not a MAC address"))
+/// One request to the daemon, read back as the type the caller names.
+struct Asker<'a> {
+    socket: &'a std::path::Path,
+    req: Request,
+}
+
+impl Asker<'_> {
+    fn get<T: control::protocol::Answer>(self) -> anyhow::Result<T> {
+        Ok(control::call(self.socket, &self.req, Duration::from_secs(30))?)
+    }
+}
+
+/// `--json` output: pretty JSON and a newline.
+fn pretty<T: serde::Serialize>(v: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(v)? + "\n")
 }
 
 fn xdp_pass(interfaces: &[String], floor: bool) -> anyhow::Result<()> {
     let program = if floor { fj_lb_common::program_names::FLOOR } else { fj_lb_common::program_names::PASS };
-    let _attached = dataplane::attach_aux(program, interfaces).context("attaching the program")?;
+    let _attached = datapath::attach_aux(program, interfaces).context("attaching the program")?;
     tracing::info!(?interfaces, "pass-through XDP attached; waiting for SIGINT/SIGTERM");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {

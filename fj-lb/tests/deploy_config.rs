@@ -1,5 +1,5 @@
 //! The shipped example config must stay valid as the config grows.
-use fj_lb::config::{self, HostView};
+use fj_lb::model::config::{self, HostView};
 
 struct AnyHost;
 impl HostView for AnyHost {

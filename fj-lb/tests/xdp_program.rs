@@ -6,9 +6,12 @@ use std::{collections::HashMap, net::IpAddr};
 use aya::programs::{TestRun, TestRunOptions};
 use etherparse::PacketBuilder;
 use fj_lb::{
-    config::{self, Config, HostView},
-    dataplane::Dataplane,
-    state::{self, Balancer, Mac},
+    datapath::Dataplane,
+    model::{
+        addr::Mac,
+        balancer::{self as state, Balancer},
+        config::{self, Config, HostView},
+    },
 };
 use fj_lb_common::{FlowKey, Settings, Stat, hash::flow_hash};
 

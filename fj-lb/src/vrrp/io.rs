@@ -25,7 +25,8 @@ use super::{
     machine::{Action, Machine, Params, State, to_centis},
     packet::{Advert, IPPROTO_VRRP, MCAST_V4, MCAST_V6, Reject},
 };
-use crate::{config::VrrpConfig, state::Mac};
+use super::status::VrrpStatus;
+use crate::model::{addr::{Mac, format_mac}, config::VrrpConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VrrpError {
@@ -35,25 +36,6 @@ pub enum VrrpError {
     Netlink(#[from] rtnetlink::Error),
     #[error("vrrp.interface {0} has no {1} address of its own to send advertisements from")]
     NoPrimary(String, &'static str),
-}
-
-/// What `fj-lb status` shows and metrics export.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
-pub struct VrrpStatus {
-    pub state: State,
-    pub vrid: u8,
-    pub interface: String,
-    pub priority: u8,
-    pub configured_priority: u8,
-    pub master: Option<IpAddr>,
-    pub master_priority: Option<u8>,
-    pub last_transition: Option<String>,
-    pub last_transition_reason: Option<String>,
-    pub transitions: u64,
-    pub adverts_sent: u64,
-    pub adverts_received: u64,
-    pub rejected: BTreeMap<String, u64>,
-    pub virtual_addresses: Vec<String>,
 }
 
 pub enum Command {
@@ -416,7 +398,7 @@ async fn create_vmac(handle: &rtnetlink::Handle, parent: &str, parent_index: u32
         set(arp_sysctl(parent, "arp_ignore"), "1");
         set(arp_sysctl(parent, "arp_announce"), "2");
     }
-    info!(interface = %name, mac = %crate::state::format_mac(&virtual_mac(vrid, v6)), "virtual MAC interface created");
+    info!(interface = %name, mac = %format_mac(&virtual_mac(vrid, v6)), "virtual MAC interface created");
     Ok(VirtualMac { name, ifindex, sysctls })
 }
 

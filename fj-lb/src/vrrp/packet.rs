@@ -57,26 +57,7 @@ impl Reject {
     }
 }
 
-/// RFC 1071 one's-complement sum, folded.
-pub fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut carry: Option<u8> = None;
-    for part in parts {
-        for &b in part.iter() {
-            match carry.take() {
-                Some(hi) => sum += u32::from(u16::from_be_bytes([hi, b])),
-                None => carry = Some(b),
-            }
-        }
-    }
-    if let Some(hi) = carry {
-        sum += u32::from(u16::from_be_bytes([hi, 0]));
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+use crate::model::checksum::internet as checksum;
 
 fn pseudo_header(src: IpAddr, dst: IpAddr, len: usize) -> Vec<u8> {
     match (src, dst) {

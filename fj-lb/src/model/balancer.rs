@@ -11,50 +11,45 @@ use std::{
 use fj_lb_common::{BACKEND_ALIVE, Backend, ServiceKey, ServiceValue};
 use tracing::{error, info, warn};
 
-use crate::{
+use super::{
+    addr::{Mac, addr_bytes, format_mac},
     config::{Config, HealthCheck, Service, WhenAllDown},
-    health::{HealthState, Transition},
-    dataplane::{Dataplane, DataplaneError, addr_bytes},
+    health::{CheckOutcome, HealthState, Transition},
     maglev,
 };
 
-pub type Mac = [u8; 6];
-
+/// The one way out to the kernel's maps. The daemon's data path implements it; tests record
+/// the writes, so the order (backends, then a table in a spare slot, then the one-value service
+/// swap) is checked without a kernel.
 pub trait MapWriter {
-    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError>;
-    fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), DataplaneError>;
-    fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), DataplaneError>;
-    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError>;
+    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), MapWriteError>;
+    fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), MapWriteError>;
+    fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), MapWriteError>;
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), MapWriteError>;
 }
 
-impl MapWriter for Dataplane {
-    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), DataplaneError> {
-        self.backends()
-            .set(id, backend, 0)
-            .map_err(|source| DataplaneError::Map { name: "BACKENDS", source })
-    }
+/// A map write the kernel refused, with the map's name.
+#[derive(Debug, thiserror::Error)]
+#[error("map {map}: {source}")]
+pub struct MapWriteError {
+    pub map: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
 
-    fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), DataplaneError> {
-        self.write_maglev(base, table)
-    }
-
-    fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), DataplaneError> {
-        self.services()
-            .insert(key, value, 0)
-            .map_err(|source| DataplaneError::Map { name: "SERVICES", source })
-    }
-
-    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), DataplaneError> {
-        self.services()
-            .remove(key)
-            .map_err(|source| DataplaneError::Map { name: "SERVICES", source })
-    }
+/// Map capacities, fixed when the maps are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapSizes {
+    pub flow_table: u32,
+    pub maglev_slots: u32,
+    pub services: u32,
+    pub backends: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error(transparent)]
-    Dataplane(#[from] DataplaneError),
+    Map(#[from] MapWriteError),
     #[error("no free {what} id left (the maps were sized for {capacity}); restart fj-lb to resize them")]
     Capacity { what: &'static str, capacity: u32 },
     #[error("{field} cannot change while fj-lb runs ({old} → {new}); restart fj-lb to apply it")]
@@ -230,8 +225,8 @@ pub struct Balancer {
 
 /// Map capacities for a config: ids are allocated before the ones they replace are released,
 /// so a reload that replaces everything needs room for both.
-pub fn sizes(cfg: &Config) -> crate::dataplane::Sizes {
-    crate::dataplane::Sizes {
+pub fn sizes(cfg: &Config) -> MapSizes {
+    MapSizes {
         flow_table: cfg.flow_table_size,
         maglev_slots: (cfg.max_services + 2) * cfg.maglev_table_size,
         services: cfg.max_services * 2,
@@ -265,6 +260,18 @@ impl Balancer {
         self.services.get(name)
     }
 
+    /// VRRP tracking's question: has any of these services lost every healthy backend? Only
+    /// once every backend had the chance to pass `rise` checks: before that "down" means "not
+    /// checked yet", and a host that just started must not give up mastership for it.
+    pub fn any_service_down(&self, names: &[String]) -> bool {
+        names.iter().any(|name| {
+            self.service(name).is_some_and(|st| {
+                let settled = st.backends.iter().all(|b| b.health.checks >= st.config.health.rise || b.health.failures > 0);
+                settled && !st.backends.iter().any(|b| st.healthy(b))
+            })
+        })
+    }
+
     /// Every backend address the data path needs a MAC for.
     pub fn backend_addresses(&self) -> Vec<IpAddr> {
         let mut v: Vec<IpAddr> =
@@ -274,27 +281,27 @@ impl Balancer {
         v
     }
 
+    /// Refuses a config that changes what the maps were sized or built for. Fields compare
+    /// by value; their text only goes into the message.
     fn check_fixed(&self, cfg: &Config) -> Result<(), ApplyError> {
-        let f = &self.fixed;
-        let checks: [(&'static str, String, String); 11] = [
-            ("interface", f.interface.clone(), cfg.interface.clone()),
-            ("xdp_mode", format!("{:?}", f.xdp_mode), format!("{:?}", cfg.xdp_mode)),
-            ("bpffs", f.bpffs.display().to_string(), cfg.bpffs.display().to_string()),
-            ("flow_table_size", f.flow_table_size.to_string(), cfg.flow_table_size.to_string()),
-            ("maglev_table_size", f.maglev_table_size.to_string(), cfg.maglev_table_size.to_string()),
-            ("max_services", f.max_services.to_string(), cfg.max_services.to_string()),
-            ("max_backends", f.max_backends.to_string(), cfg.max_backends.to_string()),
-            ("hash_seed", f.hash_seed.to_string(), cfg.hash_seed.to_string()),
-            ("control_socket", f.control_socket.display().to_string(), cfg.control_socket.display().to_string()),
-            ("metrics.listen", format!("{:?}", f.metrics_listen), format!("{:?}", cfg.metrics_listen)),
-            ("[vrrp]", format!("{:?}", f.vrrp), format!("{:?}", cfg.vrrp)),
-        ];
-        for (field, old, new) in checks {
-            if old != new {
-                return Err(ApplyError::NeedsRestart { field, old, new });
+        fn differs<T: PartialEq + std::fmt::Debug>(field: &'static str, old: &T, new: &T) -> Result<(), ApplyError> {
+            if old == new {
+                return Ok(());
             }
+            Err(ApplyError::NeedsRestart { field, old: format!("{old:?}"), new: format!("{new:?}") })
         }
-        Ok(())
+        let f = &self.fixed;
+        differs("interface", &f.interface, &cfg.interface)?;
+        differs("xdp_mode", &f.xdp_mode, &cfg.xdp_mode)?;
+        differs("bpffs", &f.bpffs, &cfg.bpffs)?;
+        differs("flow_table_size", &f.flow_table_size, &cfg.flow_table_size)?;
+        differs("maglev_table_size", &f.maglev_table_size, &cfg.maglev_table_size)?;
+        differs("max_services", &f.max_services, &cfg.max_services)?;
+        differs("max_backends", &f.max_backends, &cfg.max_backends)?;
+        differs("hash_seed", &f.hash_seed, &cfg.hash_seed)?;
+        differs("control_socket", &f.control_socket, &cfg.control_socket)?;
+        differs("metrics.listen", &f.metrics_listen, &cfg.metrics_listen)?;
+        differs("[vrrp]", &f.vrrp, &cfg.vrrp)
     }
 
     /// Brings the maps from the current state to `cfg`. Services whose (VIP, port, protocol)
@@ -488,7 +495,7 @@ impl Balancer {
         &mut self,
         service: &str,
         backend: IpAddr,
-        result: &Result<(), String>,
+        result: &CheckOutcome,
         maps: &mut impl MapWriter,
     ) -> Result<Option<Transition>, ApplyError> {
         let Some(st) = self.services.get_mut(service) else { return Ok(None) };
@@ -552,14 +559,10 @@ fn backend_entry(b: &BackendState, service: u32, alive: bool) -> Backend {
     Backend { addr, mac: b.mac.unwrap_or_default(), family, flags: if alive { BACKEND_ALIVE } else { 0 }, service }
 }
 
-pub fn format_mac(m: &Mac) -> String {
-    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BackendConfig, Forward, Protocol, XdpMode};
+    use crate::model::config::{BackendConfig, Forward, Protocol, XdpMode};
     use fj_lb_common::NO_BACKEND;
 
     #[derive(Default)]
@@ -571,24 +574,24 @@ mod tests {
     }
 
     impl MapWriter for FakeMaps {
-        fn set_backend(&mut self, id: u32, b: &Backend) -> Result<(), DataplaneError> {
+        fn set_backend(&mut self, id: u32, b: &Backend) -> Result<(), MapWriteError> {
             self.log.push(format!("backend {id} alive={}", b.flags & BACKEND_ALIVE));
             self.backends.insert(id, *b);
             Ok(())
         }
-        fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), DataplaneError> {
+        fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), MapWriteError> {
             self.log.push(format!("table {base}"));
             for (i, v) in table.iter().enumerate() {
                 self.maglev.insert(base + i as u32, *v);
             }
             Ok(())
         }
-        fn set_service(&mut self, k: &ServiceKey, v: &ServiceValue) -> Result<(), DataplaneError> {
+        fn set_service(&mut self, k: &ServiceKey, v: &ServiceValue) -> Result<(), MapWriteError> {
             self.log.push(format!("service {} base {}", k.port, v.table_base));
             self.services.insert(*k, *v);
             Ok(())
         }
-        fn remove_service(&mut self, k: &ServiceKey) -> Result<(), DataplaneError> {
+        fn remove_service(&mut self, k: &ServiceKey) -> Result<(), MapWriteError> {
             self.log.push(format!("remove {}", k.port));
             self.services.remove(k);
             Ok(())
@@ -745,7 +748,7 @@ mod tests {
     }
 
     fn checked(mut s: Service, when: WhenAllDown) -> Service {
-        s.health = crate::config::HealthConfig {
+        s.health = crate::model::config::HealthConfig {
             check: HealthCheck::Tcp,
             rise: 1,
             fall: 1,
@@ -755,7 +758,7 @@ mod tests {
         s
     }
 
-    const FAIL: Result<(), String> = Err(String::new());
+    const FAIL: CheckOutcome = Err(crate::model::health::CheckFailure::Refused);
 
     #[test]
     fn checked_backends_start_down_and_enter_the_table_when_up() {

@@ -1,15 +1,18 @@
 //! What the daemon reports over the control socket: plain data with stable field names (the
-//! README documents them for scripts using `--json`), built from the balancer's state and the
-//! counters. No I/O here.
+//! README documents them for scripts using `--json`; a test pins them), built from the
+//! balancer's state and the counters. No I/O here.
 use std::{collections::BTreeMap, net::IpAddr, time::Duration};
 
 use fj_lb_common::{Counters, FlowKey, NO_BACKEND, hash::flow_hash};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    config::Protocol,
-    dataplane::addr_from_bytes,
-    state::{Balancer, ServiceState, format_mac},
+    model::{
+        addr::{addr_bytes, addr_from_bytes, format_mac},
+        balancer::{Balancer, ServiceState},
+        config::{HealthCheck, Protocol},
+    },
+    vrrp::VrrpStatus,
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -19,7 +22,7 @@ pub struct Status {
     pub program_id: Option<u32>,
     pub uptime_s: u64,
     pub config: String,
-    pub vrrp: Option<serde_json::Value>,
+    pub vrrp: Option<VrrpStatus>,
     pub services: Vec<ServiceReport>,
 }
 
@@ -121,9 +124,9 @@ pub fn services(b: &Balancer, now: &Sample, then: Option<&Sample>) -> Vec<Servic
                 port: st.config.port,
                 protocol: st.config.protocol.to_string(),
                 health_check: match &st.config.health.check {
-                    crate::config::HealthCheck::None => "none".into(),
-                    crate::config::HealthCheck::Tcp => "tcp".into(),
-                    crate::config::HealthCheck::Http { path, expect_status } => format!("http {path} → {expect_status}"),
+                    HealthCheck::None => "none".into(),
+                    HealthCheck::Tcp => "tcp".into(),
+                    HealthCheck::Http { path, expect_status } => format!("http {path} → {expect_status}"),
                 },
                 backends_up: backends.iter().filter(|b| b.up).count(),
                 backends_total: backends.len(),
@@ -265,8 +268,8 @@ pub fn flow_key(src: (IpAddr, u16), dst: (IpAddr, u16), protocol: Protocol) -> R
     if src.0.is_ipv4() != dst.0.is_ipv4() {
         return Err("source and destination are of different address families".into());
     }
-    let (s, family) = crate::dataplane::addr_bytes(src.0);
-    let (d, _) = crate::dataplane::addr_bytes(dst.0);
+    let (s, family) = addr_bytes(src.0);
+    let (d, _) = addr_bytes(dst.0);
     Ok(FlowKey { src: s, dst: d, sport: src.1, dport: dst.1, proto: protocol.number(), family, _pad: [0; 2] })
 }
 

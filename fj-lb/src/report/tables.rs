@@ -1,5 +1,5 @@
 //! Human-readable tables for the inspection commands. Pure: data in, text out.
-use crate::report::{BackendReport, FlowReport, LookupReport, MaglevReport, ServiceReport, Status};
+use super::status::{BackendReport, FlowReport, LookupReport, MaglevReport, ServiceReport, Status};
 
 /// Left-aligned columns, two spaces apart, header first.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -65,12 +65,12 @@ pub fn status(st: &Status) -> String {
         None => out.push_str("VRRP: not configured\n"),
         Some(v) => out.push_str(&format!(
             "VRRP: {} (vrid {}, priority {}), master {} priority {}, last transition {}\n",
-            v["state"].as_str().unwrap_or("?"),
-            v["vrid"],
-            v["priority"],
-            v["master"].as_str().unwrap_or("unknown"),
-            v["master_priority"],
-            v["last_transition"].as_str().unwrap_or("never")
+            v.state.as_str(),
+            v.vrid,
+            v.priority,
+            v.master.map_or("unknown".into(), |m| m.to_string()),
+            v.master_priority.map_or("null".into(), |p| p.to_string()),
+            v.last_transition.as_deref().unwrap_or("never")
         )),
     }
     out.push('\n');

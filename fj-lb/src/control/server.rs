@@ -1,13 +1,10 @@
-//! The control socket: one JSON request per line, one JSON response per line. The daemon's
-//! main loop owns all state; connections hand their requests to it and wait for the answer.
+//! The daemon's side of the control socket: mode 0600, one task per connection, each request
+//! line limited in size, every request handed to the daemon's loop.
 use std::{
-    io::{BufRead, BufReader, Write},
     os::unix::{fs::PermissionsExt, net::UnixStream as StdUnixStream},
-    path::{Path, PathBuf},
-    time::Duration,
+    path::Path,
 };
 
-use serde::{Deserialize, Serialize};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader as TokioBufReader},
     net::UnixListener,
@@ -15,68 +12,14 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-/// Longest request line accepted; anything longer is refused unread.
-const MAX_REQUEST: usize = 64 * 1024;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Request {
-    Drain { service: String, backend: String },
-    Enable { service: String, backend: String },
-    Weight { service: String, backend: String, weight: u32 },
-    Reload {},
-    Status {},
-    Flows { service: Option<String>, backend: Option<String>, limit: Option<usize> },
-    Maglev { service: String },
-    Stats {},
-    Lookup { src: String, dst: String, protocol: String },
-}
+use super::{
+    ControlError,
+    protocol::{MAX_REQUEST, Reply, Request, Response},
+};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Response {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub data: serde_json::Value,
-}
-
-impl Response {
-    pub fn ok(data: serde_json::Value) -> Self {
-        Self { ok: true, error: None, data }
-    }
-    pub fn err(e: impl ToString) -> Self {
-        Self { ok: false, error: Some(e.to_string()), data: serde_json::Value::Null }
-    }
-}
-
-pub type Pending = (Request, oneshot::Sender<Response>);
-
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("another fj-lb is already running: its control socket {0} answers")]
-    InUse(PathBuf),
-    #[error("control socket {path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("fj-lb is not running (nothing answers on {path}: {source})")]
-    NotRunning {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("talking to fj-lb on {path}: {source}")]
-    Talk {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("fj-lb answered something unreadable: {0}")]
-    Garbled(String),
-}
+/// A request and where its answer goes.
+pub type Pending = (Request, oneshot::Sender<Response<Reply>>);
 
 /// Binds the socket (mode 0600) and serves it; requests go to `tx`.
 pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::JoinHandle<()>, ControlError> {
@@ -144,31 +87,16 @@ pub fn remove_socket(path: &Path) {
         }
 }
 
-/// Sends one request and waits for its answer (the CLI's side).
-pub fn call(path: &Path, req: &Request, timeout: Duration) -> Result<Response, ControlError> {
-    let mut s = StdUnixStream::connect(path).map_err(|source| ControlError::NotRunning { path: path.to_path_buf(), source })?;
-    let talk = |source| ControlError::Talk { path: path.to_path_buf(), source };
-    s.set_read_timeout(Some(timeout)).map_err(talk)?;
-    let mut line = serde_json::to_vec(req).expect("requests serialise");
-    line.push(b'\n');
-    s.write_all(&line).map_err(talk)?;
-    let mut answer = String::new();
-    BufReader::new(&s).read_line(&mut answer).map_err(talk)?;
-    serde_json::from_str(&answer).map_err(|e| ControlError::Garbled(format!("{e}: {answer:?}")))
-}
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::{
+        io::{BufRead, BufReader, Write},
+        time::Duration,
+    };
 
-    #[test]
-    fn requests_have_stable_names() {
-        let r: Request = serde_json::from_str(r#"{"cmd":"weight","service":"web","backend":"10.0.0.11","weight":5}"#).unwrap();
-        assert_eq!(r, Request::Weight { service: "web".into(), backend: "10.0.0.11".into(), weight: 5 });
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"weight","service":"web"}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"format_disk"}"#).is_err());
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"reload","extra":1}"#).is_err());
-    }
+    use super::*;
+    use crate::control::{call, protocol::ReloadReply};
 
     #[tokio::test]
     async fn socket_round_trip_bad_requests_and_mode() {
@@ -179,13 +107,13 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         tokio::spawn(async move {
             while let Some((req, reply)) = rx.recv().await {
-                let _ = reply.send(Response::ok(serde_json::json!({ "echo": format!("{req:?}") })));
+                let _ = reply.send(Response::ok(Reply::Reloaded(ReloadReply { message: format!("{req:?}") })));
             }
         });
         let p = path.clone();
-        let r = tokio::task::spawn_blocking(move || call(&p, &Request::Reload {}, Duration::from_secs(5))).await.unwrap().unwrap();
-        assert!(r.ok);
-        assert_eq!(r.data["echo"], "Reload");
+        let r: ReloadReply =
+            tokio::task::spawn_blocking(move || call(&p, &Request::Reload {}, Duration::from_secs(5))).await.unwrap().unwrap();
+        assert_eq!(r.message, "Reload");
         let p = path.clone();
         let bad = tokio::task::spawn_blocking(move || {
             let mut s = StdUnixStream::connect(&p).unwrap();
@@ -196,7 +124,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let bad: Response = serde_json::from_str(&bad).unwrap();
+        let bad: Response<()> = serde_json::from_str(&bad).unwrap();
         assert!(!bad.ok && bad.error.unwrap().starts_with("bad request"));
         let p = path.clone();
         let many = tokio::task::spawn_blocking(move || {
@@ -208,13 +136,13 @@ mod tests {
                 writeln!(s, r#"{{"cmd":"maglev","service":"service-number-{i:05}"}}"#).unwrap();
                 let mut line = String::new();
                 r.read_line(&mut line).unwrap();
-                ok += serde_json::from_str::<Response>(&line).unwrap().ok as usize;
+                ok += serde_json::from_str::<Response<ReloadReply>>(&line).unwrap().ok as usize;
             }
             let long = format!("{{\"cmd\":\"maglev\",\"service\":\"{}\"}}\n", "x".repeat(MAX_REQUEST));
             s.write_all(long.as_bytes()).unwrap();
             let mut line = String::new();
             r.read_line(&mut line).unwrap();
-            (ok, serde_json::from_str::<Response>(&line).unwrap())
+            (ok, serde_json::from_str::<Response<()>>(&line).unwrap())
         })
         .await
         .unwrap();
@@ -224,7 +152,7 @@ mod tests {
         assert!(matches!(serve(&path, tx2), Err(ControlError::InUse(_))), "a second daemon is refused");
         remove_socket(&path);
         let _ = std::fs::remove_dir(&dir);
-        let e = call(&path, &Request::Status {}, Duration::from_secs(1)).unwrap_err();
+        let e = call::<()>(&path, &Request::Status {}, Duration::from_secs(1)).unwrap_err();
         assert!(e.to_string().starts_with("fj-lb is not running"), "{e}");
     }
 }

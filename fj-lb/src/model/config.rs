@@ -189,18 +189,6 @@ pub trait HostView {
     fn interface_exists(&self, name: &str) -> bool;
 }
 
-/// The real host: asks the kernel whether the interface exists, and changes nothing.
-pub struct LiveHost;
-
-impl HostView for LiveHost {
-    fn interface_exists(&self, name: &str) -> bool {
-        let Ok(c) = std::ffi::CString::new(name) else {
-            return false;
-        };
-        unsafe { libc::if_nametoindex(c.as_ptr()) != 0 }
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {

@@ -14,7 +14,7 @@ use netlink_packet_route::{
 };
 use tracing::debug;
 
-use crate::state::Mac;
+use crate::model::addr::Mac;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NeighError {

@@ -1,21 +1,13 @@
-//! Prometheus metrics at `/metrics`, encoded by prometheus-client. Counters that live in the
-//! BPF maps are read at scrape time; what only the daemon sees (check latencies, map updates)
-//! is recorded as it happens.
-use std::net::SocketAddr;
-
+//! Prometheus metrics, encoded by prometheus-client. Counters that live in the BPF maps are
+//! read at scrape time; what only the daemon sees (check latencies, map updates) is recorded as
+//! it happens. Pure: the HTTP endpoint is `report::serve`.
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-    sync::{mpsc, oneshot},
-};
-use tracing::{info, warn};
 
-use crate::report::ServiceReport;
+use super::status::ServiceReport;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabels {
@@ -136,58 +128,10 @@ pub fn render(m: &Metrics, s: &Snapshot<'_>) -> String {
     out
 }
 
-pub type ScrapeRequest = oneshot::Sender<String>;
-
-/// Serves `GET /metrics` on `addr`; each scrape asks the daemon's main loop for the text.
-pub async fn serve(addr: SocketAddr, tx: mpsc::Sender<ScrapeRequest>) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr).await?;
-    info!(%addr, "serving Prometheus metrics at /metrics");
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else { continue };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::with_capacity(1024);
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf);
-                let mut parts = head.split_whitespace();
-                let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-                let (status, ctype, body) = if method != "GET" {
-                    ("405 Method Not Allowed", "text/plain", "only GET\n".to_string())
-                } else if path != "/metrics" {
-                    ("404 Not Found", "text/plain", "metrics are at /metrics\n".to_string())
-                } else {
-                    let (otx, orx) = oneshot::channel();
-                    if tx.send(otx).await.is_err() {
-                        return;
-                    }
-                    match orx.await {
-                        Ok(text) => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", text),
-                        Err(_) => ("503 Service Unavailable", "text/plain", "fj-lb is stopping\n".to_string()),
-                    }
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                if let Err(e) = stream.write_all(resp.as_bytes()).await {
-                    warn!(error = %e, "writing a metrics response failed");
-                }
-            });
-        }
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{BackendReport, ServiceReport};
+    use crate::report::status::{BackendReport, ServiceReport};
 
     #[test]
     fn renders_counters_gauges_and_histograms() {

@@ -1,0 +1,157 @@
+//! `fj-lb run`: start-up (`start`), the loop that turns each event into its handler (`run`),
+//! and shutdown (`stop`). The daemon owns all state; everything else reaches it through
+//! channels. Depends on every other room; nothing depends on it but the binary.
+mod control;
+mod neighbours;
+mod reload;
+mod sampling;
+mod start;
+mod stop;
+mod tracking;
+
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+    task::JoinHandle,
+};
+use tracing::{Instrument, info, info_span, warn};
+
+pub use reload::ReloadError;
+
+use crate::{
+    control::{ControlError, Pending},
+    datapath::{AttachedMode, Dataplane, DataplaneError},
+    health::CheckResult,
+    model::{
+        addr::Mac,
+        balancer::{ApplyError, Balancer},
+        config::{Config, ConfigError},
+    },
+    net::{NeighError, Neighbours},
+    report::{metrics::Metrics, serve::ScrapeRequest},
+    vrrp,
+};
+
+/// How often the neighbour table is read and counters are sampled.
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+    #[error(transparent)]
+    Neighbours(#[from] NeighError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("serving metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Vrrp(#[from] vrrp::io::VrrpError),
+    #[error("installing signal handlers failed: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Start backends as healthy instead of waiting for `rise` passing checks.
+    pub assume_healthy: bool,
+}
+
+pub struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    dp: Dataplane,
+    balancer: Balancer,
+    neigh: Neighbours,
+    macs: HashMap<IpAddr, Mac>,
+    mode: AttachedMode,
+    started: Instant,
+    control_rx: mpsc::Receiver<Pending>,
+    control_task: JoinHandle<()>,
+    health_tx: mpsc::Sender<CheckResult>,
+    health_rx: mpsc::Receiver<CheckResult>,
+    checkers: Vec<JoinHandle<()>>,
+    /// Bumped when the checkers restart; results of older ones are ignored.
+    generation: u64,
+    samples: VecDeque<sampling::Sample>,
+    metrics: Metrics,
+    scrape_rx: mpsc::Receiver<ScrapeRequest>,
+    metrics_task: Option<JoinHandle<()>>,
+    vrrp: Option<vrrp::io::Vrrp>,
+    /// What VRRP was last told about the tracked services.
+    tracked_down: bool,
+}
+
+/// What can happen to a running daemon; `run` waits for one and hands it to its handler.
+enum Event {
+    Stop(&'static str),
+    Reload,
+    Health(CheckResult),
+    Scrape(ScrapeRequest),
+    Control(Pending),
+    Tick,
+}
+
+impl Daemon {
+    /// Runs until SIGINT or SIGTERM; SIGHUP reloads the config.
+    pub async fn run(mut self) -> Result<(), DaemonError> {
+        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+        let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            let event = tokio::select! {
+                _ = term.recv() => Event::Stop("SIGTERM"),
+                _ = int.recv() => Event::Stop("SIGINT"),
+                _ = hup.recv() => Event::Reload,
+                Some(result) = self.health_rx.recv() => Event::Health(result),
+                Some(reply) = self.scrape_rx.recv() => Event::Scrape(reply),
+                Some(pending) = self.control_rx.recv() => Event::Control(pending),
+                _ = tick.tick() => Event::Tick,
+            };
+            match event {
+                Event::Stop(signal) => {
+                    info!(signal, "stopping");
+                    break;
+                }
+                Event::Reload => {
+                    let span = info_span!("reload", trigger = "SIGHUP", config = %self.config_path.display());
+                    let _ = self.reload().instrument(span).await;
+                }
+                Event::Health(result) => self.on_health(result),
+                Event::Scrape(reply) => self.on_scrape(reply),
+                Event::Control((req, reply)) => {
+                    let span = info_span!("control", request = ?req);
+                    self.on_control(req, reply).instrument(span).await;
+                }
+                Event::Tick => self.on_tick().await,
+            }
+        }
+        self.stop().await;
+        Ok(())
+    }
+
+    /// Once a second: re-read the neighbour table, sample the counters, re-check tracking.
+    async fn on_tick(&mut self) {
+        if let Err(e) = self.refresh_neighbours().await {
+            warn!(error = %e, "reading the neighbour table failed");
+        }
+        self.sample();
+        self.track();
+    }
+}

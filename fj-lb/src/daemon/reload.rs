@@ -1,0 +1,64 @@
+//! Reload: re-read the config and apply the difference. A config that fails validation, or
+//! changes what only a restart can, is refused whole and the running config stays.
+use std::{net::IpAddr, time::Instant};
+
+use tracing::{error, info, warn};
+
+use super::{Daemon, neighbours::resolve, sampling::count_update};
+use crate::{
+    control::protocol::ReloadReply,
+    model::{
+        balancer::ApplyError,
+        config::{self, ConfigError},
+    },
+    net::LiveHost,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("reload refused, the running config stays in force: {0}")]
+    Invalid(#[from] ConfigError),
+    #[error("reload refused, the running config stays in force: {0}")]
+    NeedsRestart(#[source] ApplyError),
+    #[error("reload failed part-way: {0}")]
+    PartWay(#[source] ApplyError),
+}
+
+impl Daemon {
+    pub(super) async fn reload(&mut self) -> Result<ReloadReply, ReloadError> {
+        let result = self.try_reload().await;
+        match &result {
+            Ok(r) => info!(message = %r.message, "config reloaded"),
+            Err(e) => error!(error = %e, "reload failed"),
+        }
+        result
+    }
+
+    async fn try_reload(&mut self) -> Result<ReloadReply, ReloadError> {
+        let new = config::load(&self.config_path, &LiveHost)?;
+        let fresh: Vec<IpAddr> = new
+            .services
+            .iter()
+            .flat_map(|s| s.backends.iter().map(|b| b.address))
+            .filter(|a| !self.macs.contains_key(a))
+            .collect();
+        match resolve(&self.neigh, &[fresh]).await {
+            Ok(m) => self.macs.extend(m),
+            Err(e) => warn!(error = %e, "reading the neighbour table failed"),
+        }
+        let started = Instant::now();
+        let s = self.balancer.apply(&new, &self.macs, &mut self.dp).map_err(|e| match e {
+            e @ ApplyError::NeedsRestart { .. } => ReloadError::NeedsRestart(e),
+            e => ReloadError::PartWay(e),
+        })?;
+        count_update(&self.metrics, "reload", started);
+        let message = format!(
+            "config reloaded: added {:?}, removed {:?}, changed {:?}, {} tables written",
+            s.services_added, s.services_removed, s.services_changed, s.tables_written
+        );
+        self.config = new;
+        self.restart_checkers();
+        self.track();
+        Ok(ReloadReply { message })
+    }
+}

@@ -1,0 +1,141 @@
+//! Start-up: everything up to a running balancer, in order, and nothing left behind when a
+//! step fails (the program and maps go when `Dataplane` drops; pins are made last).
+use std::{collections::HashMap, net::IpAddr, path::Path, time::Instant};
+
+use fj_lb_common::{SETTINGS_NOT_ACCEPTED, Settings};
+use tokio::sync::mpsc;
+use tracing::info;
+
+use super::{Daemon, DaemonError, Options, neighbours::resolve};
+use crate::{
+    control,
+    datapath::{self, AttachedMode, Dataplane},
+    model::{
+        addr::Mac,
+        balancer::{self, Balancer},
+        config::{self, Config},
+    },
+    net::{LiveHost, Neighbours},
+    report::{metrics::Metrics, serve},
+    vrrp,
+};
+
+/// The data path as start-up leaves it: loaded, filled, attached and pinned.
+struct Started {
+    dp: Dataplane,
+    neigh: Neighbours,
+    balancer: Balancer,
+    macs: HashMap<IpAddr, Mac>,
+    mode: AttachedMode,
+}
+
+impl Daemon {
+    pub async fn start(config_path: &Path, opts: Options) -> Result<Self, DaemonError> {
+        let started = Instant::now();
+        let config = config::load(config_path, &LiveHost)?;
+        info!(config = %config_path.display(), services = config.services.len(), "config valid");
+        let (control_tx, control_rx) = mpsc::channel(16);
+        let control_task = control::serve(&config.control_socket, control_tx)?;
+        let Started { dp, neigh, balancer, macs, mode } = match start_dataplane(&config, opts.assume_healthy).await {
+            Ok(s) => s,
+            Err(e) => {
+                control_task.abort();
+                control::remove_socket(&config.control_socket);
+                return Err(e);
+            }
+        };
+        let (health_tx, health_rx) = mpsc::channel(1024);
+        let (scrape_tx, scrape_rx) = mpsc::channel(4);
+        let mut daemon = Self {
+            config_path: config_path.to_path_buf(),
+            config,
+            dp,
+            balancer,
+            neigh,
+            macs,
+            mode,
+            started,
+            control_rx,
+            control_task,
+            health_tx,
+            health_rx,
+            checkers: Vec::new(),
+            generation: 0,
+            samples: Default::default(),
+            metrics: Metrics::default(),
+            scrape_rx,
+            metrics_task: None,
+            vrrp: None,
+            tracked_down: false,
+        };
+        // From here on a failure undoes everything through `stop`.
+        if let Some(addr) = daemon.config.metrics_listen {
+            match serve::serve(addr, scrape_tx).await {
+                Ok(t) => daemon.metrics_task = Some(t),
+                Err(source) => {
+                    daemon.stop().await;
+                    return Err(DaemonError::Metrics { addr, source });
+                }
+            }
+        }
+        if let Err(e) = daemon.start_vrrp().await {
+            daemon.stop().await;
+            return Err(e);
+        }
+        daemon.restart_checkers();
+        info!(
+            interface = %daemon.config.interface,
+            mode = mode.as_str(),
+            bpffs = %daemon.config.bpffs.display(),
+            control_socket = %daemon.config.control_socket.display(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "fj-lb is balancing"
+        );
+        Ok(daemon)
+    }
+
+    /// VRRP starts once the balancer is attached: a host that becomes master must be able to
+    /// balance the first packet it attracts.
+    async fn start_vrrp(&mut self) -> Result<(), DaemonError> {
+        let Some(v) = self.config.vrrp.clone() else { return Ok(()) };
+        let (ifindex, mac) = if v.interface == self.neigh.ifname {
+            (self.neigh.ifindex, self.neigh.mac)
+        } else {
+            let n = Neighbours::open(&v.interface).await?;
+            (n.ifindex, n.mac)
+        };
+        self.vrrp = Some(vrrp::io::start(v, self.neigh.handle().clone(), ifindex, mac).await?);
+        Ok(())
+    }
+}
+
+async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Started, DaemonError> {
+    datapath::ensure_bpffs(&config.bpffs)?;
+    let neigh = Neighbours::open(&config.interface).await?;
+    let mut dp = Dataplane::load(balancer::sizes(config))?;
+    info!(program_id = dp.program_id(), "XDP program loaded and verified");
+    let alt_mac = match &config.vrrp {
+        Some(v) if v.use_virtual_mac => vrrp::io::virtual_mac(v.vrid, v.virtual_addresses.iter().any(|(a, _)| a.is_ipv6())),
+        _ => [0; 6],
+    };
+    let mut flags = 0;
+    if let Some(v) = config.vrrp.as_ref().filter(|v| !v.accept_mode && v.priority != 255) {
+        let vips: Vec<IpAddr> = v.virtual_addresses.iter().map(|(a, _)| *a).collect();
+        dp.set_not_accepted(&vips)?;
+        flags |= SETTINGS_NOT_ACCEPTED;
+        info!(?vips, "accept_mode = false: traffic to the virtual addresses other than services is dropped");
+    }
+    dp.write_settings(Settings { lb_mac: neigh.mac, alt_mac, hash_seed: config.hash_seed, flags })?;
+    let mut balancer = Balancer::with_options(config, assume_healthy);
+    let groups: Vec<Vec<IpAddr>> =
+        config.services.iter().map(|s| s.backends.iter().map(|b| b.address).collect()).collect();
+    let macs = resolve(&neigh, &groups).await?;
+    let summary = balancer.apply(config, &macs, &mut dp)?;
+    info!(services = ?summary.services_added, tables = summary.tables_written, "maps filled");
+    let mode = dp.attach(&config.interface, config.xdp_mode, &config.bpffs)?;
+    if let Err(e) = dp.pin_maps(&config.bpffs) {
+        dp.detach();
+        return Err(e.into());
+    }
+    Ok(Started { dp, neigh, balancer, macs, mode })
+}

@@ -1,0 +1,69 @@
+//! Health results into the balancer, and the balancer's state into VRRP: a host whose tracked
+//! service has no healthy backend lowers its priority so the peer can take over.
+use std::time::Instant;
+
+use tracing::{error, info_span, warn};
+
+use super::{Daemon, sampling::count_update};
+use crate::{
+    health::{self, CheckResult},
+    report::metrics::BackendLabels,
+    vrrp,
+};
+
+impl Daemon {
+    pub(super) fn on_health(&mut self, r: CheckResult) {
+        if r.generation != self.generation {
+            return;
+        }
+        self.metrics
+            .check_latency
+            .get_or_create(&BackendLabels { service: r.service.clone(), backend: r.backend.to_string() })
+            .observe(r.latency.as_secs_f64());
+        let _span = info_span!("health", service = %r.service, backend = %r.backend).entered();
+        let started = Instant::now();
+        match self.balancer.health_result(&r.service, r.backend, &r.result, &mut self.dp) {
+            Ok(Some(_)) => {
+                count_update(&self.metrics, "health", started);
+                self.track();
+            }
+            Ok(None) => {}
+            Err(e) => error!(error = %e, "applying a health change to the maps failed"),
+        }
+    }
+
+    /// Tells VRRP when the answer to "has a tracked service lost every healthy backend?"
+    /// changes.
+    pub(super) fn track(&mut self) {
+        let (Some(v), Some(cfg)) = (&self.vrrp, &self.config.vrrp) else { return };
+        let down = self.balancer.any_service_down(&cfg.track_services);
+        if down != self.tracked_down {
+            self.tracked_down = down;
+            if v.commands.try_send(vrrp::io::Command::ServicesDown(down)).is_err() {
+                warn!("VRRP did not take the tracking update");
+            }
+        }
+    }
+
+    /// One checker per backend of every service, under a new generation.
+    pub(super) fn restart_checkers(&mut self) {
+        for c in self.checkers.drain(..) {
+            c.abort();
+        }
+        self.generation += 1;
+        for st in self.balancer.services() {
+            for b in &st.backends {
+                if let Some(h) = health::spawn_checker(
+                    self.generation,
+                    st.config.name.clone(),
+                    b.address,
+                    st.config.health.clone(),
+                    st.config.port,
+                    self.health_tx.clone(),
+                ) {
+                    self.checkers.push(h);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! The helper programs of the object (pass-through, floor, packet generator) for labs and
+//! benchmarks. Not used by the daemon.
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData},
+    programs::{Xdp, XdpMode as AyaXdpMode},
+};
+use fj_lb_common::program_names;
+
+use super::{DataplaneError, OBJECT, map_err};
+
+/// Loads one of the object's helper programs (pass-through, floor) without attaching it.
+pub fn load_aux(name: &'static str) -> Result<Ebpf, DataplaneError> {
+    let mut ebpf = EbpfLoader::new().load(OBJECT)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .expect("the embedded object has the program")
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })?;
+    prog.load().map_err(|source| DataplaneError::Program { name, source })?;
+    Ok(ebpf)
+}
+
+/// Loads one of the helper programs and attaches it to `interfaces` in native mode.
+pub fn attach_aux(name: &'static str, interfaces: &[String]) -> Result<Ebpf, DataplaneError> {
+    let mut ebpf = load_aux(name)?;
+    let prog: &mut Xdp = ebpf
+        .program_mut(name)
+        .expect("the embedded object has the program")
+        .try_into()
+        .expect("helper programs are XDP");
+    for iface in interfaces {
+        prog.attach(iface, AyaXdpMode::Driver).map_err(|source| DataplaneError::Attach {
+            interface: iface.clone(),
+            mode: "native",
+            source,
+        })?;
+    }
+    Ok(ebpf)
+}
+
+/// What a generator run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Generated {
+    pub packets: u64,
+    pub seconds: f64,
+    pub packets_per_s: f64,
+}
+
+/// Sends `packets` UDP frames out of `interface` as fast as this machine allows, each a new
+/// 5-tuple (the `fj_lb_gen` program in BPF_PROG_TEST_RUN live-frames mode).
+pub fn generate(
+    interface: &str,
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    port: u16,
+    packets: u64,
+) -> Result<Generated, DataplaneError> {
+    use aya::programs::{TestRun, TestRunAttrs, TestRunOptions};
+    let mut ebpf = load_aux(program_names::GENERATOR)?;
+    let mut frame = [0u8; 60];
+    frame[..6].copy_from_slice(&dst_mac);
+    frame[6..12].copy_from_slice(&src_mac);
+    frame[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len: u16 = 60 - 14;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src.octets());
+    ip[16..20].copy_from_slice(&dst.octets());
+    let sum = crate::model::checksum::internet(&[&ip]);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    frame[14..34].copy_from_slice(&ip);
+    frame[36..38].copy_from_slice(&port.to_be_bytes());
+    frame[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    {
+        let mut t: Array<&mut MapData, [u8; 60]> =
+            Array::try_from(ebpf.map_mut("GEN_TEMPLATE").expect("generator template map")).expect("array");
+        t.set(0, frame, 0).map_err(map_err("GEN_TEMPLATE"))?;
+    }
+    let c = std::ffi::CString::new(interface).map_err(|_| DataplaneError::Io {
+        what: "interface name",
+        path: interface.into(),
+        source: std::io::Error::other("NUL in name"),
+    })?;
+    let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if ifindex == 0 {
+        return Err(DataplaneError::Io { what: "no interface", path: interface.into(), source: std::io::Error::last_os_error() });
+    }
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
+    // The kernel wants data_end to equal the frame's length and the frame on the given device.
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    let prog: &Xdp = ebpf.program(program_names::GENERATOR).expect("generator").try_into().expect("xdp");
+    let started = std::time::Instant::now();
+    let mut sent = 0u64;
+    while sent < packets {
+        let chunk = (packets - sent).min(10_000_000) as u32;
+        prog.test_run(TestRunOptions {
+            data_in: Some(&frame),
+            ctx_in: Some(&ctx),
+            repeat: chunk,
+            attrs: TestRunAttrs::new().xdp_live_frames(64),
+            ..Default::default()
+        })
+        .map_err(|source| DataplaneError::Program { name: program_names::GENERATOR, source })?;
+        sent += chunk as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Generated { packets: sent, seconds, packets_per_s: sent as f64 / seconds })
+}

@@ -1,0 +1,124 @@
+//! Typed access to each map, the counters summed over CPUs, and the map writes planning asks
+//! for (`MapWriter`).
+use std::net::IpAddr;
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
+};
+use fj_lb_common::{
+    Backend, Counters, FlowKey, FlowValue, ServiceKey, ServiceValue, Settings, Stat, VipKey, map_names as names,
+};
+
+use super::{Dataplane, DataplaneError, map_err};
+use crate::model::{
+    addr::addr_bytes,
+    balancer::{MapWriteError, MapWriter},
+};
+
+impl Dataplane {
+
+    pub fn services(&mut self) -> HashMap<&mut MapData, ServiceKey, ServiceValue> {
+        typed(&mut self.ebpf, names::SERVICES)
+    }
+
+    pub fn backends(&mut self) -> Array<&mut MapData, Backend> {
+        typed(&mut self.ebpf, names::BACKENDS)
+    }
+
+    pub fn maglev(&mut self) -> Array<&mut MapData, u32> {
+        typed(&mut self.ebpf, names::MAGLEV)
+    }
+
+    pub fn flows(&mut self) -> HashMap<&mut MapData, FlowKey, FlowValue> {
+        typed(&mut self.ebpf, names::FLOWS)
+    }
+
+    pub fn settings(&mut self) -> Array<&mut MapData, Settings> {
+        typed(&mut self.ebpf, names::SETTINGS)
+    }
+
+    pub fn service_counters(&mut self) -> PerCpuArray<&mut MapData, Counters> {
+        typed(&mut self.ebpf, names::SERVICE_COUNTERS)
+    }
+
+    pub fn backend_counters(&mut self) -> PerCpuArray<&mut MapData, Counters> {
+        typed(&mut self.ebpf, names::BACKEND_COUNTERS)
+    }
+
+    pub fn stats_map(&mut self) -> PerCpuArray<&mut MapData, u64> {
+        typed(&mut self.ebpf, names::STATS)
+    }
+
+    /// Virtual addresses to drop non-service traffic for (Accept_Mode false).
+    pub fn set_not_accepted(&mut self, addrs: &[IpAddr]) -> Result<(), DataplaneError> {
+        let mut map: HashMap<&mut MapData, VipKey, u8> = typed(&mut self.ebpf, names::NOT_ACCEPTED);
+        for ip in addrs {
+            let (addr, family) = addr_bytes(*ip);
+            map.insert(VipKey { addr, family, _pad: [0; 3] }, 1, 0).map_err(map_err(names::NOT_ACCEPTED))?;
+        }
+        Ok(())
+    }
+
+    pub fn write_settings(&mut self, settings: Settings) -> Result<(), DataplaneError> {
+        self.settings().set(0, settings, 0).map_err(map_err(names::SETTINGS))
+    }
+
+    /// Counters summed over CPUs, by reason.
+    pub fn stats(&mut self) -> Result<Vec<(Stat, u64)>, DataplaneError> {
+        let map = self.stats_map();
+        Stat::ALL
+            .iter()
+            .map(|s| {
+                let v: PerCpuValues<u64> = map.get(&(*s as u32), 0).map_err(map_err(names::STATS))?;
+                Ok((*s, v.iter().sum()))
+            })
+            .collect()
+    }
+
+    pub fn backend_counter(&mut self, id: u32) -> Result<Counters, DataplaneError> {
+        sum_counters(&self.backend_counters(), id).map_err(map_err(names::BACKEND_COUNTERS))
+    }
+
+    pub fn service_counter(&mut self, id: u32) -> Result<Counters, DataplaneError> {
+        sum_counters(&self.service_counters(), id).map_err(map_err(names::SERVICE_COUNTERS))
+    }
+}
+
+fn sum_counters(map: &PerCpuArray<&mut MapData, Counters>, id: u32) -> Result<Counters, MapError> {
+    let v = map.get(&id, 0)?;
+    Ok(v.iter().fold(Counters::default(), |a, c| Counters {
+        packets: a.packets + c.packets,
+        bytes: a.bytes + c.bytes,
+    }))
+}
+
+fn typed<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> T
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.map_mut(name).expect("the embedded object has every map");
+    T::try_from(map).expect("map types match fj-lb-common")
+}
+
+fn write_err(map: &'static str) -> impl FnOnce(MapError) -> MapWriteError {
+    move |e| MapWriteError { map, source: Box::new(e) }
+}
+
+impl MapWriter for Dataplane {
+    fn set_backend(&mut self, id: u32, backend: &Backend) -> Result<(), MapWriteError> {
+        self.backends().set(id, backend, 0).map_err(write_err(names::BACKENDS))
+    }
+
+    fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), MapWriteError> {
+        self.write_maglev(base, table).map_err(|e| MapWriteError { map: names::MAGLEV, source: Box::new(e) })
+    }
+
+    fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), MapWriteError> {
+        self.services().insert(key, value, 0).map_err(write_err(names::SERVICES))
+    }
+
+    fn remove_service(&mut self, key: &ServiceKey) -> Result<(), MapWriteError> {
+        self.services().remove(key).map_err(write_err(names::SERVICES))
+    }
+}

@@ -1,0 +1,69 @@
+//! The edge between the daemon and the kernel's BPF side: loads the embedded XDP object, sizes
+//! and pins its maps, owns the XDP link, and offers typed access to each map. Nothing here
+//! decides anything; the plans come from `model`. Depends on aya, libc and `fj-lb-common`.
+mod aux;
+mod bpffs;
+mod link;
+mod loader;
+mod maps;
+mod mmap;
+mod pinned;
+
+use std::path::PathBuf;
+
+use aya::{Ebpf, maps::MapError, programs::{ProgramError, links::PinnedLink, xdp::XdpLinkId}};
+
+pub use aux::{Generated, attach_aux, generate, load_aux};
+pub use bpffs::ensure_bpffs;
+pub use link::{AttachedMode, LINK_PIN};
+pub use pinned::{count_entries, read_flows, unpin_maps};
+
+/// The XDP object, built by `build.rs` with aya-build.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fj-lb"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("loading the XDP object into the kernel failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("attaching XDP to {interface} in {mode} mode failed: {source}")]
+    Attach {
+        interface: String,
+        mode: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneError {
+    move |source| DataplaneError::Map { name, source }
+}
+
+/// The loaded balancer: its object (programs and maps), its XDP link, the mapped Maglev array.
+pub struct Dataplane {
+    pub(crate) ebpf: Ebpf,
+    pub(crate) link: Option<XdpLinkId>,
+    /// The attachment pinned in bpffs: if the daemon dies, XDP keeps forwarding with the last
+    /// tables (instead of the kernel resetting every connection to the VIP it still holds),
+    /// and the next daemon swaps its program in on the same link without a gap.
+    pub(crate) pinned_link: Option<PinnedLink>,
+    pub(crate) maglev_mmap: Option<mmap::MmapTable>,
+}

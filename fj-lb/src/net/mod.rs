@@ -1,0 +1,8 @@
+//! The host's network as the daemon reads it: interfaces, the neighbour table over rtnetlink
+//! (backend MACs), and solicitation of missing neighbours. I/O edge; depends on `model` only
+//! for address types.
+pub mod host;
+pub mod neigh;
+
+pub use host::LiveHost;
+pub use neigh::{NeighError, Neighbours};

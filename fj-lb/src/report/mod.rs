@@ -1,0 +1,7 @@
+//! What the daemon shows: the status model with its stable `--json` names (`status`), the
+//! operator's tables (`tables`), Prometheus text (`metrics`) — all pure — and the HTTP
+//! endpoint that serves the metrics (`serve`, the one I/O file here).
+pub mod metrics;
+pub mod serve;
+pub mod status;
+pub mod tables;

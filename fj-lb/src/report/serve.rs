@@ -1,0 +1,107 @@
+//! The metrics endpoint: `GET /metrics` over HTTP/1.1 (requests parsed with httparse); each
+//! scrape asks the daemon's loop for the text. I/O edge.
+use std::net::SocketAddr;
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpListener,
+    sync::{mpsc, oneshot},
+};
+use tracing::{info, warn};
+
+/// Where the text of one scrape goes.
+pub type ScrapeRequest = oneshot::Sender<String>;
+
+/// The longest request head read; a longer one is answered 431 and closed.
+const MAX_HEAD: usize = 8192;
+
+/// What a request head asks for, as far as this endpoint cares.
+#[derive(Debug, PartialEq, Eq)]
+enum Ask {
+    Metrics,
+    NotFound,
+    BadMethod,
+    Malformed,
+    TooLarge,
+}
+
+/// Reads `head` once it is complete; `None` while more bytes are needed.
+fn ask(head: &[u8]) -> Option<Ask> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => Some(match (req.method, req.path) {
+            (Some("GET"), Some("/metrics")) => Ask::Metrics,
+            (Some("GET"), _) => Ask::NotFound,
+            _ => Ask::BadMethod,
+        }),
+        Ok(httparse::Status::Partial) if head.len() >= MAX_HEAD => Some(Ask::TooLarge),
+        Ok(httparse::Status::Partial) => None,
+        Err(httparse::Error::TooManyHeaders) => Some(Ask::TooLarge),
+        Err(_) => Some(Ask::Malformed),
+    }
+}
+
+/// Serves `GET /metrics` on `addr`.
+pub async fn serve(addr: SocketAddr, tx: mpsc::Sender<ScrapeRequest>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(addr).await?;
+    info!(%addr, "serving Prometheus metrics at /metrics");
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::with_capacity(1024);
+                let mut chunk = [0u8; 1024];
+                let ask = loop {
+                    if let Some(a) = ask(&buf) {
+                        break a;
+                    }
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let (status, ctype, body) = match ask {
+                    Ask::BadMethod => ("405 Method Not Allowed", "text/plain", "only GET\n".to_string()),
+                    Ask::NotFound => ("404 Not Found", "text/plain", "metrics are at /metrics\n".to_string()),
+                    Ask::Malformed => ("400 Bad Request", "text/plain", "not an HTTP/1.1 request\n".to_string()),
+                    Ask::TooLarge => ("431 Request Header Fields Too Large", "text/plain", "request head too large\n".to_string()),
+                    Ask::Metrics => {
+                        let (otx, orx) = oneshot::channel();
+                        if tx.send(otx).await.is_err() {
+                            return;
+                        }
+                        match orx.await {
+                            Ok(text) => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", text),
+                            Err(_) => ("503 Service Unavailable", "text/plain", "fj-lb is stopping\n".to_string()),
+                        }
+                    }
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                if let Err(e) = stream.write_all(resp.as_bytes()).await {
+                    warn!(error = %e, "writing a metrics response failed");
+                }
+            });
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_read_by_method_and_path() {
+        assert_eq!(ask(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Some(Ask::Metrics));
+        assert_eq!(ask(b"GET / HTTP/1.1\r\n\r\n"), Some(Ask::NotFound));
+        assert_eq!(ask(b"POST /metrics HTTP/1.1\r\n\r\n"), Some(Ask::BadMethod));
+        assert_eq!(ask(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"), None, "head not complete yet");
+        assert_eq!(ask(b"\x16\x03\x01 tls hello\r\n\r\n"), Some(Ask::Malformed));
+        let long = [b"GET /metrics HTTP/1.1\r\nX: ".as_slice(), &[b'a'; MAX_HEAD]].concat();
+        assert_eq!(ask(&long), Some(Ask::TooLarge));
+    }
+}

@@ -1,0 +1,24 @@
+//! What one VRRP instance reports: `fj-lb status` shows it, metrics export its state.
+use std::{collections::BTreeMap, net::IpAddr};
+
+use super::machine::State;
+
+/// What `fj-lb status` shows and metrics export.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct VrrpStatus {
+    pub state: State,
+    pub vrid: u8,
+    pub interface: String,
+    pub priority: u8,
+    pub configured_priority: u8,
+    pub master: Option<IpAddr>,
+    pub master_priority: Option<u8>,
+    pub last_transition: Option<String>,
+    pub last_transition_reason: Option<String>,
+    pub transitions: u64,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    pub rejected: BTreeMap<String, u64>,
+    pub virtual_addresses: Vec<String>,
+}
+
