@@ -91,11 +91,15 @@ impl Answer for LookupReport {}
 impl Answer for ReloadReply {}
 impl Answer for () {}
 
-/// Why a backend filter of `flows` is refused.
-pub fn parse_backend_filter(backend: Option<&str>) -> Result<Option<IpAddr>, String> {
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an IP address")]
+pub struct NotAnAddress(pub String);
+
+/// The backend filter of `flows`: an address, or none.
+pub fn parse_backend_filter(backend: Option<&str>) -> Result<Option<IpAddr>, NotAnAddress> {
     match backend {
         None => Ok(None),
-        Some(b) => b.parse().map(Some).map_err(|_| format!("{b:?} is not an IP address")),
+        Some(b) => b.parse().map(Some).map_err(|_| NotAnAddress(b.into())),
     }
 }
 

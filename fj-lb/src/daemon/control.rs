@@ -12,7 +12,7 @@ use crate::{
         protocol::{FlowsReply, parse_backend_filter},
     },
     datapath,
-    model::{balancer::OpErrorOr, config::Protocol},
+    model::config::Protocol,
     report::status::{self, Names},
 };
 
@@ -53,7 +53,7 @@ impl Daemon {
                 count_update(&self.metrics, "operator", started);
                 Response::ok(Reply::Done)
             }
-            Err(e @ (OpErrorOr::Op(_) | OpErrorOr::Apply(_))) => Response::err(e),
+            Err(e) => Response::err(e),
         }
     }
 

@@ -1,6 +1,7 @@
 //! `fj-lb run`: start-up (`start`), the loop that turns each event into its handler (`run`),
 //! and shutdown (`stop`). The daemon owns all state; everything else reaches it through
 //! channels. Depends on every other room; nothing depends on it but the binary.
+mod checkers;
 mod control;
 mod neighbours;
 mod reload;
@@ -83,11 +84,7 @@ pub struct Daemon {
     started: Instant,
     control_rx: mpsc::Receiver<Pending>,
     control_task: JoinHandle<()>,
-    health_tx: mpsc::Sender<CheckResult>,
-    health_rx: mpsc::Receiver<CheckResult>,
-    checkers: Vec<JoinHandle<()>>,
-    /// Bumped when the checkers restart; results of older ones are ignored.
-    generation: u64,
+    checkers: checkers::Checkers,
     samples: VecDeque<sampling::Sample>,
     metrics: Metrics,
     scrape_rx: mpsc::Receiver<ScrapeRequest>,
@@ -119,7 +116,7 @@ impl Daemon {
                 _ = term.recv() => Event::Stop("SIGTERM"),
                 _ = int.recv() => Event::Stop("SIGINT"),
                 _ = hup.recv() => Event::Reload,
-                Some(result) = self.health_rx.recv() => Event::Health(result),
+                Some(result) = self.checkers.rx.recv() => Event::Health(result),
                 Some(reply) = self.scrape_rx.recv() => Event::Scrape(reply),
                 Some(pending) = self.control_rx.recv() => Event::Control(pending),
                 _ = tick.tick() => Event::Tick,

@@ -57,7 +57,7 @@ impl Daemon {
             s.services_added, s.services_removed, s.services_changed, s.tables_written
         );
         self.config = new;
-        self.restart_checkers();
+        self.checkers.restart(&self.balancer);
         self.track();
         Ok(ReloadReply { message })
     }

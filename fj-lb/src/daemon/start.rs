@@ -6,7 +6,7 @@ use fj_lb_common::{SETTINGS_NOT_ACCEPTED, Settings};
 use tokio::sync::mpsc;
 use tracing::info;
 
-use super::{Daemon, DaemonError, Options, neighbours::resolve};
+use super::{Daemon, DaemonError, Options, checkers::Checkers, neighbours::resolve};
 use crate::{
     control,
     datapath::{self, AttachedMode, Dataplane},
@@ -44,7 +44,6 @@ impl Daemon {
                 return Err(e);
             }
         };
-        let (health_tx, health_rx) = mpsc::channel(1024);
         let (scrape_tx, scrape_rx) = mpsc::channel(4);
         let mut daemon = Self {
             config_path: config_path.to_path_buf(),
@@ -57,10 +56,7 @@ impl Daemon {
             started,
             control_rx,
             control_task,
-            health_tx,
-            health_rx,
-            checkers: Vec::new(),
-            generation: 0,
+            checkers: Checkers::new(),
             samples: Default::default(),
             metrics: Metrics::default(),
             scrape_rx,
@@ -82,7 +78,7 @@ impl Daemon {
             daemon.stop().await;
             return Err(e);
         }
-        daemon.restart_checkers();
+        daemon.checkers.restart(&daemon.balancer);
         info!(
             interface = %daemon.config.interface,
             mode = mode.as_str(),

@@ -19,9 +19,7 @@ impl Daemon {
             }
             v.task.abort();
         }
-        for c in self.checkers.drain(..) {
-            c.abort();
-        }
+        self.checkers.stop();
         self.control_task.abort();
         if let Some(t) = self.metrics_task.take() {
             t.abort();

@@ -5,15 +5,11 @@ use std::time::Instant;
 use tracing::{error, info_span, warn};
 
 use super::{Daemon, sampling::count_update};
-use crate::{
-    health::{self, CheckResult},
-    report::metrics::BackendLabels,
-    vrrp,
-};
+use crate::{health::CheckResult, report::metrics::BackendLabels, vrrp};
 
 impl Daemon {
     pub(super) fn on_health(&mut self, r: CheckResult) {
-        if r.generation != self.generation {
+        if !self.checkers.is_current(&r) {
             return;
         }
         self.metrics
@@ -41,28 +37,6 @@ impl Daemon {
             self.tracked_down = down;
             if v.commands.try_send(vrrp::io::Command::ServicesDown(down)).is_err() {
                 warn!("VRRP did not take the tracking update");
-            }
-        }
-    }
-
-    /// One checker per backend of every service, under a new generation.
-    pub(super) fn restart_checkers(&mut self) {
-        for c in self.checkers.drain(..) {
-            c.abort();
-        }
-        self.generation += 1;
-        for st in self.balancer.services() {
-            for b in &st.backends {
-                if let Some(h) = health::spawn_checker(
-                    self.generation,
-                    st.config.name.clone(),
-                    b.address,
-                    st.config.health.clone(),
-                    st.config.port,
-                    self.health_tx.clone(),
-                ) {
-                    self.checkers.push(h);
-                }
             }
         }
     }

@@ -761,6 +761,26 @@ mod tests {
     const FAIL: CheckOutcome = Err(crate::model::health::CheckFailure::Refused);
 
     #[test]
+    fn a_tracked_service_is_down_only_once_its_checks_have_settled() {
+        let c = cfg(vec![checked(svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)]), WhenAllDown::Drop)]);
+        let mut b = Balancer::new(&c);
+        let mut m = FakeMaps::default();
+        b.apply(&c, &macs(&["10.0.0.11", "10.0.0.12"]), &mut m).unwrap();
+        let tracked = vec!["web".to_string()];
+        assert!(!b.any_service_down(&tracked), "not checked yet is not down");
+        b.health_result("web", "10.0.0.11".parse().unwrap(), &FAIL, &mut m).unwrap();
+        assert!(!b.any_service_down(&tracked), "10.0.0.12 has not had its chance yet");
+        b.health_result("web", "10.0.0.12".parse().unwrap(), &FAIL, &mut m).unwrap();
+        assert!(b.any_service_down(&tracked), "every backend failed, none is healthy");
+        assert!(!b.any_service_down(&["api".to_string()]), "an unknown service is not down");
+        assert!(!b.any_service_down(&[]));
+        for _ in 0..c.services[0].health.rise {
+            b.health_result("web", "10.0.0.12".parse().unwrap(), &Ok(()), &mut m).unwrap();
+        }
+        assert!(!b.any_service_down(&tracked), "one backend came back");
+    }
+
+    #[test]
     fn checked_backends_start_down_and_enter_the_table_when_up() {
         let c = cfg(vec![checked(svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)]), WhenAllDown::Drop)]);
         let mut b = Balancer::new(&c);

@@ -11,6 +11,9 @@ use std::{
 use serde::Deserialize;
 use toml::Spanned;
 
+/// Longest interface name the kernel takes, with its NUL (IFNAMSIZ in <net/if.h>).
+const IFNAMSIZ: usize = 16;
+
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/fj-lb";
 pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1_048_576;
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 65_537;
@@ -346,7 +349,7 @@ fn family(ip: &IpAddr) -> &'static str {
 
 fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config, ConfigError> {
     let interface = raw.interface.get_ref().clone();
-    if interface.is_empty() || interface.len() >= libc::IFNAMSIZ {
+    if interface.is_empty() || interface.len() >= IFNAMSIZ {
         return Err(cx.err(raw.interface.span(), "interface", "must be an interface name of 1 to 15 characters"));
     }
     if !host.interface_exists(&interface) {

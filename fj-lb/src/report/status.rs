@@ -258,15 +258,26 @@ pub struct LookupReport {
     pub explanation: String,
 }
 
+/// Why `fj-lb lookup` cannot answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("{0:?} is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)")]
+    Endpoint(String),
+    #[error("source and destination are of different address families")]
+    MixedFamilies,
+    #[error("no service on {endpoint} {protocol}: such a packet is passed to the host")]
+    NoService { endpoint: String, protocol: String },
+}
+
 /// Parses "IP:PORT" or "[IPv6]:PORT".
-pub fn parse_endpoint(s: &str) -> Result<(IpAddr, u16), String> {
-    let sa: std::net::SocketAddr = s.parse().map_err(|_| format!("{s:?} is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)"))?;
+pub fn parse_endpoint(s: &str) -> Result<(IpAddr, u16), LookupError> {
+    let sa: std::net::SocketAddr = s.parse().map_err(|_| LookupError::Endpoint(s.into()))?;
     Ok((sa.ip(), sa.port()))
 }
 
-pub fn flow_key(src: (IpAddr, u16), dst: (IpAddr, u16), protocol: Protocol) -> Result<FlowKey, String> {
+pub fn flow_key(src: (IpAddr, u16), dst: (IpAddr, u16), protocol: Protocol) -> Result<FlowKey, LookupError> {
     if src.0.is_ipv4() != dst.0.is_ipv4() {
-        return Err("source and destination are of different address families".into());
+        return Err(LookupError::MixedFamilies);
     }
     let (s, family) = addr_bytes(src.0);
     let (d, _) = addr_bytes(dst.0);
@@ -274,12 +285,12 @@ pub fn flow_key(src: (IpAddr, u16), dst: (IpAddr, u16), protocol: Protocol) -> R
 }
 
 /// Where the data path sends this 5-tuple, given what the flow table holds for it.
-pub fn lookup(b: &Balancer, key: &FlowKey, pinned: Option<(u32, u32)>, seed: u32) -> Result<LookupReport, String> {
+pub fn lookup(b: &Balancer, key: &FlowKey, pinned: Option<(u32, u32)>, seed: u32) -> Result<LookupReport, LookupError> {
     let dst = addr_from_bytes(&key.dst, key.family);
     let st = b
         .services()
         .find(|s| s.key.addr == key.dst && s.key.port == key.dport && s.key.proto == key.proto)
-        .ok_or_else(|| format!("no service on {} {}: such a packet is passed to the host", sockaddr(dst, key.dport), proto_name(key.proto)))?;
+        .ok_or_else(|| LookupError::NoService { endpoint: sockaddr(dst, key.dport), protocol: proto_name(key.proto) })?;
     let hash = flow_hash(key, seed);
     let name = st.config.name.clone();
     if let Some((backend, service)) = pinned
