@@ -1,8 +1,8 @@
 //! fj-lb's daemon and CLI, one room per concern. The pure core — `model`, `report` (but its
-//! `serve`), `control::protocol`, and `vrrp`'s `machine`, `packet` and `status` — never imports
-//! aya, tokio, libc or netlink (`tests/layout.rs` checks it). The edges that talk to the kernel
-//! and the network are `datapath`, `net`, `health`, `control`'s server and client, `vrrp::io`
-//! and `report::serve`; `daemon` ties them together.
+//! `serve`), `control::protocol`, and `vrrp`'s `machine`, `packet`, `validate` and `status` —
+//! never imports aya, tokio, libc or netlink (`tests/layout.rs` checks it). The edges that talk
+//! to the kernel and the network are `datapath`, `net`, `health`, `control`'s server and client,
+//! the rest of `vrrp` and `report::serve`; `daemon` ties them together.
 pub mod control;
 pub mod daemon;
 pub mod datapath;

@@ -62,7 +62,7 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Vrrp(#[from] vrrp::io::VrrpError),
+    Vrrp(#[from] vrrp::VrrpError),
     #[error("installing signal handlers failed: {0}")]
     Signals(#[source] std::io::Error),
 }
@@ -89,7 +89,7 @@ pub struct Daemon {
     metrics: Metrics,
     scrape_rx: mpsc::Receiver<ScrapeRequest>,
     metrics_task: Option<JoinHandle<()>>,
-    vrrp: Option<vrrp::io::Vrrp>,
+    vrrp: Option<vrrp::Vrrp>,
     /// What VRRP was last told about the tracked services.
     tracked_down: bool,
 }

@@ -100,7 +100,7 @@ impl Daemon {
             let n = Neighbours::open(&v.interface).await?;
             (n.ifindex, n.mac)
         };
-        self.vrrp = Some(vrrp::io::start(v, self.neigh.handle().clone(), ifindex, mac).await?);
+        self.vrrp = Some(vrrp::start(v, self.neigh.handle().clone(), ifindex, mac).await?);
         Ok(())
     }
 }
@@ -111,7 +111,7 @@ async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Starte
     let mut dp = Dataplane::load(balancer::sizes(config))?;
     info!(program_id = dp.program_id(), "XDP program loaded and verified");
     let alt_mac = match &config.vrrp {
-        Some(v) if v.use_virtual_mac => vrrp::io::virtual_mac(v.vrid, v.virtual_addresses.iter().any(|(a, _)| a.is_ipv6())),
+        Some(v) if v.use_virtual_mac => vrrp::virtual_mac(v.vrid, v.virtual_addresses.iter().any(|(a, _)| a.is_ipv6())),
         _ => [0; 6],
     };
     let mut flags = 0;

@@ -14,7 +14,7 @@ impl Daemon {
     pub(super) async fn stop(mut self) {
         if let Some(v) = self.vrrp.take() {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            if v.commands.send(vrrp::io::Command::Shutdown(tx)).await.is_ok() {
+            if v.commands.send(vrrp::Command::Shutdown(tx)).await.is_ok() {
                 let _ = tokio::time::timeout(VRRP_SHUTDOWN, rx).await;
             }
             v.task.abort();

@@ -35,7 +35,7 @@ impl Daemon {
         let down = self.balancer.any_service_down(&cfg.track_services);
         if down != self.tracked_down {
             self.tracked_down = down;
-            if v.commands.try_send(vrrp::io::Command::ServicesDown(down)).is_err() {
+            if v.commands.try_send(vrrp::Command::ServicesDown(down)).is_err() {
                 warn!("VRRP did not take the tracking update");
             }
         }

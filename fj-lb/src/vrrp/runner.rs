@@ -1,0 +1,375 @@
+//! The VRRP task: opens the sockets, then feeds the state machine what arrives (adverts, the
+//! clock, tracking, the carrier) and carries out what it decides.
+use std::{
+    collections::BTreeMap,
+    io,
+    net::IpAddr,
+    os::fd::OwnedFd,
+    time::{Duration, Instant, SystemTime},
+};
+
+use tokio::{
+    io::unix::AsyncFd,
+    sync::{mpsc, oneshot, watch},
+};
+use tracing::{debug, info, warn};
+
+use super::{
+    addresses::{add_addresses, carrier, primary, remove_addresses},
+    announce::Bursts,
+    machine::{Action, Machine, Params, State, to_centis},
+    packet::{Advert, IPPROTO_VRRP, MCAST_V4, MCAST_V6, Reject},
+    socket::{open_v4, open_v6, recv_v4, recv_v6, send_v4, send_v6},
+    status::VrrpStatus,
+    validate::{self, Instance, Verdict},
+    vmac::{VirtualMac, virtual_mac},
+};
+use crate::model::{addr::Mac, config::VrrpConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VrrpError {
+    #[error("VRRP socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("rtnetlink: {0}")]
+    Netlink(#[from] rtnetlink::Error),
+    #[error("vrrp.interface {0} has no {1} address of its own to send advertisements from")]
+    NoPrimary(String, &'static str),
+}
+
+pub enum Command {
+    /// A tracked service has no healthy backend (true) or has one again (false).
+    ServicesDown(bool),
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub struct Vrrp {
+    pub commands: mpsc::Sender<Command>,
+    pub status: watch::Receiver<VrrpStatus>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    // humantime panics before the epoch; a clock set that far back reads as the epoch.
+    humantime::format_rfc3339_seconds(t.max(SystemTime::UNIX_EPOCH)).to_string()
+}
+
+struct Runner {
+    cfg: VrrpConfig,
+    handle: rtnetlink::Handle,
+    ifindex: u32,
+    /// Where the virtual addresses live and adverts leave: the interface, or the virtual-MAC
+    /// macvlan on it.
+    vip_ifindex: u32,
+    send_dev: String,
+    /// The MAC the virtual addresses are announced with.
+    mac: Mac,
+    vmac: Option<VirtualMac>,
+    primary: IpAddr,
+    fd: AsyncFd<OwnedFd>,
+    send_fd: OwnedFd,
+    machine: Machine,
+    epoch: Instant,
+    status: VrrpStatus,
+    status_tx: watch::Sender<VrrpStatus>,
+    services_down: bool,
+    carrier_lost: bool,
+    last_reject_log: Option<Instant>,
+    garp_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the VRRP instance: backup (or master if priority 255) from the first moment.
+pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac: Mac) -> Result<Vrrp, VrrpError> {
+    let v6 = cfg.virtual_addresses.iter().any(|(a, _)| a.is_ipv6());
+    let vips: Vec<IpAddr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
+    // A VIP left on the interface by a killed daemon is not ours to keep: remove it first, so
+    // it is never taken for our primary address.
+    remove_addresses(&handle, ifindex, &cfg.virtual_addresses).await;
+    let family = if v6 { "IPv6 link-local" } else { "IPv4" };
+    let primary = primary(&handle, ifindex, v6, &vips).await?.ok_or_else(|| VrrpError::NoPrimary(cfg.interface.clone(), family))?;
+    let vmac = if cfg.use_virtual_mac { Some(VirtualMac::create(&handle, &cfg.interface, ifindex, cfg.vrid, v6).await?) } else { None };
+    let (vip_ifindex, announce_mac) = match &vmac {
+        Some(v) => (v.ifindex, virtual_mac(cfg.vrid, v6)),
+        None => (ifindex, mac),
+    };
+    // Where adverts and announcements leave: through the macvlan they carry the virtual MAC.
+    let (send_dev, send_ifindex) = match &vmac {
+        Some(v) => (v.name.clone(), v.ifindex),
+        None => (cfg.interface.clone(), ifindex),
+    };
+    let (sock, send_fd) = match primary {
+        IpAddr::V4(p) => (open_v4(&cfg.interface, ifindex, p, false), open_v4(&send_dev, send_ifindex, p, true)),
+        IpAddr::V6(p) => (
+            open_v6(&cfg.interface, ifindex, p, IPPROTO_VRRP as i32, false),
+            open_v6(&send_dev, send_ifindex, p, IPPROTO_VRRP as i32, true),
+        ),
+    };
+    let (sock, send_fd) = (sock.map_err(VrrpError::Socket)?, send_fd.map_err(VrrpError::Socket)?);
+    // SAFETY: the OwnedFd is moved into the AsyncFd, which alone closes it.
+    let fd = unsafe { AsyncFd::register(sock) }.map_err(|e| VrrpError::Socket(e.into()))?;
+    let machine = Machine::new(Params {
+        priority: cfg.priority,
+        advert_interval: Duration::from_millis(cfg.advert_interval_ms as u64),
+        preempt: cfg.preempt,
+        primary,
+    });
+    let status = VrrpStatus {
+        state: State::Initialize,
+        vrid: cfg.vrid,
+        interface: cfg.interface.clone(),
+        priority: cfg.priority,
+        configured_priority: cfg.priority,
+        master: None,
+        master_priority: None,
+        last_transition: None,
+        last_transition_reason: None,
+        transitions: 0,
+        adverts_sent: 0,
+        adverts_received: 0,
+        rejected: BTreeMap::new(),
+        virtual_addresses: cfg.virtual_addresses.iter().map(|(a, p)| format!("{a}/{p}")).collect(),
+    };
+    let (status_tx, status_rx) = watch::channel(status.clone());
+    let (cmd_tx, cmd_rx) = mpsc::channel(8);
+    info!(vrid = cfg.vrid, priority = cfg.priority, interface = %cfg.interface, source = %primary, "VRRP starting");
+    let mut runner = Runner {
+        cfg,
+        handle,
+        ifindex,
+        vip_ifindex,
+        send_dev,
+        mac: announce_mac,
+        vmac,
+        primary,
+        fd,
+        send_fd,
+        machine,
+        epoch: Instant::now(),
+        status,
+        status_tx,
+        services_down: false,
+        carrier_lost: false,
+        last_reject_log: None,
+        garp_task: None,
+    };
+    let task = tokio::spawn(async move { runner.run(cmd_rx).await });
+    Ok(Vrrp { commands: cmd_tx, status: status_rx, task })
+}
+
+impl Runner {
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    async fn run(&mut self, mut commands: mpsc::Receiver<Command>) {
+        let actions = self.machine.startup(self.now());
+        self.perform(actions).await;
+        let mut carrier_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let deadline = self.machine.timer().map(|(_, at)| self.epoch + at);
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {
+                    let a = self.machine.on_timer(self.now());
+                    self.perform(a).await;
+                }
+                r = self.fd.readable() => {
+                    let Ok(mut guard) = r else { continue };
+                    let v6 = self.primary.is_ipv6();
+                    let got = guard.try_io(|fd| {
+                        if v6 {
+                            recv_v6(fd.get_ref(), &mut buf).map(|(src, hops, n)| (Some((src, hops)), n))
+                        } else {
+                            recv_v4(fd.get_ref(), &mut buf).map(|n| (None, n))
+                        }
+                    });
+                    let us = Instance { primary: self.primary, vrid: self.cfg.vrid, addresses: &self.cfg.virtual_addresses };
+                    let verdict = match got {
+                        Ok(Ok((None, n))) => validate::ipv4(&buf[..n], &us),
+                        Ok(Ok((Some((src, hops)), n))) => validate::ipv6(src, hops, &buf[..n], &us),
+                        Ok(Err(e)) => {
+                            warn!(error = %e, "receiving VRRP failed");
+                            continue;
+                        }
+                        Err(_would_block) => continue,
+                    };
+                    match verdict {
+                        Verdict::Accept { src, advert } => self.advert(src, advert).await,
+                        Verdict::Own => {}
+                        Verdict::Reject(why) => self.reject(why),
+                    }
+                }
+                cmd = commands.recv() => match cmd {
+                    Some(Command::ServicesDown(down)) => {
+                        if down != self.services_down {
+                            self.services_down = down;
+                            self.reprioritise().await;
+                        }
+                    }
+                    Some(Command::Shutdown(done)) => {
+                        self.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                _ = carrier_tick.tick() => {
+                    let lost = !carrier(&self.handle, self.ifindex).await;
+                    if lost != self.carrier_lost {
+                        if lost { warn!(interface = %self.cfg.interface, "carrier lost") } else { info!(interface = %self.cfg.interface, "carrier back") }
+                        self.carrier_lost = lost;
+                        self.reprioritise().await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let a = self.machine.shutdown();
+        self.perform(a).await;
+        if let Some(v) = self.vmac.take() {
+            v.remove(&self.handle).await;
+        }
+    }
+
+    async fn reprioritise(&mut self) {
+        let penalty = if self.services_down || self.carrier_lost { self.cfg.track_priority_delta } else { 0 };
+        let p = self.cfg.priority.saturating_sub(penalty).max(1);
+        if p != self.machine.priority() && self.cfg.priority != 255 {
+            warn!(
+                priority = p,
+                configured = self.cfg.priority,
+                services_down = self.services_down,
+                carrier_lost = self.carrier_lost,
+                "VRRP priority changed by tracking"
+            );
+        }
+        let a = self.machine.set_priority(self.now(), p);
+        self.status.priority = self.machine.priority();
+        self.perform(a).await;
+    }
+
+    fn reject(&mut self, why: Reject) {
+        *self.status.rejected.entry(why.as_str().to_string()).or_insert(0) += 1;
+        // Rate-limited: a flood of bad packets must not flood the log.
+        if self.last_reject_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            self.last_reject_log = Some(Instant::now());
+            warn!(reason = why.as_str(), counts = ?self.status.rejected, "VRRP packet discarded (logged at most every 10 s)");
+        }
+        let _ = self.status_tx.send(self.status.clone());
+    }
+
+    /// Feeds an advert that `validate` accepted to the state machine.
+    async fn advert(&mut self, src: IpAddr, adv: Advert) {
+        self.status.adverts_received += 1;
+        debug!(from = %src, priority = adv.priority, "advert");
+        let interval = Duration::from_millis(adv.max_adver_int as u64 * 10);
+        let a = self.machine.on_advert(self.now(), src, adv.priority, interval);
+        if self.machine.state() == State::Backup && adv.priority != 0 {
+            self.status.master = Some(src);
+            self.status.master_priority = Some(adv.priority);
+        }
+        self.perform(a).await;
+        let _ = self.status_tx.send(self.status.clone());
+    }
+
+    async fn perform(&mut self, actions: Vec<Action>) {
+        // The virtual MAC comes up before the first advert of a new master goes out through it.
+        if let Some(v) = &self.vmac
+            && actions.contains(&Action::TakeAddresses)
+        {
+            v.up(&self.handle).await;
+        }
+        for a in actions {
+            match a {
+                Action::SendAdvert { priority } => {
+                    let adv = Advert {
+                        vrid: self.cfg.vrid,
+                        priority,
+                        max_adver_int: to_centis(self.machine.advert_interval()),
+                        addresses: self.cfg.virtual_addresses.iter().map(|(a, _)| *a).collect(),
+                    };
+                    let sent = match self.primary {
+                        IpAddr::V4(_) => send_v4(&self.send_fd, &adv.encode(self.primary, IpAddr::V4(MCAST_V4), self.cfg.checksum)),
+                        IpAddr::V6(_) => {
+                            send_v6(&self.send_fd, MCAST_V6, self.vip_ifindex, &adv.encode(self.primary, IpAddr::V6(MCAST_V6), self.cfg.checksum))
+                        }
+                    };
+                    match sent {
+                        Ok(()) => self.status.adverts_sent += 1,
+                        Err(e) => warn!(error = %e, "sending a VRRP advertisement failed"),
+                    }
+                }
+                Action::TakeAddresses => {
+                    add_addresses(&self.handle, self.vip_ifindex, &self.cfg.virtual_addresses).await;
+                    self.announce();
+                }
+                Action::ReleaseAddresses => {
+                    if let Some(t) = self.garp_task.take() {
+                        t.abort();
+                    }
+                    remove_addresses(&self.handle, self.vip_ifindex, &self.cfg.virtual_addresses).await;
+                    if let Some(v) = &self.vmac {
+                        v.down(&self.handle).await;
+                    }
+                }
+                Action::Transition { from, to, why } => {
+                    let at = SystemTime::now();
+                    match to {
+                        State::Master => warn!(vrid = self.cfg.vrid, from = from.as_str(), reason = why, "VRRP: now MASTER"),
+                        _ => info!(vrid = self.cfg.vrid, from = from.as_str(), to = to.as_str(), reason = why, "VRRP transition"),
+                    }
+                    self.status.state = to;
+                    self.status.transitions += 1;
+                    self.status.last_transition = Some(rfc3339(at));
+                    self.status.last_transition_reason = Some(why.to_string());
+                    if to == State::Master {
+                        self.status.master = Some(self.primary);
+                        self.status.master_priority = Some(self.machine.priority());
+                    } else if to == State::Initialize {
+                        self.status.master = None;
+                        self.status.master_priority = None;
+                    }
+                }
+            }
+        }
+        self.status.priority = self.machine.priority();
+        let _ = self.status_tx.send(self.status.clone());
+    }
+
+    /// Gratuitous ARPs (IPv6: unsolicited neighbour advertisements), replacing any bursts
+    /// still under way from an earlier takeover.
+    fn announce(&mut self) {
+        let bursts = match Bursts::new(&self.mac, &self.cfg, self.primary, &self.send_dev, self.ifindex, self.vip_ifindex) {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(error = %e, "cannot open an ICMPv6 socket for neighbour advertisements");
+                return;
+            }
+        };
+        if let Some(t) = self.garp_task.take() {
+            t.abort();
+        }
+        self.garp_task = Some(tokio::spawn(bursts.send()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_737_600 + 3661)), "2026-11-27T01:01:01Z");
+    }
+}

@@ -1,0 +1,260 @@
+//! Whether a received VRRP packet is acted on (RFC 5798 §7.1). Pure, so that every reason to
+//! discard one is tested without a socket; the runner only counts the verdicts and acts.
+use std::net::{IpAddr, Ipv6Addr};
+
+use super::packet::{Advert, MCAST_V6, Reject};
+
+/// What a received packet is checked against: this instance as configured.
+pub struct Instance<'a> {
+    /// Our advert source: a packet from it is one of our own.
+    pub primary: IpAddr,
+    pub vrid: u8,
+    pub addresses: &'a [(IpAddr, u8)],
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accept { src: IpAddr, advert: Advert },
+    /// One of our own adverts: not the other router's, and no fault either, so not counted.
+    Own,
+    Reject(Reject),
+}
+
+/// A packet from a raw IPv4 socket, which hands over the IP header too.
+pub fn ipv4(pkt: &[u8], us: &Instance) -> Verdict {
+    if pkt.len() < 20 || pkt[0] >> 4 != 4 {
+        return Verdict::Reject(Reject::Truncated);
+    }
+    let ihl = (pkt[0] & 0x0f) as usize * 4;
+    if pkt.len() < ihl || ihl < 20 {
+        return Verdict::Reject(Reject::Truncated);
+    }
+    let ttl = pkt[8];
+    let src = IpAddr::from([pkt[12], pkt[13], pkt[14], pkt[15]]);
+    let dst = IpAddr::from([pkt[16], pkt[17], pkt[18], pkt[19]]);
+    // The total length trims link-layer padding, which the checksum does not cover; one longer
+    // than what arrived is not trusted past the end.
+    let tot = u16::from_be_bytes([pkt[2], pkt[3]]) as usize;
+    advert(src, dst, Some(ttl), &pkt[ihl..tot.clamp(ihl, pkt.len())], us)
+}
+
+/// A message from a raw IPv6 socket: the kernel strips the header and reports the hop limit.
+pub fn ipv6(src: Ipv6Addr, hops: Option<u8>, msg: &[u8], us: &Instance) -> Verdict {
+    advert(IpAddr::V6(src), IpAddr::V6(MCAST_V6), hops, msg, us)
+}
+
+fn advert(src: IpAddr, dst: IpAddr, ttl: Option<u8>, msg: &[u8], us: &Instance) -> Verdict {
+    if src == us.primary {
+        return Verdict::Own;
+    }
+    // 255 proves the sender is on our link (RFC 5798 §7.1): a router would have decremented it.
+    if ttl != Some(255) {
+        return Verdict::Reject(Reject::Ttl);
+    }
+    let (adv, _mode) = match Advert::decode(msg, src, dst) {
+        Ok(v) => v,
+        Err(r) => return Verdict::Reject(r),
+    };
+    if adv.vrid != us.vrid {
+        return Verdict::Reject(Reject::Vrid);
+    }
+    let mut theirs = adv.addresses.clone();
+    theirs.sort();
+    let mut ours: Vec<IpAddr> = us.addresses.iter().map(|(a, _)| *a).collect();
+    ours.sort();
+    // The address owner (priority 255) is believed whatever it lists (RFC 5798 §7.1).
+    if theirs != ours && adv.priority != 255 {
+        return Verdict::Reject(Reject::AddressList);
+    }
+    Verdict::Accept { src, advert: adv }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vrrp::packet::{ChecksumMode, MCAST_V4};
+
+    const VIPS: &[(IpAddr, u8)] = &[(ip([10, 0, 0, 100]), 24), (ip([10, 0, 0, 101]), 24)];
+
+    const fn ip(o: [u8; 4]) -> IpAddr {
+        IpAddr::V4(std::net::Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+    }
+
+    fn us() -> Instance<'static> {
+        Instance { primary: ip([10, 0, 0, 1]), vrid: 51, addresses: VIPS }
+    }
+
+    fn them() -> IpAddr {
+        ip([10, 0, 0, 2])
+    }
+
+    fn advert_from(src: IpAddr, dst: IpAddr, addresses: Vec<IpAddr>, priority: u8) -> (Advert, Vec<u8>) {
+        let a = Advert { vrid: 51, priority, max_adver_int: 100, addresses };
+        let m = a.encode(src, dst, ChecksumMode::PseudoHeader);
+        (a, m)
+    }
+
+    fn good_v4() -> (Advert, Vec<u8>) {
+        advert_from(them(), IpAddr::V4(MCAST_V4), VIPS.iter().map(|(a, _)| *a).collect(), 100)
+    }
+
+    /// An IPv4 packet as a raw socket delivers it: no options, header checksum left at zero
+    /// (the kernel has checked it by then).
+    fn ip4(ttl: u8, src: IpAddr, msg: &[u8]) -> Vec<u8> {
+        let IpAddr::V4(s) = src else { unreachable!() };
+        let mut p = vec![0x45, 0xc0];
+        p.extend_from_slice(&((20 + msg.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 0, ttl, 112, 0, 0]);
+        p.extend_from_slice(&s.octets());
+        p.extend_from_slice(&MCAST_V4.octets());
+        p.extend_from_slice(msg);
+        p
+    }
+
+    fn accepted(src: IpAddr, advert: Advert) -> Verdict {
+        Verdict::Accept { src, advert }
+    }
+
+    #[test]
+    fn accepts_a_good_ipv4_advert_from_the_source_in_the_header() {
+        let (a, m) = good_v4();
+        assert_eq!(ipv4(&ip4(255, them(), &m), &us()), accepted(them(), a));
+    }
+
+    #[test]
+    fn accepts_the_addresses_in_any_order() {
+        let (a, m) = advert_from(them(), IpAddr::V4(MCAST_V4), vec![ip([10, 0, 0, 101]), ip([10, 0, 0, 100])], 100);
+        assert_eq!(ipv4(&ip4(255, them(), &m), &us()), accepted(them(), a));
+    }
+
+    #[test]
+    fn accepts_a_good_ipv6_advert() {
+        let vips = [("2001:db8::100".parse().unwrap(), 64)];
+        let us = Instance { primary: "fe80::1".parse().unwrap(), vrid: 51, addresses: &vips };
+        let src: Ipv6Addr = "fe80::2".parse().unwrap();
+        let (a, m) = advert_from(IpAddr::V6(src), IpAddr::V6(MCAST_V6), vec![vips[0].0], 100);
+        assert_eq!(ipv6(src, Some(255), &m, &us), accepted(IpAddr::V6(src), a));
+    }
+
+    #[test]
+    fn ignores_our_own_adverts_before_any_other_check() {
+        let (_, m) = advert_from(us().primary, IpAddr::V4(MCAST_V4), vec![], 7);
+        assert_eq!(ipv4(&ip4(1, us().primary, &m), &us()), Verdict::Own, "own, though TTL and addresses are wrong");
+        let ll: Ipv6Addr = "fe80::1".parse().unwrap();
+        let us6 = Instance { primary: IpAddr::V6(ll), vrid: 51, addresses: &[] };
+        assert_eq!(ipv6(ll, None, &[], &us6), Verdict::Own);
+    }
+
+    #[test]
+    fn an_ipv4_header_is_parsed_before_own_packets_are_recognised() {
+        let (_, m) = advert_from(us().primary, IpAddr::V4(MCAST_V4), vec![], 100);
+        let p = ip4(255, us().primary, &m);
+        assert_eq!(ipv4(&p[..19], &us()), Verdict::Reject(Reject::Truncated));
+    }
+
+    #[test]
+    fn rejects_truncated_ipv4_headers() {
+        let (_, m) = good_v4();
+        let p = ip4(255, them(), &m);
+        assert_eq!(ipv4(&[], &us()), Verdict::Reject(Reject::Truncated));
+        assert_eq!(ipv4(&p[..19], &us()), Verdict::Reject(Reject::Truncated));
+        let mut v6 = p.clone();
+        v6[0] = 0x65;
+        assert_eq!(ipv4(&v6, &us()), Verdict::Reject(Reject::Truncated), "not IPv4 at all");
+    }
+
+    #[test]
+    fn rejects_a_bad_ihl() {
+        let (_, m) = good_v4();
+        let mut short = ip4(255, them(), &m);
+        short[0] = 0x44;
+        assert_eq!(ipv4(&short, &us()), Verdict::Reject(Reject::Truncated), "IHL below 5 words");
+        let mut long = ip4(255, them(), &m);
+        long[0] = 0x4f;
+        assert_eq!(ipv4(&long, &us()), Verdict::Reject(Reject::Truncated), "IHL beyond the packet");
+    }
+
+    #[test]
+    fn skips_ipv4_options() {
+        let (a, m) = good_v4();
+        let mut p = ip4(255, them(), &[]);
+        p[0] = 0x46;
+        p.extend_from_slice(&[1, 1, 1, 0]);
+        p.extend_from_slice(&m);
+        let tot = (p.len() as u16).to_be_bytes();
+        p[2..4].copy_from_slice(&tot);
+        assert_eq!(ipv4(&p, &us()), accepted(them(), a));
+    }
+
+    #[test]
+    fn the_total_length_trims_padding_and_is_clamped_to_the_packet() {
+        let (a, m) = good_v4();
+        let mut padded = ip4(255, them(), &m);
+        padded.extend_from_slice(&[0xaa; 6]);
+        assert_eq!(ipv4(&padded, &us()), accepted(them(), a.clone()), "padding is not part of the message");
+        let mut beyond = ip4(255, them(), &m);
+        beyond[2..4].copy_from_slice(&1500u16.to_be_bytes());
+        assert_eq!(ipv4(&beyond, &us()), accepted(them(), a), "a total length beyond the packet reads to its end");
+        let mut inside = ip4(255, them(), &m);
+        inside[2..4].copy_from_slice(&10u16.to_be_bytes());
+        assert_eq!(ipv4(&inside, &us()), Verdict::Reject(Reject::Truncated), "shorter than the header: no message");
+    }
+
+    #[test]
+    fn rejects_a_ttl_or_hop_limit_other_than_255() {
+        let (_, m) = good_v4();
+        assert_eq!(ipv4(&ip4(254, them(), &m), &us()), Verdict::Reject(Reject::Ttl));
+        let src: Ipv6Addr = "fe80::2".parse().unwrap();
+        let us6 = Instance { primary: "fe80::1".parse().unwrap(), vrid: 51, addresses: &[] };
+        let (_, m6) = advert_from(IpAddr::V6(src), IpAddr::V6(MCAST_V6), vec![], 100);
+        assert_eq!(ipv6(src, Some(64), &m6, &us6), Verdict::Reject(Reject::Ttl));
+        assert_eq!(ipv6(src, None, &m6, &us6), Verdict::Reject(Reject::Ttl), "no hop limit reported");
+    }
+
+    #[test]
+    fn rejects_a_truncated_message() {
+        let (_, m) = good_v4();
+        assert_eq!(ipv4(&ip4(255, them(), &m[..7]), &us()), Verdict::Reject(Reject::Truncated));
+        assert_eq!(ipv4(&ip4(255, them(), &m[..10]), &us()), Verdict::Reject(Reject::Truncated), "fewer addresses than counted");
+    }
+
+    #[test]
+    fn rejects_a_wrong_version() {
+        let (_, mut m) = good_v4();
+        m[0] = 0x21;
+        assert_eq!(ipv4(&ip4(255, them(), &m), &us()), Verdict::Reject(Reject::Version));
+    }
+
+    #[test]
+    fn rejects_a_wrong_type() {
+        let (_, mut m) = good_v4();
+        m[0] = 0x32;
+        assert_eq!(ipv4(&ip4(255, them(), &m), &us()), Verdict::Reject(Reject::Type));
+    }
+
+    #[test]
+    fn rejects_a_bad_checksum() {
+        let (_, mut m) = good_v4();
+        m[2] ^= 1;
+        assert_eq!(ipv4(&ip4(255, them(), &m), &us()), Verdict::Reject(Reject::Checksum));
+        let (_, m) = good_v4();
+        assert_eq!(ipv4(&ip4(255, ip([10, 0, 0, 3]), &m), &us()), Verdict::Reject(Reject::Checksum), "summed for another source");
+    }
+
+    #[test]
+    fn rejects_another_vrid() {
+        let a = Advert { vrid: 52, priority: 100, max_adver_int: 100, addresses: VIPS.iter().map(|(a, _)| *a).collect() };
+        let m = a.encode(them(), IpAddr::V4(MCAST_V4), ChecksumMode::PseudoHeader);
+        assert_eq!(ipv4(&ip4(255, them(), &m), &us()), Verdict::Reject(Reject::Vrid));
+    }
+
+    #[test]
+    fn rejects_another_address_list_unless_from_the_owner() {
+        for addresses in [vec![ip([10, 0, 0, 100])], vec![ip([10, 0, 0, 100]), ip([10, 0, 0, 102])], vec![]] {
+            let (_, m) = advert_from(them(), IpAddr::V4(MCAST_V4), addresses.clone(), 254);
+            assert_eq!(ipv4(&ip4(255, them(), &m), &us()), Verdict::Reject(Reject::AddressList), "{addresses:?}");
+            let (a, m) = advert_from(them(), IpAddr::V4(MCAST_V4), addresses, 255);
+            assert_eq!(ipv4(&ip4(255, them(), &m), &us()), accepted(them(), a), "priority 255 owns the addresses");
+        }
+    }
+}
