@@ -1,17 +1,16 @@
-//! The `fj-lb` daemon under test: config rendering, start with readiness, reload, stop; and
-//! keepalived, the reference VRRP implementation fj-lb has to get along with.
+//! The `fj-lb` daemon under test, behind one guard: start (with readiness), reload, signals,
+//! stop; and keepalived, the reference VRRP implementation fj-lb has to get along with.
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    io::{BufRead, BufReader, Write as _},
-    net::Ipv4Addr,
-    os::unix::net::UnixStream,
     path::{Path, PathBuf},
     process::{Command, ExitStatus},
     time::Duration,
 };
 
 use crate::{
+    cli::{self, control_request, fj_lb_bin},
+    config::Config,
     http,
     ns::{ChildGuard, TempDir, ensure_bpffs, in_netns, try_run},
     poll_until,
@@ -20,24 +19,6 @@ use crate::{
 
 /// How long the daemon may take to attach and answer through the VIP.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The `fj-lb` binary: `$FJ_LB_BIN`, else `<workspace>/target/debug/fj-lb`.
-pub fn fj_lb_bin() -> PathBuf {
-    let bin = match std::env::var_os("FJ_LB_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("the tests crate sits in the workspace")
-            .join("target/debug/fj-lb"),
-    };
-    if !bin.is_file() {
-        panic!(
-            "no fj-lb binary at {}: build it first: cargo build -p fj-lb (or point FJ_LB_BIN at one)",
-            bin.display()
-        );
-    }
-    bin
-}
 
 /// What `ip -d link` says about the XDP program on an interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,116 +44,6 @@ pub fn xdp_info(ns: &str, ifname: &str) -> Option<XdpInfo> {
         .or_else(|| xdp.pointer("/attached/0/prog/id"))
         .and_then(|id| id.as_u64());
     Some(XdpInfo { mode, prog_id })
-}
-
-/// The `[vrrp]` table of a daemon config. [`VrrpSettings::new`] gives the lab's defaults: VRID
-/// 51, 100 ms adverts, preemption on, the VIP as 10.0.0.100/24, tracking service "web" with a
-/// delta of 60, RFC 5798 checksums.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VrrpSettings {
-    pub vrid: u8,
-    pub priority: u8,
-    pub advert_interval_ms: u32,
-    pub preempt: bool,
-    /// "ADDRESS/PREFIX" strings.
-    pub virtual_addresses: Vec<String>,
-    pub track_services: Vec<String>,
-    pub track_priority_delta: u8,
-    /// "rfc5798" or "rfc9568".
-    pub checksum: String,
-}
-
-impl VrrpSettings {
-    pub fn new(priority: u8) -> VrrpSettings {
-        VrrpSettings {
-            vrid: 51,
-            priority,
-            advert_interval_ms: 100,
-            preempt: true,
-            virtual_addresses: vec![format!("{}/{}", crate::VIP, crate::topology::PREFIX_LEN)],
-            track_services: vec!["web".to_string()],
-            track_priority_delta: 60,
-            checksum: "rfc5798".to_string(),
-        }
-    }
-
-    pub fn preempt(mut self, on: bool) -> Self {
-        self.preempt = on;
-        self
-    }
-
-    pub fn checksum(mut self, mode: &str) -> Self {
-        self.checksum = mode.to_string();
-        self
-    }
-
-    /// RFC 5798's Skew_Time for this priority: ((256 − priority) × interval) / 256.
-    pub fn skew_time(&self) -> Duration {
-        Duration::from_millis(u64::from(self.advert_interval_ms)) * (256 - u32::from(self.priority)) / 256
-    }
-
-    /// RFC 5798's Master_Down_Interval: 3 × interval + skew time.
-    pub fn master_down_interval(&self) -> Duration {
-        Duration::from_millis(u64::from(self.advert_interval_ms)) * 3 + self.skew_time()
-    }
-
-    fn render(&self) -> String {
-        let list = |v: &[String]| v.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
-        format!(
-            "[vrrp]\nvrid = {}\npriority = {}\nadvert_interval_ms = {}\npreempt = {}\nvirtual_addresses = [{}]\n\
-             track_services = [{}]\ntrack_priority_delta = {}\nchecksum = {:?}\n",
-            self.vrid,
-            self.priority,
-            self.advert_interval_ms,
-            self.preempt,
-            list(&self.virtual_addresses),
-            list(&self.track_services),
-            self.track_priority_delta,
-            self.checksum,
-        )
-    }
-}
-
-/// A config with one TCP service "web" on VIP 10.0.0.100:80, DSR, on the LB's eth0, with its
-/// own bpffs directory and control socket (both must be unique per run).
-pub fn render_config(bpffs: &Path, control_socket: &Path, xdp_mode: &str, backends: &[(Ipv4Addr, u32)]) -> String {
-    render_config_with(bpffs, control_socket, xdp_mode, backends, None)
-}
-
-/// Like [`render_config`], with a `[vrrp]` table (after the top-level keys, before the
-/// services) if `vrrp` is given.
-pub fn render_config_with(
-    bpffs: &Path,
-    control_socket: &Path,
-    xdp_mode: &str,
-    backends: &[(Ipv4Addr, u32)],
-    vrrp: Option<&VrrpSettings>,
-) -> String {
-    let vrrp = vrrp.map(|v| format!("\n{}", v.render())).unwrap_or_default();
-    let mut s = format!(
-        r#"interface = "eth0"
-xdp_mode = "{xdp_mode}"
-bpffs = "{}"
-control_socket = "{}"
-flow_table_size = 65536
-maglev_table_size = 65537
-{vrrp}
-[[service]]
-name = "web"
-vip = "{}"
-port = {}
-protocol = "tcp"
-forward = "dsr"
-"#,
-        bpffs.display(),
-        control_socket.display(),
-        crate::VIP,
-        crate::topology::HTTP_PORT,
-    );
-    for (ip, weight) in backends {
-        write!(s, "\n  [[service.backend]]\n  address = \"{ip}\"\n  weight = {weight}\n").unwrap();
-    }
-    s
 }
 
 /// How [`Daemon::start_on`] decides that the daemon is up.
@@ -235,25 +106,6 @@ impl VrrpStatus {
     }
 }
 
-/// One request over a control socket (one JSON line each way), without the CLI: quick enough
-/// to poll every few milliseconds. Returns the response's `data`.
-pub fn control_request(socket: &Path, request: &serde_json::Value, timeout: Duration) -> Result<serde_json::Value, String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| format!("connecting to {}: {e}", socket.display()))?;
-    s.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let mut line = serde_json::to_vec(request).expect("serialises");
-    line.push(b'\n');
-    s.write_all(&line).map_err(|e| format!("writing to {}: {e}", socket.display()))?;
-    let mut answer = String::new();
-    BufReader::new(&s).read_line(&mut answer).map_err(|e| format!("reading from {}: {e}", socket.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&answer).map_err(|e| format!("{} answered {answer:?}: {e}", socket.display()))?;
-    if v["ok"].as_bool() != Some(true) {
-        return Err(format!("{} answered an error: {answer}", socket.display()));
-    }
-    Ok(v["data"].clone())
-}
-
 /// `fj-lb run` in an LB namespace. Stopped (SIGTERM, then SIGKILL) on Drop, which also
 /// removes its bpffs directory and prints its log if the test is panicking.
 #[derive(Debug)]
@@ -262,7 +114,6 @@ pub struct Daemon {
     config_path: PathBuf,
     bpffs: PathBuf,
     socket: PathBuf,
-    bin: PathBuf,
     /// "lb", "lb1", "lb2".
     host: String,
     dir: TempDir,
@@ -272,7 +123,7 @@ impl Daemon {
     /// Starts the daemon with `config` (which should use `topo.bpffs_dir()`), after starting
     /// `fj-lb xdp-pass` on the bridge ports; returns once XDP is attached to the LB's eth0 and
     /// the client gets an answer through the VIP. Panics with the daemon's log otherwise.
-    pub fn start(topo: &mut Topology, config: &str) -> Daemon {
+    pub fn start(topo: &mut Topology, config: &Config) -> Daemon {
         Daemon::start_on(topo, 1, config, Readiness::ThroughVip)
     }
 
@@ -283,8 +134,17 @@ impl Daemon {
     ///
     /// Each daemon gets its own directory (config, log). Drop a daemon before starting the next
     /// one on the same host: its Drop removes the bpffs directory the two share.
-    pub fn start_on(topo: &mut Topology, lb: usize, config: &str, ready: Readiness) -> Daemon {
-        crate::require_root();
+    pub fn start_on(topo: &mut Topology, lb: usize, config: &Config, ready: Readiness) -> Daemon {
+        let mut daemon = Daemon::spawn_on(topo, lb, config, None);
+        daemon.wait_ready(topo, lb, ready);
+        daemon
+    }
+
+    /// Like [`Daemon::start_on`] without waiting for anything: returns as soon as the process
+    /// runs (for measuring the start itself). `log_filter` is its RUST_LOG; `None`: `$RUST_LOG`
+    /// if set, else info with fj-lb's debug messages.
+    pub fn spawn_on(topo: &mut Topology, lb: usize, config: &Config, log_filter: Option<&str>) -> Daemon {
+        crate::assert_root();
         ensure_bpffs();
         let bin = fj_lb_bin();
         topo.start_xdp_pass(&bin);
@@ -292,20 +152,29 @@ impl Daemon {
         let label = topo.next_daemon_label(&host);
         let dir = TempDir::named(topo.id(), &label);
         let config_path = dir.join("fj-lb.toml");
-        std::fs::write(&config_path, config).expect("writing the daemon config");
-        let bpffs = parse_key(config, "bpffs").unwrap_or_else(|| topo.bpffs_dir_of(lb));
-        let socket = parse_key(config, "control_socket").unwrap_or_else(|| topo.control_socket_of(lb));
+        std::fs::write(&config_path, config.render()).expect("writing the daemon config");
         let log = dir.join("fj-lb.log");
         let mut cmd = Command::new(&bin);
         cmd.arg("run").arg("--config").arg(&config_path).env("NO_COLOR", "1");
-        if std::env::var_os("RUST_LOG").is_none() {
+        match log_filter {
+            Some(f) => {
+                cmd.env("RUST_LOG", f);
+            }
             // Not every status poll: the tests poll the control socket every few ms.
-            cmd.env("RUST_LOG", "info,fj_lb=debug,fj_lb::control=info");
+            None if std::env::var_os("RUST_LOG").is_none() => {
+                cmd.env("RUST_LOG", "info,fj_lb=debug,fj_lb::control=info");
+            }
+            None => {}
         }
         let child = topo.lb_n(lb).ns.spawn_command(&format!("fj-lb run on {host}"), cmd, &log);
-        let mut daemon = Daemon { child, config_path, bpffs, socket, bin, host, dir };
-        daemon.wait_ready(topo, lb, ready);
-        daemon
+        Daemon {
+            child,
+            config_path,
+            bpffs: config.bpffs.clone(),
+            socket: config.control_socket.clone(),
+            host,
+            dir,
+        }
     }
 
     fn wait_ready(&mut self, topo: &Topology, lb: usize, ready: Readiness) {
@@ -350,13 +219,12 @@ impl Daemon {
     /// `fj-lb --socket S ARGS...` (as an operator would type it), run from the root namespace;
     /// stdout, or `Err` with the exit status and stderr.
     pub fn cli(&self, args: &[&str]) -> Result<String, String> {
-        try_run(Command::new(&self.bin).arg("--socket").arg(&self.socket).args(args).env("NO_COLOR", "1"))
+        cli::fj_lb(&self.socket, args).ok()
     }
 
     /// `fj-lb --socket S status --json`, parsed.
     pub fn status(&self) -> Result<serde_json::Value, String> {
-        let out = self.cli(&["status", "--json"])?;
-        serde_json::from_str(&out).map_err(|e| format!("`fj-lb status --json` printed something else than JSON ({e}): {out}"))
+        cli::fj_lb(&self.socket, &["status", "--json"]).json()
     }
 
     /// The `vrrp` part of `fj-lb status --json`.
@@ -445,22 +313,11 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let status = self.child.stop(Duration::from_secs(10));
-        if std::thread::panicking() {
-            eprintln!("---- fj-lb daemon on {} log (exit: {status}) ----\n{}", self.host, self.log());
-        }
+        self.child.stop_and_report(Duration::from_secs(10), &format!("fj-lb daemon on {}", self.host));
         if self.bpffs.starts_with("/sys/fs/bpf/") && self.bpffs.exists() {
             let _ = std::fs::remove_dir_all(&self.bpffs);
         }
     }
-}
-
-/// The string value of a top-level `key = "..."` line of a config.
-fn parse_key(config: &str, key: &str) -> Option<PathBuf> {
-    config.lines().find_map(|l| {
-        let v = l.trim().strip_prefix(key)?.trim_start().strip_prefix('=')?.trim();
-        Some(PathBuf::from(v.trim_matches('"')))
-    })
 }
 
 /// The keepalived binary: `$KEEPALIVED_BIN`, else `keepalived` from Debian's package.
@@ -544,7 +401,7 @@ impl Keepalived {
     /// Starts keepalived on LB host `lb` and waits (bounded) until its VRRP instance has
     /// entered its first state (BACKUP, as configured).
     pub fn start(topo: &mut Topology, lb: usize, settings: &KeepalivedSettings) -> Keepalived {
-        crate::require_root();
+        crate::assert_root();
         let bin = keepalived_bin();
         let host = topo.lb_n(lb).name.clone();
         let label = topo.next_daemon_label(&format!("keepalived-{host}"));
@@ -625,9 +482,6 @@ impl Keepalived {
 
 impl Drop for Keepalived {
     fn drop(&mut self) {
-        let status = self.child.stop(Duration::from_secs(10));
-        if std::thread::panicking() {
-            eprintln!("---- keepalived on {} log (exit: {status}) ----\n{}", self.host, self.log());
-        }
+        self.child.stop_and_report(Duration::from_secs(10), &format!("keepalived on {}", self.host));
     }
 }

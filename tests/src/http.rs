@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.1 client: enough to ask nginx who answered. Call it from inside the client
-//! namespace (see [`crate::in_netns`]); a connection, once open, can be used from any thread.
+//! The one HTTP/1.1 client of the harness, enough to ask nginx who answered (and the daemon for
+//! its metrics); responses are read with `httparse`. Call it from inside the client namespace
+//! (see [`crate::in_netns`]); a connection, once open, can be used from any thread.
 use std::{
     io::{Read, Write},
     net::{SocketAddr, SocketAddrV4, TcpStream},
@@ -75,6 +76,20 @@ pub fn get(addr: SocketAddrV4, path: &str, timeout: Duration) -> Answer {
 
 /// Like [`get`], from local port `local_port` if given.
 pub fn get_from(addr: SocketAddrV4, path: &str, timeout: Duration, local_port: Option<u16>) -> Answer {
+    request(addr, path, timeout, local_port).map(|r| (r.status, r.body))
+}
+
+/// A whole answer: HTTP/1.`minor_version`, the status and the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub minor_version: u8,
+    pub status: u16,
+    pub body: String,
+}
+
+/// `GET path` over a fresh connection (`Connection: close`), read to the end: the body is
+/// everything after the head.
+pub fn request(addr: SocketAddrV4, path: &str, timeout: Duration, local_port: Option<u16>) -> Result<Response, String> {
     let deadline = Instant::now() + timeout;
     let mut s = connect(addr, timeout, local_port)?;
     let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", addr.ip());
@@ -91,32 +106,48 @@ pub fn get_from(addr: SocketAddrV4, path: &str, timeout: Duration, local_port: O
             Err(e) => return Err(format!("GET {path} from {addr}: reading: {e} (got {} bytes)", raw.len())),
         }
     }
-    let (status, head_len, _) =
-        parse_head(&raw).ok_or_else(|| format!("GET {path} from {addr}: malformed answer {:?}", String::from_utf8_lossy(&raw)))?;
-    Ok((status, String::from_utf8_lossy(&raw[head_len..]).into_owned()))
+    let malformed = |why: &str| format!("GET {path} from {addr}: malformed answer ({why}) {:?}", String::from_utf8_lossy(&raw));
+    let head = parse_head(&raw).map_err(|e| malformed(&e))?.ok_or_else(|| malformed("incomplete head"))?;
+    Ok(Response {
+        minor_version: head.minor_version,
+        status: head.status,
+        body: String::from_utf8_lossy(&raw[head.len..]).into_owned(),
+    })
 }
 
-/// Parses a response head: `(status, head length including the blank line, Content-Length)`.
-/// `None` until the head is complete or if it is malformed.
-fn parse_head(raw: &[u8]) -> Option<(u16, usize, Option<usize>)> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = std::str::from_utf8(&raw[..end]).ok()?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next()?;
-    let mut parts = status_line.splitn(3, ' ');
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let status = parts.next()?.parse().ok()?;
-    let mut length = None;
-    for line in lines {
-        if let Some((k, v)) = line.split_once(':')
-            && k.trim().eq_ignore_ascii_case("content-length")
-        {
-            length = Some(v.trim().parse().ok()?);
-        }
-    }
-    Some((status, end, length))
+/// A response head, as [`httparse`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    minor_version: u8,
+    status: u16,
+    /// Bytes up to and including the blank line.
+    len: usize,
+    content_length: Option<usize>,
+}
+
+/// Parses a response head: `Ok(None)` until it is complete, `Err` if it is malformed.
+fn parse_head(raw: &[u8]) -> Result<Option<Head>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut r = httparse::Response::new(&mut headers);
+    let len = match r.parse(raw).map_err(|e| e.to_string())? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let content_length = match r.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length")) {
+        Some(h) => Some(
+            std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or_else(|| format!("Content-Length {:?}", String::from_utf8_lossy(h.value)))?,
+        ),
+        None => None,
+    };
+    Ok(Some(Head {
+        minor_version: r.version.ok_or("no version")?,
+        status: r.code.ok_or("no status")?,
+        len,
+        content_length,
+    }))
 }
 
 /// One TCP connection carrying several requests (HTTP/1.1 keep-alive). Responses must carry
@@ -149,12 +180,14 @@ impl KeepAliveConn {
         let deadline = Instant::now() + self.timeout;
         let mut chunk = [0u8; 4096];
         loop {
-            if let Some((status, head, len)) = parse_head(&self.buf) {
-                let len = len.ok_or_else(|| format!("answer on {local} -> {addr} has no Content-Length"))?;
-                if self.buf.len() >= head + len {
-                    let body = String::from_utf8_lossy(&self.buf[head..head + len]).into_owned();
-                    self.buf.drain(..head + len);
-                    return Ok((status, body));
+            let parsed = parse_head(&self.buf)
+                .map_err(|e| format!("GET {path} on {local} -> {addr}: malformed answer ({e}) {:?}", String::from_utf8_lossy(&self.buf)))?;
+            if let Some(head) = parsed {
+                let len = head.content_length.ok_or_else(|| format!("answer on {local} -> {addr} has no Content-Length"))?;
+                if self.buf.len() >= head.len + len {
+                    let body = String::from_utf8_lossy(&self.buf[head.len..head.len + len]).into_owned();
+                    self.buf.drain(..head.len + len);
+                    return Ok((head.status, body));
                 }
             }
             if Instant::now() >= deadline {
@@ -171,13 +204,14 @@ impl KeepAliveConn {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_head;
+    use super::{Head, parse_head};
 
     #[test]
     fn parses_a_response_head() {
         let raw = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 3\r\n\r\nb1\nextra";
-        assert_eq!(parse_head(raw), Some((200, 53, Some(3))));
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-"), None);
-        assert_eq!(parse_head(b"SSH-2.0\r\n\r\n"), None);
+        assert_eq!(parse_head(raw), Ok(Some(Head { minor_version: 1, status: 200, len: 53, content_length: Some(3) })));
+        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-"), Ok(None));
+        assert!(parse_head(b"SSH-2.0\r\n\r\n").is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
     }
 }

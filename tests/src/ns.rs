@@ -7,7 +7,7 @@ use std::{
         unix::{ffi::OsStrExt, process::CommandExt},
     },
     path::{Path, PathBuf},
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{
         Once,
         atomic::{AtomicU32, Ordering},
@@ -30,7 +30,7 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 /// Once per process: records this process as a live owner and sweeps leftovers of dead runs.
 pub fn init() {
     INIT.call_once(|| {
-        crate::require_root();
+        crate::assert_root();
         std::fs::create_dir_all(MARKER_DIR).unwrap_or_else(|e| panic!("creating {MARKER_DIR}: {e}"));
         let me = std::process::id();
         let start = process_start_time(me).expect("/proc/self/stat is readable");
@@ -130,7 +130,8 @@ fn delete_netns(name: &str) {
     }
 }
 
-fn describe(cmd: &Command) -> String {
+/// `program arg...`, for messages.
+pub fn describe(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
     for a in cmd.get_args() {
         s.push(' ');
@@ -146,11 +147,16 @@ pub fn try_run(cmd: &mut Command) -> Result<String, String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("`{what}` could not be started: {e}"))?;
+    output_result(&what, &out)
+}
+
+/// A finished command `what`'s stdout, or `Err` with its exit status, stderr and stdout.
+pub fn output_result(what: &str, out: &Output) -> Result<String, String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(format!(
-            "`{what}` failed ({}): {}{}",
+            "`{what}` failed ({}): {} {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim(),
             String::from_utf8_lossy(&out.stdout).trim()
@@ -333,6 +339,21 @@ impl Drop for Netns {
     }
 }
 
+/// Blocks SIGINT and SIGTERM in the calling thread (and so in every thread it starts later) and
+/// returns that set, for a thread to take them with `sigwait`: a binary that does this first
+/// turns Ctrl-C into an orderly return, so the guards tear its lab down. (Children get a clean
+/// mask: see [`Netns::spawn`].)
+pub fn block_stop_signals() -> libc::sigset_t {
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    set
+}
+
 /// Runs `f` on a thread that has `setns()` into /run/netns/NAME; returns its result and
 /// re-raises its panic. Sockets opened by `f` belong to that namespace for their whole life.
 pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
@@ -358,6 +379,11 @@ pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> T {
 
 /// Mounts bpffs at /sys/fs/bpf in the host's mount namespace if nothing is mounted there,
 /// as systemd would: the daemon pins its maps below it and the harness removes them.
+///
+/// The daemon has its own (`fj_lb::datapath::ensure_bpffs`), but this one must run first and in
+/// the harness's mount namespace: [`Netns::spawn`] binds the host's /sys/fs/bpf into each
+/// child, and a bpffs the daemon mounted itself would stay inside the child's private mount
+/// namespace, out of the harness's reach. (The tests crate does not depend on the daemon's.)
 pub fn ensure_bpffs() {
     const BPF_FS_MAGIC: i64 = 0xcafe4a11;
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
@@ -426,6 +452,16 @@ impl ChildGuard {
         let s = self.child.wait().expect("waiting for a killed child");
         self.exited = Some(s);
         s
+    }
+
+    /// [`ChildGuard::stop`], and while the thread panics (a failing test), prints the log under
+    /// `title`.
+    pub fn stop_and_report(&mut self, grace: Duration, title: &str) -> ExitStatus {
+        let status = self.stop(grace);
+        if std::thread::panicking() {
+            eprintln!("---- {title} log (exit: {status}) ----\n{}", self.log());
+        }
+        status
     }
 
     /// The log file's content (empty if there is none).

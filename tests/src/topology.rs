@@ -24,7 +24,8 @@ use std::{
 };
 
 use crate::{
-    daemon::{VrrpSettings, render_config, render_config_with, xdp_info},
+    config::{Config, Service, VrrpSettings},
+    daemon::xdp_info,
     http,
     ns::{ChildGuard, Netns, TempDir, unique_id},
     poll_until,
@@ -155,7 +156,7 @@ impl TopologyBuilder {
 
     /// Creates everything and waits (bounded) until each nginx answers the client directly.
     pub fn build(self) -> Topology {
-        crate::require_root();
+        crate::assert_root();
         let id = unique_id();
         let tmp = TempDir::named(&id, "lab");
         let switch = Netns::new(&id, "sw");
@@ -317,9 +318,8 @@ impl Topology {
 
     /// Like [`Topology::config`], for the daemon on LB `i` (its own bpffs dir and control
     /// socket), with a `[vrrp]` table if `vrrp` is given.
-    pub fn lb_config(&self, i: usize, backends: &[(usize, u32)], vrrp: Option<&VrrpSettings>) -> String {
-        let list: Vec<(Ipv4Addr, u32)> = backends.iter().map(|&(i, w)| (backend_ip(i), w)).collect();
-        render_config_with(&self.bpffs_dir_of(i), &self.control_socket_of(i), "native", &list, vrrp)
+    pub fn lb_config(&self, i: usize, backends: &[(usize, u32)], vrrp: Option<&VrrpSettings>) -> Config {
+        lab_config(&self.bpffs_dir_of(i), &self.control_socket_of(i), backends).vrrp(vrrp)
     }
 
     /// A fresh directory label for the next daemon started in this lab: `daemon` for the first
@@ -330,15 +330,48 @@ impl Topology {
     }
 
     /// A daemon config with one TCP service "web" on VIP:80 in DSR mode, native XDP on the
-    /// LB's eth0, and the given `(backend index, weight)` pairs.
-    pub fn config(&self, backends: &[(usize, u32)]) -> String {
-        let list: Vec<(Ipv4Addr, u32)> = backends.iter().map(|&(i, w)| (backend_ip(i), w)).collect();
-        render_config(&self.bpffs_dir(), &self.control_socket(), "native", &list)
+    /// LB's eth0, flow table 65,536, Maglev 65,537 slots, and the given `(backend index,
+    /// weight)` pairs; extend it with [`Config`]'s builder methods.
+    pub fn config(&self, backends: &[(usize, u32)]) -> Config {
+        lab_config(&self.bpffs_dir(), &self.control_socket(), backends)
     }
 
     /// `GET path` from the client to `addr` over a fresh connection.
     pub fn client_get(&self, addr: SocketAddrV4, path: &str, timeout: Duration) -> http::Answer {
         self.client.run_in(|| http::get(addr, path, timeout))
+    }
+
+    /// `GET /` from the client through the VIP over a fresh connection, from client port
+    /// `port` if given.
+    pub fn vip_get(&self, port: Option<u16>, timeout: Duration) -> http::Answer {
+        let vip = self.vip_addr();
+        self.client.run_in(|| http::get_from(vip, "/", timeout, port))
+    }
+
+    /// Polls (every 20 ms, up to `timeout`) until a request through the VIP gets a 200 from a
+    /// backend; its body. Panics with the last answer otherwise.
+    pub fn wait_vip_answers(&self, timeout: Duration) -> String {
+        let mut last = String::new();
+        poll_until(timeout, Duration::from_millis(20), || {
+            let answer = self.vip_get(None, Duration::from_secs(1));
+            match self.served_by(&answer) {
+                Ok(_) => answer.ok().map(|(_, body)| body),
+                Err(e) => {
+                    last = e;
+                    None
+                }
+            }
+        })
+        .unwrap_or_else(|| panic!("the VIP did not answer the client within {timeout:?}; last: {last}"))
+    }
+
+    /// Which backend answered: `Ok(i)` for a 200 with body "bi", `Err` describing anything else.
+    pub fn served_by(&self, answer: &http::Answer) -> Result<usize, String> {
+        match answer {
+            Ok((200, body)) => self.backend_of(body).ok_or_else(|| format!("200 with unexpected body {body:?}")),
+            Ok((status, body)) => Err(format!("status {status} {body:?}")),
+            Err(e) => Err(e.clone()),
+        }
     }
 
     fn start_nginx(&mut self) {
@@ -422,10 +455,8 @@ impl Topology {
 impl Drop for Topology {
     fn drop(&mut self) {
         if let Some(mut x) = self.xdp_pass.take() {
-            x.stop(Duration::from_secs(5));
-            if std::thread::panicking() {
-                eprintln!("---- {} log ----\n{}", x.label(), x.log());
-            }
+            let title = x.label().to_string();
+            x.stop_and_report(Duration::from_secs(5), &title);
         }
         for (i, mut n) in self.nginx.drain(..).enumerate() {
             n.stop(Duration::from_secs(5));
@@ -437,6 +468,11 @@ impl Drop for Topology {
         }
         // Then the fields drop in order: host namespaces, the switch, the temp dir.
     }
+}
+
+/// The lab's tables (flow table 65,536, Maglev 65,537 slots) and its service "web".
+fn lab_config(bpffs: &Path, control_socket: &Path, backends: &[(usize, u32)]) -> Config {
+    Config::new(bpffs, control_socket).flow_table_size(65536).maglev_table_size(65537).service(Service::web(backends))
 }
 
 /// Runs nginx in `host`'s namespace with `conf`, its prefix, logs and temp paths under `dir`.

@@ -15,7 +15,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 #[test]
 fn requests_spread_over_backends_by_weight() {
-    require_root();
+    require_root!();
     let mut topo = Topology::builder().backends(3).build();
     let weights = [(1, 100u32), (2, 100), (3, 200)];
     let config = topo.config(&weights);
@@ -64,7 +64,7 @@ fn requests_spread_over_backends_by_weight() {
 
 #[test]
 fn long_lived_connection_survives_adding_a_backend() {
-    require_root();
+    require_root!();
     let mut topo = Topology::builder().backends(4).build();
     let config = topo.config(&[(1, 100), (2, 100), (3, 100)]);
     let mut daemon = Daemon::start(&mut topo, &config);
@@ -89,7 +89,7 @@ fn long_lived_connection_survives_adding_a_backend() {
             .collect()
     });
 
-    daemon.reload_with(&topo.config(&[(1, 100), (2, 100), (3, 100), (4, 100)]));
+    daemon.reload_with(&topo.config(&[(1, 100), (2, 100), (3, 100), (4, 100)]).render());
 
     // Poll with new connections until one reaches b4; none of them may fail meanwhile.
     let mut port = 30000u16;
@@ -138,7 +138,7 @@ fn long_lived_connection_survives_adding_a_backend() {
 /// its program in on the same link, so connections never see a gap.
 #[test]
 fn a_crashed_daemon_keeps_forwarding_and_a_restart_takes_over_the_link() {
-    require_root();
+    require_root!();
     let mut topo = Topology::builder().backends(2).build();
     let config = topo.config(&[(1, 100), (2, 100)]);
     let mut first = Daemon::start(&mut topo, &config);

@@ -11,7 +11,7 @@ fn netns_list() -> Vec<String> {
 
 #[test]
 fn backends_answer_the_client_directly_and_only_the_lb_claims_the_vip() {
-    require_root();
+    require_root!();
     let topo = Topology::builder().backends(2).build();
     for i in 1..=2 {
         let addr = SocketAddrV4::new(backend_ip(i), 80);
@@ -31,7 +31,7 @@ fn backends_answer_the_client_directly_and_only_the_lb_claims_the_vip() {
 
 #[test]
 fn keep_alive_connection_carries_several_requests() {
-    require_root();
+    require_root!();
     let topo = Topology::builder().backends(1).build();
     let addr = SocketAddrV4::new(backend_ip(1), 80);
     let mut conn = topo
@@ -62,7 +62,7 @@ fn keep_alive_connection_carries_several_requests() {
 
 #[test]
 fn everything_is_gone_after_drop() {
-    require_root();
+    require_root!();
     let (names, tmp) = {
         let topo = Topology::builder().backends(1).build();
         let names: Vec<String> = topo.hosts().map(|h| h.ns.name().to_string()).chain([topo.switch().name().to_string()]).collect();
@@ -81,7 +81,7 @@ fn everything_is_gone_after_drop() {
 
 #[test]
 fn namespace_is_deleted_when_the_test_panics() {
-    require_root();
+    require_root!();
     let id = ns::unique_id();
     let name = format!("{id}-boom");
     let r = std::panic::catch_unwind(|| {
@@ -95,7 +95,7 @@ fn namespace_is_deleted_when_the_test_panics() {
 
 #[test]
 fn sweep_removes_leftovers_of_dead_runs_only() {
-    require_root();
+    require_root!();
     ns::init();
     // A pid that has just exited stands for a crashed run.
     let mut child = Command::new("true").spawn().unwrap();
@@ -120,7 +120,7 @@ fn sweep_removes_leftovers_of_dead_runs_only() {
 
 #[test]
 fn spawned_children_see_their_namespace_sysfs_and_the_host_bpffs() {
-    require_root();
+    require_root!();
     ns::ensure_bpffs();
     let tmp = fj_lb_tests::TempDir::new("spawn");
     let n = Netns::new(&ns::unique_id(), "spawn");

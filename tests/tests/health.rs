@@ -7,16 +7,16 @@
 //! daemon's log (and nginx's) as it tears the lab down.
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use fj_lb_tests::{
-    CLIENT_IP, Daemon, KeepAliveConn, Topology, backend_ip, get_from,
-    health_support::{
-        BackendView, HealthSettings, TcpAcceptor, backends, cli, cli_ok, config_with_health,
-        direct_get, lookup_ports, nginx_pids, restart_nginx_with_healthz, served_by, start_nginx,
-        status_service, vip_get, wait_backends,
-    },
+    CLIENT_IP, Config, Daemon, HealthSettings, KeepAliveConn, Topology,
+    backends::{TcpAcceptor, direct_get, nginx_pids, restart_nginx_with_healthz, start_nginx},
+    backend_ip,
+    cli::{BackendView, backends, lookup_ports, status_service, wait_backends},
+    fj_lb, get_from,
     http::Answer,
     poll_until, require_root,
 };
@@ -28,6 +28,23 @@ const SETTLE: Duration = Duration::from_secs(10);
 /// Slack on top of the health checker's own bound (interval × fall + timeout).
 const MARGIN: Duration = Duration::from_millis(500);
 const ALL3: [(usize, u32); 3] = [(1, 100), (2, 100), (3, 100)];
+
+/// The lab's config for `backends`, with `health` as the service's `[service.health]`.
+fn config_with_health(topo: &Topology, backends: &[(usize, u32)], health: Option<&HealthSettings>) -> Config {
+    topo.config(backends).health(health)
+}
+
+/// Starts the daemon on `topo` with b1..b3 and `health`; with `wait_up`, waits (bounded, as
+/// `wait_up` says) until all three are up. The daemon and its control socket.
+fn start_daemon(topo: &mut Topology, health: Option<&HealthSettings>, wait_up: Option<&str>) -> (Daemon, PathBuf) {
+    let config = config_with_health(topo, &ALL3, health);
+    let daemon = Daemon::start(topo, &config);
+    let socket = topo.control_socket();
+    if let Some(what) = wait_up {
+        wait_backends(&socket, SETTLE, what, || daemon.log(), all_up(3));
+    }
+    (daemon, socket)
+}
 
 fn all_up(n: usize) -> impl FnMut(&[BackendView]) -> bool {
     move |l: &[BackendView]| l.len() == n && l.iter().all(|b| b.up)
@@ -51,7 +68,7 @@ fn new_connections(topo: &Topology, daemon: &Daemon, first: u16, n: u16) -> BTre
     let mut counts = BTreeMap::new();
     let mut failures = Vec::new();
     for (port, a) in &answers {
-        match served_by(topo, a) {
+        match topo.served_by(a) {
             Ok(b) => *counts.entry(b).or_insert(0) += 1,
             Err(e) => failures.push(format!("from port {port}: {e}")),
         }
@@ -80,7 +97,7 @@ fn open_keepalive(topo: &Topology, ports: std::ops::Range<u16>) -> Vec<(KeepAliv
                 let mut c = KeepAliveConn::connect(vip, TIMEOUT, Some(port))
                     .unwrap_or_else(|e| panic!("keep-alive connection from port {port}: {e}"));
                 let answer = c.request("/");
-                let b = served_by(topo, &answer).unwrap_or_else(|e| {
+                let b = topo.served_by(&answer).unwrap_or_else(|e| {
                     panic!("first request on the keep-alive connection from port {port}: {e}")
                 });
                 (c, b)
@@ -121,19 +138,10 @@ fn served_by_body(answer: &Answer) -> Option<String> {
 
 #[test]
 fn killed_backend_stops_getting_traffic_within_one_check_cycle() {
-    require_root();
+    require_root!();
     let mut topo = Topology::builder().backends(3).build();
     let health = HealthSettings::http();
-    let config = config_with_health(&topo, &ALL3, Some(&health));
-    let daemon = Daemon::start(&mut topo, &config);
-    let socket = topo.control_socket();
-    wait_backends(
-        &socket,
-        SETTLE,
-        "all three backends up",
-        || daemon.log(),
-        all_up(3),
-    );
+    let (daemon, socket) = start_daemon(&mut topo, Some(&health), Some("all three backends up"));
 
     const DEAD: usize = 2;
     // Where a new flow from each source port goes while all three are up (the daemon's own
@@ -197,7 +205,7 @@ fn killed_backend_stops_getting_traffic_within_one_check_cycle() {
     let (mut window_failures, mut dead_after, mut survivors_in_window) = (Vec::new(), 0u32, 0u32);
     for (port, at, answer) in &samples {
         let want = predicted[port];
-        let got = served_by(&topo, answer);
+        let got = topo.served_by(answer);
         let when = if *at < kill {
             format!("{:?} before the kill", kill - *at)
         } else {
@@ -299,7 +307,7 @@ fn killed_backend_stops_getting_traffic_within_one_check_cycle() {
             .by_ref()
             .find(|p| predicted[p] == DEAD)
             .expect("enough unused ports hashed to b2");
-        let got = served_by(&topo, &vip_get(&topo, port, TIMEOUT));
+        let got = topo.served_by(&topo.vip_get(Some(port), TIMEOUT));
         seen.push(format!("{port}: {got:?}"));
         assert!(
             got.is_ok(),
@@ -333,7 +341,7 @@ fn killed_backend_stops_getting_traffic_within_one_check_cycle() {
     });
     for (port, answer) in &answers {
         assert_eq!(
-            served_by(&topo, answer),
+            topo.served_by(answer),
             Ok(predicted[port]),
             "after b{DEAD} came back, the new flow from port {port} does not go where it went before the kill"
         );
@@ -342,18 +350,9 @@ fn killed_backend_stops_getting_traffic_within_one_check_cycle() {
 
 #[test]
 fn http_503_marks_backend_down() {
-    require_root();
+    require_root!();
     let mut topo = Topology::builder().backends(3).build();
-    let config = config_with_health(&topo, &ALL3, Some(&HealthSettings::http()));
-    let daemon = Daemon::start(&mut topo, &config);
-    let socket = topo.control_socket();
-    wait_backends(
-        &socket,
-        SETTLE,
-        "all three backends up",
-        || daemon.log(),
-        all_up(3),
-    );
+    let (daemon, socket) = start_daemon(&mut topo, Some(&HealthSettings::http()), Some("all three backends up"));
 
     // b2 keeps serving (so a flow sent there would succeed and say "b2"), only its health
     // endpoint says 503 from now on.
@@ -397,13 +396,11 @@ fn http_503_marks_backend_down() {
 
 #[test]
 fn tcp_check_on_closed_port_marks_down() {
-    require_root();
+    require_root!();
     let mut topo = Topology::builder().backends(3).build();
     // Only b1 listens on the check port; nginx still serves port 80 on all three.
     let _listener = TcpAcceptor::start(topo.backend(1), 8081);
-    let config = config_with_health(&topo, &ALL3, Some(&HealthSettings::tcp(8081)));
-    let daemon = Daemon::start(&mut topo, &config);
-    let socket = topo.control_socket();
+    let (daemon, socket) = start_daemon(&mut topo, Some(&HealthSettings::tcp(8081)), None);
     let list = wait_backends(
         &socket,
         SETTLE,
@@ -435,11 +432,9 @@ fn tcp_check_on_closed_port_marks_down() {
 
 #[test]
 fn drained_backend_keeps_established_connections() {
-    require_root();
+    require_root!();
     let mut topo = Topology::builder().backends(3).build();
-    let config = config_with_health(&topo, &ALL3, None);
-    let daemon = Daemon::start(&mut topo, &config);
-    let socket = topo.control_socket();
+    let (daemon, socket) = start_daemon(&mut topo, None, None);
 
     let mut conns = open_keepalive(&topo, 22000..22024);
     let mut per_backend: BTreeMap<usize, u32> = BTreeMap::new();
@@ -454,7 +449,7 @@ fn drained_backend_keeps_established_connections() {
         .expect("connections");
     let ip = backend_ip(drained).to_string();
     eprintln!("keep-alive connections per backend: {per_backend:?}; draining b{drained}");
-    let out = cli_ok(&socket, &["drain", "web", &ip])
+    let out = fj_lb(&socket, &["drain", "web", &ip]).ok()
         .unwrap_or_else(|e| panic!("{e}\ndaemon log:\n{}", daemon.log()));
     assert_eq!(out.trim(), "ok", "`fj-lb drain` printed {out:?}");
     let list = backends(&socket, "web").unwrap_or_else(|e| panic!("{e}"));
@@ -475,7 +470,7 @@ fn drained_backend_keeps_established_connections() {
     );
     assert_conns_stay(&mut conns, 2, "after 100 new connections", &daemon);
 
-    let out = cli_ok(&socket, &["enable", "web", &ip])
+    let out = fj_lb(&socket, &["enable", "web", &ip]).ok()
         .unwrap_or_else(|e| panic!("{e}\ndaemon log:\n{}", daemon.log()));
     assert_eq!(out.trim(), "ok", "`fj-lb enable` printed {out:?}");
     let list = backends(&socket, "web").unwrap_or_else(|e| panic!("{e}"));
@@ -488,7 +483,7 @@ fn drained_backend_keeps_established_connections() {
     let mut seen = BTreeMap::<String, u32>::new();
     let reached = poll_until(SETTLE, Duration::from_millis(10), || {
         port += 1;
-        let got = served_by(&topo, &vip_get(&topo, port, TIMEOUT));
+        let got = topo.served_by(&topo.vip_get(Some(port), TIMEOUT));
         *seen.entry(format!("{got:?}")).or_default() += 1;
         (got == Ok(drained)).then_some(())
     });
@@ -505,13 +500,10 @@ fn drained_backend_keeps_established_connections() {
 
 #[test]
 fn reload_adds_and_removes_backends_without_disturbing_others() {
-    require_root();
+    require_root!();
     let mut topo = Topology::builder().backends(4).build();
     let health = HealthSettings::http();
-    let config = config_with_health(&topo, &ALL3, Some(&health));
-    let daemon = Daemon::start(&mut topo, &config);
-    let socket = topo.control_socket();
-    wait_backends(&socket, SETTLE, "b1..b3 up", || daemon.log(), all_up(3));
+    let (daemon, socket) = start_daemon(&mut topo, Some(&health), Some("b1..b3 up"));
 
     // Keep-alive connections until each of b1..b3 holds at least two.
     let mut conns: Vec<(KeepAliveConn, usize)> = Vec::new();
@@ -532,7 +524,7 @@ fn reload_adds_and_removes_backends_without_disturbing_others() {
     }
 
     let new_set = [(1, 100), (2, 100), (4, 100)];
-    let good = config_with_health(&topo, &new_set, Some(&health));
+    let good = config_with_health(&topo, &new_set, Some(&health)).render();
     daemon.reload_with(&good);
     // Until the new set shows, b1 and b2 keep their health (the check did not change).
     let mut flapped = Vec::new();
@@ -603,7 +595,7 @@ fn reload_adds_and_removes_backends_without_disturbing_others() {
         logged.contains("service[0].port"),
         "the logged refusal does not name the field: {logged}"
     );
-    let r = cli(&socket, &["reload"]);
+    let r = fj_lb(&socket, &["reload"]);
     assert_eq!(
         r.code,
         Some(1),
@@ -633,14 +625,12 @@ fn reload_adds_and_removes_backends_without_disturbing_others() {
 
 #[test]
 fn all_backends_down_policy() {
-    require_root();
+    require_root!();
     let mut topo = Topology::builder().backends(3).build();
     // Nothing listens on the check port anywhere: every backend fails its checks, while nginx
     // serves port 80 on all of them. when_all_down left at its default (send_to_all).
     let send_to_all = HealthSettings::tcp(8081);
-    let config = config_with_health(&topo, &ALL3, Some(&send_to_all));
-    let daemon = Daemon::start(&mut topo, &config);
-    let socket = topo.control_socket();
+    let (daemon, socket) = start_daemon(&mut topo, Some(&send_to_all), None);
     wait_backends(
         &socket,
         SETTLE,
@@ -667,17 +657,15 @@ fn all_backends_down_policy() {
 
     // Same checks, policy drop: health is kept across the reload, so new flows are dropped as
     // soon as it applies.
-    daemon.reload_with(&config_with_health(
-        &topo,
-        &ALL3,
-        Some(&send_to_all.clone().when_all_down("drop")),
-    ));
+    daemon.reload_with(
+        &config_with_health(&topo, &ALL3, Some(&send_to_all.clone().when_all_down("drop"))).render(),
+    );
     const SHORT: Duration = Duration::from_millis(300);
     let mut port = 22000u16;
     let mut seen = Vec::new();
     let dropped = poll_until(Duration::from_secs(5), Duration::from_millis(10), || {
         port += 1;
-        let got = vip_get(&topo, port, SHORT);
+        let got = topo.vip_get(Some(port), SHORT);
         seen.push(format!("{got:?}"));
         got.is_err().then_some(())
     });
@@ -689,7 +677,7 @@ fn all_backends_down_policy() {
     for _ in 0..5 {
         port += 1;
         let t = Instant::now();
-        let got = vip_get(&topo, port, SHORT);
+        let got = topo.vip_get(Some(port), SHORT);
         let took = t.elapsed();
         assert!(
             got.is_err(),

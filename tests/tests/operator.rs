@@ -5,17 +5,13 @@
 //! `FJ_LB_BIN`).
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fmt::Write as _,
-    io::{Read, Write},
-    net::{Ipv4Addr, SocketAddrV4, TcpStream, UdpSocket},
-    path::Path,
-    process::Command,
+    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
     time::Duration,
 };
 
 use fj_lb_tests::{
-    CLIENT_IP, Daemon, KeepAliveConn, LB_IP, TempDir, Topology, VIP, backend_ip, fj_lb_bin, get_from, poll_until,
-    require_root, xdp_info,
+    CLIENT_IP, Config, Daemon, HealthSettings, KeepAliveConn, LB_IP, Service, TempDir, Topology, VIP, backend_ip,
+    fj_lb, http, poll_until, require_root, xdp_info,
 };
 use serde_json::Value;
 
@@ -23,6 +19,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const SLOTS: u64 = 65537;
 const METRICS_PORT: u16 = 9900;
 const UDP_PORT: u16 = 5353;
+const EQUAL: [(usize, u32); 3] = [(1, 100), (2, 100), (3, 100)];
 
 // ---- config -------------------------------------------------------------------------------
 
@@ -37,66 +34,35 @@ struct Extras {
     udp_service: bool,
 }
 
-/// The whole config, written here (not taken from the harness) so that the test states every
-/// value it later expects to read back.
-fn render(topo: &Topology, backends: &[(usize, u32)], x: &Extras) -> String {
-    let mut s = format!(
-        "interface = \"eth0\"\nxdp_mode = \"native\"\nbpffs = \"{}\"\ncontrol_socket = \"{}\"\n\
-         flow_table_size = 65536\nmaglev_table_size = {SLOTS}\n",
-        topo.bpffs_dir().display(),
-        topo.control_socket().display()
-    );
+/// The whole config, stated here (not taken from the harness's lab config) so that the test
+/// names every value it later expects to read back.
+fn render(topo: &Topology, backends: &[(usize, u32)], x: &Extras) -> Config {
+    let mut c = Config::new(&topo.bpffs_dir(), &topo.control_socket())
+        .flow_table_size(65536)
+        .maglev_table_size(SLOTS as u32);
     if x.metrics {
-        write!(s, "\n[metrics]\nlisten = \"{LB_IP}:{METRICS_PORT}\"\n").unwrap();
+        c = c.metrics(SocketAddrV4::new(LB_IP, METRICS_PORT));
     }
-    let mut service = |name: &str, port: u16, proto: &str, health: bool| {
-        write!(s, "\n[[service]]\nname = \"{name}\"\nvip = \"{VIP}\"\nport = {port}\nprotocol = \"{proto}\"\nforward = \"dsr\"\n")
-            .unwrap();
-        if health {
-            s.push_str(
-                "\n  [service.health]\n  check = \"http\"\n  path = \"/healthz\"\n  expect_status = 200\n  \
-                 interval_ms = 200\n  timeout_ms = 150\n  rise = 2\n  fall = 3\n",
-            );
-        }
-        for &(i, w) in backends {
-            write!(s, "\n  [[service.backend]]\n  address = \"{}\"\n  weight = {w}\n", backend_ip(i)).unwrap();
-        }
-    };
-    service("web", 80, "tcp", x.health);
+    let health = HealthSettings { timeout_ms: 150, ..HealthSettings::http() };
+    c = c.service(Service::new("web", 80, "tcp").weighted(backends).health(x.health.then_some(&health)));
     if x.udp_service {
-        service("dns", UDP_PORT, "udp", false);
+        c = c.service(Service::new("dns", UDP_PORT, "udp").weighted(backends));
     }
-    s
+    c
+}
+
+/// A lab with three backends and the daemon started on [`render`]`(weights, x)`.
+fn start(weights: &[(usize, u32)], x: &Extras) -> (Topology, Daemon) {
+    let mut topo = Topology::builder().backends(3).build();
+    let config = render(&topo, weights, x);
+    let daemon = Daemon::start(&mut topo, &config);
+    (topo, daemon)
 }
 
 // ---- the CLI ------------------------------------------------------------------------------
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// `fj-lb --socket SOCKET ARGS...`, run from the test's (root) namespace: the control socket is
-/// a path in the lab's temp dir, reachable from anywhere.
-fn fj_lb(socket: &Path, args: &[&str]) -> Out {
-    let out = Command::new(fj_lb_bin())
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("FJ_LB_SOCKET")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("running fj-lb {args:?}: {e}"));
-    Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Stdout of a command that must succeed.
+/// Stdout of `fj-lb --socket <the lab's> ARGS...`, which must succeed. (Run from the test's
+/// root namespace: the control socket is a path in the lab's temp dir, reachable from anywhere.)
 fn cli(topo: &Topology, args: &[&str]) -> String {
     let o = fj_lb(&topo.control_socket(), args);
     assert_eq!(
@@ -156,14 +122,8 @@ fn wait_all_up(topo: &Topology, daemon: &mut Daemon, svc: &str, n: u64) -> Value
 
 /// `GET /` from the client, from `port`: the backend (index) that answered.
 fn served_by(topo: &Topology, port: Option<u16>) -> usize {
-    let vip = topo.vip_addr();
-    let answer = topo.client().run_in(|| get_from(vip, "/", TIMEOUT, port));
-    match answer {
-        Ok((200, body)) => {
-            topo.backend_of(&body).unwrap_or_else(|| panic!("from port {port:?}: unexpected body {body:?}"))
-        }
-        other => panic!("GET / through the VIP from port {port:?}: {other:?}"),
-    }
+    let answer = topo.vip_get(port, TIMEOUT);
+    topo.served_by(&answer).unwrap_or_else(|e| panic!("GET / through the VIP from port {port:?}: {e}"))
 }
 
 // ---- metrics ------------------------------------------------------------------------------
@@ -171,18 +131,18 @@ fn served_by(topo: &Topology, port: Option<u16>) -> usize {
 /// `GET /metrics` from inside the LB's namespace, where the listener lives.
 fn scrape(topo: &Topology) -> String {
     let addr = SocketAddrV4::new(LB_IP, METRICS_PORT);
-    let raw = topo.lb().run_in(|| -> Result<String, String> {
-        let mut s = TcpStream::connect_timeout(&addr.into(), TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
-        s.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: fj-lb\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).map_err(|e| format!("reading from {addr}: {e}"))?;
-        Ok(raw)
-    });
-    let raw = raw.unwrap_or_else(|e| panic!("scraping the metrics: {e}"));
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("malformed metrics answer: {raw:?}"));
-    assert!(head.starts_with("HTTP/1.1 200"), "GET /metrics answered:\n{head}");
-    body.to_string()
+    let r = topo
+        .lb()
+        .run_in(|| http::request(addr, "/metrics", TIMEOUT, None))
+        .unwrap_or_else(|e| panic!("scraping the metrics: {e}"));
+    assert!(
+        (r.minor_version, r.status) == (1, 200),
+        "GET /metrics answered HTTP/1.{} {}:\n{}",
+        r.minor_version,
+        r.status,
+        r.body
+    );
+    r.body
 }
 
 /// The value of the sample `series` (name with its labels exactly as rendered), if present.
@@ -217,11 +177,9 @@ fn client_tcp_segments_sent(topo: &Topology) -> u64 {
 
 #[test]
 fn cli_shows_services_backends_and_states() {
-    require_root();
-    let mut topo = Topology::builder().backends(3).build();
+    require_root!();
     let weights = [(1usize, 100u32), (2, 200), (3, 300)];
-    let config = render(&topo, &weights, &Extras { health: true, ..Default::default() });
-    let mut daemon = Daemon::start(&mut topo, &config);
+    let (topo, mut daemon) = start(&weights, &Extras { health: true, ..Default::default() });
     wait_all_up(&topo, &mut daemon, "web", 3);
     for i in 0..30 {
         served_by(&topo, Some(23000 + i));
@@ -357,10 +315,8 @@ fn cli_shows_services_backends_and_states() {
 
 #[test]
 fn flows_lists_pinned_connections() {
-    require_root();
-    let mut topo = Topology::builder().backends(3).build();
-    let config = render(&topo, &[(1, 100), (2, 100), (3, 100)], &Extras::default());
-    let mut daemon = Daemon::start(&mut topo, &config);
+    require_root!();
+    let (topo, mut daemon) = start(&EQUAL, &Extras::default());
     let vip = topo.vip_addr();
 
     // At least nine connections held open, each from a known port (below the ephemeral range,
@@ -463,10 +419,8 @@ fn flows_lists_pinned_connections() {
 
 #[test]
 fn lookup_agrees_with_the_backend_that_served() {
-    require_root();
-    let mut topo = Topology::builder().backends(3).build();
-    let config = render(&topo, &[(1, 100), (2, 100), (3, 100)], &Extras::default());
-    let mut daemon = Daemon::start(&mut topo, &config);
+    require_root!();
+    let (topo, mut daemon) = start(&EQUAL, &Extras::default());
     let vip = topo.vip_addr().to_string();
     let lookup = |port: u16| cli_json(&topo, &["lookup", &format!("{CLIENT_IP}:{port}"), &vip, "tcp"]);
 
@@ -526,7 +480,7 @@ fn lookup_agrees_with_the_backend_that_served() {
 
 #[test]
 fn commands_fail_clearly_without_a_daemon() {
-    require_root();
+    require_root!();
     let dir = TempDir::new("nodaemon");
     let missing = dir.join("missing.sock");
     // A socket file left behind by a killed daemon: it exists, nobody listens.
@@ -572,11 +526,8 @@ fn commands_fail_clearly_without_a_daemon() {
 
 #[test]
 fn metrics_count_the_packets_sent() {
-    require_root();
-    let mut topo = Topology::builder().backends(3).build();
-    let config =
-        render(&topo, &[(1, 100), (2, 100), (3, 100)], &Extras { health: true, metrics: true, udp_service: true });
-    let mut daemon = Daemon::start(&mut topo, &config);
+    require_root!();
+    let (topo, mut daemon) = start(&EQUAL, &Extras { health: true, metrics: true, udp_service: true });
     let ips: Vec<String> = (1..=3).map(|i| backend_ip(i).to_string()).collect();
     let series = |name: &str, svc: &str, ip: &str| format!("{name}{{service=\"{svc}\",backend=\"{ip}\"}}");
 

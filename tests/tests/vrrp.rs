@@ -19,11 +19,10 @@ use std::{
 };
 
 use fj_lb_tests::{
-    Daemon, Host, KeepAliveConn, Topology, VIP,
-    daemon::{Keepalived, KeepalivedSettings, Readiness, VrrpSettings, VrrpStatus},
+    Daemon, Host, KeepAliveConn, Readiness, Topology, VIP, VrrpSettings,
+    daemon::{Keepalived, KeepalivedSettings, VrrpStatus},
     http::{self, Answer},
-    in_netns, poll_until, require_root,
-    topology::lb_ip,
+    in_netns, lb_ip, one_at_a_time, poll_until, require_root,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -35,14 +34,6 @@ const BACKENDS: [(usize, u32); 2] = [(1, 100), (2, 100)];
 const FAST_POLL: Duration = Duration::from_millis(2);
 
 // ---- helpers ----------------------------------------------------------------------------
-
-/// The tests measure failovers in tens of milliseconds with 100 ms adverts: run them one at a
-/// time, so that two of them do not starve each other's daemons of the machine's two cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 fn start_vrrp(topo: &mut Topology, lb: usize, v: &VrrpSettings) -> Daemon {
     let config = topo.lb_config(lb, &BACKENDS, Some(v));
@@ -84,6 +75,16 @@ fn start_pair(topo: &mut Topology, v1: &VrrpSettings, v2: &VrrpSettings) -> (Dae
     (d1, d2)
 }
 
+/// A two-LB lab with two backends: lb1 (priority 150) master, lb2 (100) its backup, and that
+/// checked for `hold` ([`assert_only_master`]).
+fn started_pair(hold: Duration) -> (Topology, VrrpSettings, VrrpSettings, Daemon, Daemon) {
+    let mut topo = Topology::builder().lbs(2).backends(2).build();
+    let (v1, v2) = (VrrpSettings::new(150), VrrpSettings::new(100));
+    let (d1, d2) = start_pair(&mut topo, &v1, &v2);
+    assert_only_master(&topo, &d1, 1, &d2, 2, hold);
+    (topo, v1, v2, d1, d2)
+}
+
 /// For `hold`: `master` (on LB `m`) is master and the only host with the VIP, `backup` (on LB
 /// `b`) is its backup. Checked every 50 ms, with the CLI an operator would use.
 fn assert_only_master(topo: &Topology, master: &Daemon, m: usize, backup: &Daemon, b: usize, hold: Duration) {
@@ -101,21 +102,6 @@ fn assert_only_master(topo: &Topology, master: &Daemon, m: usize, backup: &Daemo
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Polls until the client gets a 200 through the VIP; the backend's body.
-fn wait_vip_answers(topo: &Topology, timeout: Duration) -> String {
-    let mut last = String::new();
-    poll_until(timeout, Duration::from_millis(50), || {
-        match topo.client_get(topo.vip_addr(), "/", Duration::from_secs(1)) {
-            Ok((200, body)) => Some(body),
-            other => {
-                last = format!("{other:?}");
-                None
-            }
-        }
-    })
-    .unwrap_or_else(|| panic!("the VIP did not answer the client within {timeout:?}; last: {last}"))
 }
 
 /// The MAC the client has for the VIP, polled until it is `mac` (gratuitous ARP is async).
@@ -278,13 +264,10 @@ fn checksum_good(p: &BTreeMap<String, String>) -> bool {
 
 #[test]
 fn backup_takes_the_vip_when_the_master_is_killed() {
-    require_root();
+    require_root!();
     let _serial = one_at_a_time();
-    let mut topo = Topology::builder().lbs(2).backends(2).build();
-    let (v1, v2) = (VrrpSettings::new(150), VrrpSettings::new(100));
-    let (mut d1, d2) = start_pair(&mut topo, &v1, &v2);
-    assert_only_master(&topo, &d1, 1, &d2, 2, Duration::from_secs(1));
-    wait_vip_answers(&topo, Duration::from_secs(10));
+    let (topo, _v1, v2, mut d1, d2) = started_pair(Duration::from_secs(1));
+    topo.wait_vip_answers(Duration::from_secs(10));
     let (lb1_mac, lb2_mac) = (topo.lb_n(1).mac(), topo.lb_n(2).mac());
     wait_client_arp(&topo, &lb1_mac, Duration::from_secs(2));
 
@@ -378,13 +361,10 @@ fn backup_takes_the_vip_when_the_master_is_killed() {
 
 #[test]
 fn clean_shutdown_hands_over_within_skew_time() {
-    require_root();
+    require_root!();
     let _serial = one_at_a_time();
-    let mut topo = Topology::builder().lbs(2).backends(2).build();
-    let (v1, v2) = (VrrpSettings::new(150), VrrpSettings::new(100));
-    let (mut d1, d2) = start_pair(&mut topo, &v1, &v2);
-    assert_only_master(&topo, &d1, 1, &d2, 2, Duration::from_millis(500));
-    wait_vip_answers(&topo, Duration::from_secs(10));
+    let (topo, _v1, v2, mut d1, d2) = started_pair(Duration::from_millis(500));
+    topo.wait_vip_answers(Duration::from_secs(10));
 
     let t0 = Instant::now();
     d1.signal(libc::SIGTERM);
@@ -402,7 +382,7 @@ fn clean_shutdown_hands_over_within_skew_time() {
     assert_eq!(vrrp(&d2).master_priority, Some(100));
 
     wait_client_arp(&topo, &topo.lb_n(2).mac(), Duration::from_secs(1));
-    let body = wait_vip_answers(&topo, Duration::from_secs(2));
+    let body = topo.wait_vip_answers(Duration::from_secs(2));
     assert!(topo.backend_of(&body).is_some(), "{body:?}");
     assert!(log1.contains("virtual address removed"), "lb1's log does not say it removed the VIP:\n{log1}");
 }
@@ -411,12 +391,9 @@ fn clean_shutdown_hands_over_within_skew_time() {
 
 #[test]
 fn preemption_on_and_off() {
-    require_root();
+    require_root!();
     let _serial = one_at_a_time();
-    let mut topo = Topology::builder().lbs(2).backends(2).build();
-    let (v1, v2) = (VrrpSettings::new(150), VrrpSettings::new(100));
-    let (d1, d2) = start_pair(&mut topo, &v1, &v2);
-    assert_only_master(&topo, &d1, 1, &d2, 2, Duration::from_millis(500));
+    let (mut topo, v1, _v2, d1, d2) = started_pair(Duration::from_millis(500));
 
     // lb1 leaves: lb2 takes over.
     drop(d1);
@@ -443,7 +420,7 @@ fn preemption_on_and_off() {
         d2.vrrp_status()
     );
     assert_only_master(&topo, &d1, 1, &d2, 2, Duration::from_millis(500));
-    wait_vip_answers(&topo, Duration::from_secs(5));
+    topo.wait_vip_answers(Duration::from_secs(5));
 
     // Again, with preemption off on lb1: it stays backup of the lower-priority master.
     drop(d1);
@@ -463,14 +440,14 @@ fn preemption_on_and_off() {
     assert_eq!(s1.master_priority, Some(100), "{s1:?}");
     assert!(s1.adverts_received > received + 10, "lb1 should keep hearing lb2's adverts: {s1:?}");
     assert_eq!(vrrp(&d2).transitions, transitions2, "lb2 changed state while lb1 (preempt off) rejoined");
-    wait_vip_answers(&topo, Duration::from_secs(5));
+    topo.wait_vip_answers(Duration::from_secs(5));
 }
 
 // ---- d: keepalived ----------------------------------------------------------------------
 
 #[test]
 fn interoperates_with_keepalived() {
-    require_root();
+    require_root!();
     let _serial = one_at_a_time();
     let mut topo = Topology::builder().lbs(2).backends(2).build();
     let mut capture = Capture::start(&topo);
@@ -490,7 +467,7 @@ fn interoperates_with_keepalived() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(ka.states(), ["BACKUP"], "keepalived should stay backup of fj-lb; its log:\n{}", ka.log());
-    wait_vip_answers(&topo, Duration::from_secs(5));
+    topo.wait_vip_answers(Duration::from_secs(5));
 
     // B: fj-lb stops cleanly; keepalived takes over within its skew time.
     let t0 = Instant::now();
@@ -515,7 +492,7 @@ fn interoperates_with_keepalived() {
     assert!(status.success(), "fj-lb exited with {status}");
     assert!(!topo.lb_n(1).has_address(VIP));
     wait_client_arp(&topo, &topo.lb_n(2).mac(), Duration::from_secs(2));
-    wait_vip_answers(&topo, Duration::from_secs(5));
+    topo.wait_vip_answers(Duration::from_secs(5));
     drop(d1);
 
     // C: fj-lb (150, preempt) comes back and takes over from keepalived (100).
@@ -533,7 +510,7 @@ fn interoperates_with_keepalived() {
     assert!(s1.adverts_received > 0, "fj-lb accepted no advert of keepalived's while it was backup: {s1:?}");
     assert!(s1.rejected.is_empty(), "fj-lb rejected keepalived's adverts: {s1:?}");
     wait_client_arp(&topo, &topo.lb_n(1).mac(), Duration::from_secs(2));
-    wait_vip_answers(&topo, Duration::from_secs(5));
+    topo.wait_vip_answers(Duration::from_secs(5));
 
     // D: keepalived restarted at 200 preempts fj-lb (150).
     ka.stop(Duration::from_secs(10));
@@ -555,7 +532,7 @@ fn interoperates_with_keepalived() {
         std::thread::sleep(Duration::from_millis(50));
     }
     wait_client_arp(&topo, &topo.lb_n(2).mac(), Duration::from_secs(2));
-    wait_vip_answers(&topo, Duration::from_secs(5));
+    topo.wait_vip_answers(Duration::from_secs(5));
 
     // E: keepalived stops (priority 0); fj-lb takes over within its skew time.
     let t0 = Instant::now();
@@ -572,7 +549,7 @@ fn interoperates_with_keepalived() {
     ka.stop(Duration::from_secs(10));
     assert!(!topo.lb_n(2).has_address(VIP), "keepalived left the VIP behind");
     wait_client_arp(&topo, &topo.lb_n(1).mac(), Duration::from_secs(2));
-    wait_vip_answers(&topo, Duration::from_secs(5));
+    topo.wait_vip_answers(Duration::from_secs(5));
     let s1 = vrrp(&d1);
     assert!(s1.rejected.is_empty(), "fj-lb rejected packets (only keepalived talked to it): {s1:?}");
     let ka_logs = format!("{first_ka_log}{}", ka.log());
@@ -747,7 +724,7 @@ fn send_frames(host: &Host, frames: &[Vec<u8>]) {
 
 #[test]
 fn malformed_adverts_are_counted_not_acted_on() {
-    require_root();
+    require_root!();
     let _serial = one_at_a_time();
     let mut topo = Topology::builder().lbs(2).backends(2).build();
     let mut capture = Capture::start(&topo);

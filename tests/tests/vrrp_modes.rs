@@ -15,38 +15,21 @@ use std::{
     collections::BTreeMap,
     net::{Ipv6Addr, UdpSocket},
     process::Command,
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
 use fj_lb_tests::{
-    ChildGuard, Daemon, Host, Topology, VIP,
-    daemon::{Readiness, VrrpSettings},
-    ns::try_run,
+    ChildGuard, Config, Daemon, Host, Readiness, Topology, VIP, VrrpSettings, lb_ip, ns::try_run, one_at_a_time,
     poll_until, require_root,
-    topology::lb_ip,
 };
 
 // ---- helpers ----------------------------------------------------------------------------
-
-/// Failover times are measured in tens of milliseconds on two cores: one test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// What the tests allow on top of the master down interval: scheduling, rtnetlink, polling.
 const MARGIN: Duration = Duration::from_millis(100);
 /// How often the failover loops look at status and addresses.
 const FAST_POLL: Duration = Duration::from_millis(2);
-const ADVERT_INTERVAL: Duration = Duration::from_millis(100);
 const BACKENDS: [(usize, u32); 2] = [(1, 100), (2, 100)];
-
-/// RFC 5798: 3 × Advertisement_Interval + (256 − priority) × Advertisement_Interval / 256.
-fn master_down_interval(priority: u32) -> Duration {
-    ADVERT_INTERVAL * 3 + ADVERT_INTERVAL * (256 - priority) / 256
-}
 
 /// `ip -n NS -j ARGS...`, parsed; `Null` when the command fails (e.g. no such device).
 fn ip_json(ns: &str, args: &[&str]) -> serde_json::Value {
@@ -218,16 +201,18 @@ const CAPTURE_FIELDS: [&str; 15] = [
     "icmpv6.opt.linkaddr",
 ];
 
+/// The `[vrrp]` table of the IPv6 test: VRID 52, 100 ms adverts, one IPv6 virtual address,
+/// everything else at the daemon's defaults.
+fn ipv6_vrrp(priority: u8) -> VrrpSettings {
+    VrrpSettings::bare(VRID6, priority, &format!("{VIP6}/64"))
+}
+
 /// A VRRP-only config: no `[[service]]`, one IPv6 virtual address.
-fn ipv6_config(topo: &Topology, lb: usize, priority: u8) -> String {
-    format!(
-        "interface = \"eth0\"\nxdp_mode = \"native\"\nbpffs = \"{}\"\ncontrol_socket = \"{}\"\n\
-         flow_table_size = 4096\nmaglev_table_size = 251\n\n[vrrp]\nvrid = {VRID6}\npriority = {priority}\n\
-         advert_interval_ms = {}\nvirtual_addresses = [\"{VIP6}/64\"]\n",
-        topo.bpffs_dir_of(lb).display(),
-        topo.control_socket_of(lb).display(),
-        ADVERT_INTERVAL.as_millis(),
-    )
+fn ipv6_config(topo: &Topology, lb: usize, priority: u8) -> Config {
+    Config::new(&topo.bpffs_dir_of(lb), &topo.control_socket_of(lb))
+        .flow_table_size(4096)
+        .maglev_table_size(251)
+        .vrrp(Some(&ipv6_vrrp(priority)))
 }
 
 /// The master's IPv6 VIP must be usable at once: on eth0 as /64, added without DAD, neither
@@ -245,7 +230,7 @@ fn assert_vip6_usable(host: &Host) {
 
 #[test]
 fn ipv6_vrrp_fails_over() {
-    require_root();
+    require_root!();
     let _serial = one_at_a_time();
     let mut topo = Topology::builder().lbs(2).backends(1).nginx(false).build();
     topo.client().ns.ip(&["addr", "add", &format!("{CLIENT6}/64"), "dev", "eth0", "nodad"]);
@@ -270,7 +255,7 @@ fn ipv6_vrrp_fails_over() {
 
     let c1 = ipv6_config(&topo, 1, 150);
     let c2 = ipv6_config(&topo, 2, 100);
-    assert!(!c1.contains("[[service]]"));
+    assert!(!c1.render().contains("[[service]]"));
     let mut d1 = Daemon::start_on(&mut topo, 1, &c1, Readiness::Attached);
     assert!(
         wait_master(&d1, topo.lb_n(1), "eth0", VIP6, Duration::from_secs(5)).is_some(),
@@ -324,13 +309,13 @@ fn ipv6_vrrp_fails_over() {
     let killed = Instant::now();
     d1.kill();
     topo.lb_n(1).set_eth0(false);
-    let bound = master_down_interval(100) + MARGIN;
+    let bound = ipv6_vrrp(100).master_down_interval() + MARGIN;
     let took = wait_master(&d2, topo.lb_n(2), "eth0", VIP6, Duration::from_secs(5)).unwrap_or_else(|| {
         panic!("lb2 did not become master holding {VIP6} within 5 s of lb1's crash: {:?}", d2.vrrp_status())
     }) - killed;
     println!(
         "IPv6 failover after SIGKILL: {took:?} (master down interval {:?}, bound {bound:?})",
-        master_down_interval(100)
+        ipv6_vrrp(100).master_down_interval()
     );
     assert!(took <= bound, "lb2 took {took:?} to become master and hold {VIP6}; allowed {bound:?}");
     assert_vip6_usable(topo.lb_n(2));
@@ -452,33 +437,29 @@ fn capture_adverts(topo: &Topology, n: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Polls until the client gets a 200 from a backend through the VIP.
-fn wait_vip_answers(topo: &Topology, timeout: Duration) {
-    let mut last = String::new();
-    poll_until(timeout, Duration::from_millis(20), || {
-        match topo.client_get(topo.vip_addr(), "/", Duration::from_millis(500)) {
-            Ok((200, body)) if body.starts_with('b') => Some(()),
-            other => {
-                last = format!("{other:?}");
-                None
-            }
-        }
-    })
-    .unwrap_or_else(|| panic!("the VIP did not answer the client within {timeout:?}; last: {last}"))
+/// The next `n` adverts the client sees (within 10 s) all come from `src` with the virtual MAC.
+fn assert_vmac_adverts(topo: &Topology, n: usize, src: &str, when: &str) {
+    let adverts = capture_adverts(topo, n);
+    println!("adverts {when} (eth.src, ip.src): {adverts:?}");
+    assert_eq!(adverts.len(), n, "captured {} of {n} adverts within 10 s: {adverts:?}", adverts.len());
+    assert!(adverts.iter().all(|(m, s)| m == VMAC && s == src), "adverts not from {src} with {VMAC}: {adverts:?}");
 }
 
 #[test]
 fn virtual_mac_keeps_the_clients_arp_entry_across_a_failover() {
-    require_root();
+    require_root!();
     let _serial = one_at_a_time();
     let mut topo = Topology::builder().lbs(2).backends(2).build();
-    let with_vmac = |c: String| {
-        let out = c.replacen("[vrrp]\n", "[vrrp]\nuse_virtual_mac = true\naccept_mode = true\n", 1);
-        assert!(out.contains("use_virtual_mac = true"), "no [vrrp] table in the rendered config:\n{c}");
-        out
-    };
-    let c1 = with_vmac(topo.lb_config(1, &BACKENDS, Some(&VrrpSettings::new(150))));
-    let c2 = with_vmac(topo.lb_config(2, &BACKENDS, Some(&VrrpSettings::new(100))));
+    let (v1, v2) = (VrrpSettings::new(150).virtual_mac(), VrrpSettings::new(100).virtual_mac());
+    let c1 = topo.lb_config(1, &BACKENDS, Some(&v1));
+    let c2 = topo.lb_config(2, &BACKENDS, Some(&v2));
+    for c in [&c1, &c2] {
+        let text = c.render();
+        assert!(
+            text.contains("use_virtual_mac = true\n") && text.contains("accept_mode = true\n"),
+            "no virtual MAC in the rendered config:\n{text}"
+        );
+    }
     let vip = VIP.to_string();
     let (lb1_ip, lb2_ip) = (lb_ip(1).to_string(), lb_ip(2).to_string());
     assert_eq!(eth0_sysctl(topo.lb_n(2), "arp_ignore"), "0", "lb2's arp_ignore before the daemon runs");
@@ -517,17 +498,11 @@ fn virtual_mac_keeps_the_clients_arp_entry_across_a_failover() {
     }
 
     // Adverts on the wire carry the virtual MAC.
-    let adverts = capture_adverts(&topo, 5);
-    println!("adverts before the failover (eth.src, ip.src): {adverts:?}");
-    assert_eq!(adverts.len(), 5, "captured {} of 5 adverts within 10 s: {adverts:?}", adverts.len());
-    assert!(
-        adverts.iter().all(|(m, s)| m == VMAC && *s == lb1_ip),
-        "adverts not from {lb1_ip} with {VMAC}: {adverts:?}"
-    );
+    assert_vmac_adverts(&topo, 5, &lb1_ip, "before the failover");
 
     // A request through the VIP: the balancer takes frames to the virtual MAC, and the client
     // ties the VIP to it.
-    wait_vip_answers(&topo, Duration::from_secs(10));
+    topo.wait_vip_answers(Duration::from_secs(10));
     assert_eq!(topo.client().neighbour_mac(VIP).as_deref(), Some(VMAC), "the client's ARP entry for the VIP");
 
     // Every change to the client's neighbour table from here on. Listening is confirmed with
@@ -557,13 +532,13 @@ fn virtual_mac_keeps_the_clients_arp_entry_across_a_failover() {
     let killed = Instant::now();
     d1.kill();
     topo.lb_n(1).set_eth0(false);
-    let bound = master_down_interval(100) + MARGIN;
+    let bound = v2.master_down_interval() + MARGIN;
     let took = wait_master(&d2, topo.lb_n(2), VMAC_DEV, &vip, Duration::from_secs(5)).unwrap_or_else(|| {
         panic!("lb2 did not become master with the VIP on {VMAC_DEV} within 5 s: {:?}", d2.vrrp_status())
     }) - killed;
     println!(
         "virtual-MAC failover after SIGKILL: {took:?} (master down interval {:?}, bound {bound:?})",
-        master_down_interval(100)
+        v2.master_down_interval()
     );
     assert!(took <= bound, "lb2 took {took:?} to become master with the VIP on {VMAC_DEV}; allowed {bound:?}");
     let l2 = link(topo.lb_n(2), VMAC_DEV).unwrap_or_else(|| panic!("lb2 has no {VMAC_DEV}"));
@@ -576,20 +551,14 @@ fn virtual_mac_keeps_the_clients_arp_entry_across_a_failover() {
     );
 
     // Requests through the VIP work again, through lb2, with the same ARP entry.
-    wait_vip_answers(&topo, Duration::from_secs(5));
+    topo.wait_vip_answers(Duration::from_secs(5));
     println!("first answer through lb2: {:?} after the crash", killed.elapsed());
     assert_eq!(
         topo.client().neighbour_mac(VIP).as_deref(),
         Some(VMAC),
         "the client's ARP entry after requests through lb2"
     );
-    let adverts = capture_adverts(&topo, 3);
-    println!("adverts after the failover (eth.src, ip.src): {adverts:?}");
-    assert_eq!(adverts.len(), 3, "captured {} of 3 adverts within 10 s: {adverts:?}", adverts.len());
-    assert!(
-        adverts.iter().all(|(m, s)| m == VMAC && *s == lb2_ip),
-        "adverts not from {lb2_ip} with {VMAC}: {adverts:?}"
-    );
+    assert_vmac_adverts(&topo, 3, &lb2_ip, "after the failover");
 
     // The client's entry for the VIP never named another MAC, nor went away.
     monitor.stop(Duration::from_secs(5));

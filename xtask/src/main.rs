@@ -102,7 +102,9 @@ fn main() -> Result<()> {
             setup::setup()?;
             let bin = build_fj_lb(false)?;
             let mut c = cargo();
-            c.arg("test").args(&args).env("FJ_LB_BIN", &bin);
+            // Run as root, nothing may skip: a privileged test that finds itself without root
+            // fails instead (see fj_lb_tests::require_root!).
+            c.arg("test").args(&args).env("FJ_LB_BIN", &bin).env("FJT_REQUIRE_PRIVILEGED", "1");
             run(&mut c)
         }
     }
@@ -116,7 +118,7 @@ fn bench(quick: bool) -> Result<()> {
     let mut parts = vec![std::fs::read_to_string(out.join("datapath.md"))?];
     if !quick {
         let bin = build_fj_lb(true)?;
-        run(cargo().args(["build", "--release", "--package", "fj-lb-tests", "--bin", "fj-lb-bench-e2e"]))?;
+        run(cargo().args(["build", "--release", "--package", "fj-lb-bench", "--bin", "fj-lb-bench-e2e"]))?;
         run(Command::new(root.join("target/release/fj-lb-bench-e2e")).env("FJ_LB_BIN", &bin))?;
         parts.push(std::fs::read_to_string(out.join("e2e.md"))?);
     }

@@ -14,48 +14,36 @@ use std::{
     time::{Duration, Instant},
 };
 
-use fj_lb_tests::{
-    Daemon, Topology, VIP,
-    daemon::{Readiness, VrrpSettings},
-    get_from, poll_until, require_root,
-};
+use fj_lb_tests::{Daemon, HealthSettings, Readiness, Topology, VIP, VrrpSettings, assert_root, get_from, poll_until};
 
 const REQUESTS: u16 = 30;
 const BACKENDS: [(usize, u32); 3] = [(1, 100), (2, 100), (3, 100)];
+
+/// When a request of the client loop started (since the loop began), and who answered.
+type Request = (Duration, Result<String, String>);
 
 fn bold(s: &str) -> String {
     format!("\x1b[1m{s}\x1b[0m")
 }
 
 fn main() {
-    require_root();
+    assert_root();
     // Block SIGINT and SIGTERM before any thread exists: every thread inherits the mask, and
     // the main thread takes them with sigwait, so the guards tear the lab down on Ctrl-C.
-    let mut signals: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigemptyset(&mut signals);
-        libc::sigaddset(&mut signals, libc::SIGINT);
-        libc::sigaddset(&mut signals, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut());
-    }
+    let signals = fj_lb_tests::ns::block_stop_signals();
 
     println!("{}", bold("fj-lb lab: client → VIP 10.0.0.100:80 → (lb1 | lb2, VRRP) → b1 b2 b3, replies straight back"));
     let mut topo = Topology::builder().lbs(2).backends(3).build();
     let (v1, v2) = (VrrpSettings::new(150), VrrpSettings::new(100));
-    // The lab's default config, embedded: the harness's service plus HTTP health checks.
-    let with_checks = |c: String| {
-        c.replacen(
-            "forward = \"dsr\"\n",
-            "forward = \"dsr\"\n\n  [service.health]\n  check = \"http\"\n  path = \"/healthz\"\n  interval_ms = 200\n  timeout_ms = 100\n  rise = 1\n  fall = 2\n",
-            1,
-        )
-    };
-    let c1 = with_checks(topo.lb_config(1, &BACKENDS, Some(&v1)));
-    let c2 = with_checks(topo.lb_config(2, &BACKENDS, Some(&v2)));
+    // The lab's default config, embedded: the harness's service plus HTTP health checks
+    // (GET /healthz every 200 ms, 100 ms timeout, up after one pass, down after two failures).
+    let checks = HealthSettings { expect_status: None, rise: 1, fall: 2, ..HealthSettings::http() };
+    let c1 = topo.lb_config(1, &BACKENDS, Some(&v1)).health(Some(&checks));
+    let c2 = topo.lb_config(2, &BACKENDS, Some(&v2)).health(Some(&checks));
     let started = Instant::now();
     let mut d1 = Daemon::start_on(&mut topo, 1, &c1, Readiness::Attached);
     let d2 = Daemon::start_on(&mut topo, 2, &c2, Readiness::Attached);
-    println!("two fj-lb daemons up in {:.1} s; lb1's config ({}):\n\n{c1}", started.elapsed().as_secs_f64(), d1.config_path().display());
+    println!("two fj-lb daemons up in {:.1} s; lb1's config ({}):\n\n{}", started.elapsed().as_secs_f64(), d1.config_path().display(), c1.render());
 
     let master_ready = poll_until(Duration::from_secs(5), Duration::from_millis(10), || {
         let s = d1.vrrp_status().ok()?;
@@ -108,16 +96,15 @@ fn main() {
 
     println!("\n{}", bold("3. lb1 dies (SIGKILL, then its link goes down) while the client keeps sending"));
     let stop = Arc::new(AtomicBool::new(false));
-    let log: Arc<Mutex<Vec<(Duration, Result<String, String>)>>> = Arc::default();
+    let log: Arc<Mutex<Vec<Request>>> = Arc::default();
     let t0 = Instant::now();
     let client = {
         let (stop, log) = (stop.clone(), log.clone());
         let ns = topo.client().ns.name().to_string();
         std::thread::spawn(move || {
             fj_lb_tests::in_netns(&ns, || {
-                let mut port = 41000u16;
                 // Bounded: at most 400 requests, and the main thread stops it after the failover.
-                for _ in 0..400 {
+                for port in 41000u16..41400 {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
@@ -128,7 +115,6 @@ fn main() {
                         Err(e) => Err(e),
                     };
                     log.lock().expect("log lock").push((at, r));
-                    port += 1;
                     std::thread::sleep(Duration::from_millis(20));
                 }
             })

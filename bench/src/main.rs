@@ -29,9 +29,9 @@ use std::{
 };
 
 use fj_lb_tests::{
-    LB_IP, Topology, VIP, backend_ip, fj_lb_bin, get,
-    ns::{ChildGuard, ensure_bpffs},
-    poll_until, require_root, xdp_info,
+    Config, Daemon, LB_IP, Service, Topology, VIP, assert_root, backend_ip, fj_lb, fj_lb_bin, get,
+    ns::{self, ChildGuard, ensure_bpffs},
+    poll_until, xdp_info,
 };
 use serde_json::{Value, json};
 
@@ -67,13 +67,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static FOREGROUND: AtomicU32 = AtomicU32::new(0);
 
 fn install_signal_watcher() {
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+    let set = ns::block_stop_signals();
     std::thread::spawn(move || {
         let mut sig = 0;
         unsafe { libc::sigwait(&set, &mut sig) };
@@ -96,7 +90,7 @@ fn check_stop() {
 /// so a signal can end it. `Err` names the command, its status and stderr.
 fn run_tool(cmd: &mut Command) -> Result<String, String> {
     check_stop();
-    let what = describe(cmd);
+    let what = ns::describe(cmd);
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     unsafe {
         cmd.pre_exec(|| {
@@ -111,20 +105,7 @@ fn run_tool(cmd: &mut Command) -> Result<String, String> {
     let out = child.wait_with_output();
     FOREGROUND.store(0, Ordering::SeqCst);
     let out = out.map_err(|e| format!("waiting for `{what}`: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "`{what}` failed ({}): {} {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        ))
-    }
-}
-
-fn describe(cmd: &Command) -> String {
-    std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    ns::output_result(&what, &out)
 }
 
 /// `ip netns exec NS ARGS...` as a foreground tool.
@@ -224,67 +205,21 @@ fn link_stats(ns: &str, ifname: &str) -> (u64, u64, u64, u64) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The daemon, started and stopped here (not through the harness's Daemon, whose readiness poll
-// is too coarse to time a start and which expects the lab's one-service config).
+// The daemon: the harness's guard, started here with a fresh bpffs dir and control socket per
+// run, info logging, and its own readiness poll (finer than the harness's, and stoppable).
 
-#[derive(Debug, Clone)]
-struct Svc {
-    name: String,
-    port: u16,
-    protocol: &'static str,
-    backends: Vec<Ipv4Addr>,
+/// The web service: tcp/80 over b1..b3, default weights, no health checks (backends count as
+/// healthy).
+fn web_service() -> Service {
+    Service::new("web", 80, "tcp").backends((1..=BACKENDS).map(backend_ip))
 }
 
-#[derive(Debug, Clone, Default)]
-struct Sizes {
-    flow_table_size: Option<u32>,
-    maglev_table_size: Option<u32>,
-    max_services: Option<u32>,
-    max_backends: Option<u32>,
-}
-
-/// A config on the LB's eth0 (native XDP), VIP 10.0.0.100 for every service, no health checks
-/// (backends count as healthy), no metrics listener, no VRRP (the harness put the VIP on eth0).
-fn render_config(bpffs: &Path, socket: &Path, sizes: &Sizes, services: &[Svc]) -> String {
-    let mut s = format!(
-        "interface = \"eth0\"\nxdp_mode = \"native\"\nbpffs = \"{}\"\ncontrol_socket = \"{}\"\n",
-        bpffs.display(),
-        socket.display()
-    );
-    for (k, v) in [
-        ("flow_table_size", sizes.flow_table_size),
-        ("maglev_table_size", sizes.maglev_table_size),
-        ("max_services", sizes.max_services),
-        ("max_backends", sizes.max_backends),
-    ] {
-        if let Some(v) = v {
-            writeln!(s, "{k} = {v}").unwrap();
-        }
+/// `GET /` from the client to `addr`: `Ok` if a backend answered (200, "bN"), else the answer.
+fn answered_by_backend(topo: &Topology, addr: SocketAddrV4) -> Result<(), String> {
+    match topo.client().run_in(|| get(addr, "/", Duration::from_millis(500))) {
+        Ok((200, body)) if body.starts_with('b') => Ok(()),
+        other => Err(format!("{other:?}")),
     }
-    for svc in services {
-        write!(
-            s,
-            "\n[[service]]\nname = \"{}\"\nvip = \"{VIP}\"\nport = {}\nprotocol = \"{}\"\nforward = \"dsr\"\n",
-            svc.name, svc.port, svc.protocol
-        )
-        .unwrap();
-        for b in &svc.backends {
-            write!(s, "  [[service.backend]]\n  address = \"{b}\"\n").unwrap();
-        }
-    }
-    s
-}
-
-fn web_service() -> Svc {
-    Svc { name: "web".into(), port: 80, protocol: "tcp", backends: (1..=BACKENDS).map(backend_ip).collect() }
-}
-
-/// `fj-lb run` in the LB namespace; stopped on Drop, its bpffs directory removed.
-struct LbDaemon {
-    child: ChildGuard,
-    bpffs: PathBuf,
-    socket: PathBuf,
-    config: PathBuf,
 }
 
 struct Lab {
@@ -294,87 +229,49 @@ struct Lab {
 }
 
 impl Lab {
-    /// Paths for the next daemon: (config file, bpffs dir, control socket, log).
-    fn next_paths(&mut self, label: &str) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    /// A config on the LB's eth0 (native XDP), VIP 10.0.0.100 for every service, no metrics
+    /// listener, no VRRP (the harness put the VIP on eth0), default table sizes; a bpffs dir and
+    /// control socket of its own.
+    fn config(&mut self, label: &str, services: &[Service]) -> Config {
         self.runs += 1;
         let n = self.runs;
-        let tmp = self.topo.tmp();
-        (
-            tmp.join(format!("{label}-{n}.toml")),
-            PathBuf::from("/sys/fs/bpf").join(format!("{}-bench{n}", self.topo.id())),
-            tmp.join(format!("{label}-{n}.sock")),
-            tmp.join(format!("{label}-{n}.log")),
-        )
+        let bpffs = PathBuf::from("/sys/fs/bpf").join(format!("{}-bench{n}", self.topo.id()));
+        let socket = self.topo.tmp().join(format!("{label}-{n}.sock"));
+        services.iter().cloned().fold(Config::new(&bpffs, &socket), Config::service)
     }
 
-    /// Writes the config for `services` and returns its path, bpffs dir, socket and log path.
-    fn prepare(&mut self, label: &str, sizes: &Sizes, services: &[Svc]) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
-        let (conf, bpffs, socket, log) = self.next_paths(label);
-        std::fs::write(&conf, render_config(&bpffs, &socket, sizes, services)).expect("writing a daemon config");
-        (conf, bpffs, socket, log)
-    }
-
-    fn spawn_daemon(&self, conf: &Path, bpffs: &Path, socket: &Path, log: &Path) -> LbDaemon {
+    /// Spawns `fj-lb run` with `config` in the LB namespace, at once.
+    fn spawn_daemon(&mut self, config: &Config) -> Daemon {
         check_stop();
-        let mut cmd = Command::new(&self.bin);
-        cmd.arg("run").arg("--config").arg(conf).env("NO_COLOR", "1").env("RUST_LOG", "info");
-        let child = self.topo.lb().ns.spawn_command("fj-lb run", cmd, log);
-        LbDaemon { child, bpffs: bpffs.to_path_buf(), socket: socket.to_path_buf(), config: conf.to_path_buf() }
+        Daemon::spawn_on(&mut self.topo, 1, config, Some("info"))
     }
 
     /// Starts a daemon and waits (bounded) until XDP is on the LB's eth0 and a request through
     /// VIP:80 is answered by a backend. Panics with the daemon's log otherwise.
-    fn start_daemon(&mut self, label: &str, sizes: &Sizes, services: &[Svc]) -> LbDaemon {
-        let (conf, bpffs, socket, log) = self.prepare(label, sizes, services);
-        let mut d = self.spawn_daemon(&conf, &bpffs, &socket, &log);
+    fn start_daemon(&mut self, label: &str, config: &Config) -> Daemon {
+        let mut d = self.spawn_daemon(config);
         let lb_ns = self.topo.lb().ns.name().to_string();
         let vip = self.topo.vip_addr();
         let mut last = String::from("XDP not attached yet");
         let ok = poll_until(READY_TIMEOUT, Duration::from_millis(20), || {
             check_stop();
-            d.child.assert_running();
+            d.assert_running();
             xdp_info(&lb_ns, "eth0")?;
-            match self.topo.client().run_in(|| get(vip, "/", Duration::from_millis(500))) {
-                Ok((200, body)) if body.starts_with('b') => Some(()),
-                other => {
-                    last = format!("{other:?}");
-                    None
-                }
-            }
+            answered_by_backend(&self.topo, vip).map_err(|e| last = e).ok()
         });
         if ok.is_none() {
-            panic!("fj-lb ({label}) was not balancing within {READY_TIMEOUT:?} (last: {last}); its log:\n{}", d.child.log());
+            panic!("fj-lb ({label}) was not balancing within {READY_TIMEOUT:?} (last: {last}); its log:\n{}", d.log());
         }
         d
     }
 
-    fn stats(&self, d: &LbDaemon) -> BTreeMap<String, u64> {
-        let out = run_tool(Command::new(&self.bin).arg("--socket").arg(&d.socket).args(["stats", "--json"]).env("NO_COLOR", "1"))
-            .unwrap_or_else(|e| panic!("fj-lb stats: {e}"));
-        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("fj-lb stats --json printed {out:?}: {e}"));
+    fn stats(&self, d: &Daemon) -> BTreeMap<String, u64> {
+        let v = fj_lb(d.control_socket(), &["stats", "--json"]).json().unwrap_or_else(|e| panic!("fj-lb stats: {e}"));
         v.as_object()
-            .unwrap_or_else(|| panic!("fj-lb stats --json is not an object: {out}"))
+            .unwrap_or_else(|| panic!("fj-lb stats --json is not an object: {v}"))
             .iter()
             .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
             .collect()
-    }
-}
-
-impl LbDaemon {
-    fn pid(&self) -> u32 {
-        self.child.pid()
-    }
-}
-
-impl Drop for LbDaemon {
-    fn drop(&mut self) {
-        let status = self.child.stop(Duration::from_secs(10));
-        if std::thread::panicking() {
-            eprintln!("---- fj-lb daemon ({}) exit {status}; log ----\n{}", self.config.display(), self.child.log());
-        }
-        if self.bpffs.starts_with("/sys/fs/bpf/") && self.bpffs.exists() {
-            let _ = std::fs::remove_dir_all(&self.bpffs);
-        }
     }
 }
 
@@ -563,7 +460,7 @@ fn gen_pin() -> Vec<String> {
 
 /// One generator run. `trial` picks the template's source address, 10.0.<trial>.2, so that each
 /// trial's 5-tuples are new to the flow table.
-fn pps_run(lab: &Lab, daemon: Option<&LbDaemon>, trial: u8) -> Result<PpsRun, String> {
+fn pps_run(lab: &Lab, daemon: Option<&Daemon>, trial: u8) -> Result<PpsRun, String> {
     let topo = &lab.topo;
     let lb_ns = topo.lb().ns.name();
     let sw = topo.switch().name();
@@ -599,7 +496,7 @@ impl PpsRun {
 }
 
 /// [`GEN_TRIALS`] runs; the median one by forwarded rate, and every trial's forwarded Mpps.
-fn pps_trials(lab: &Lab, daemon: Option<&LbDaemon>) -> Result<(PpsRun, Vec<f64>), String> {
+fn pps_trials(lab: &Lab, daemon: Option<&Daemon>) -> Result<(PpsRun, Vec<f64>), String> {
     let mut runs = Vec::new();
     for t in 0..GEN_TRIALS {
         check_stop();
@@ -654,13 +551,7 @@ fn start_haproxy(topo: &Topology, haproxy: &Path) -> ChildGuard {
     let ok = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
         check_stop();
         child.assert_running();
-        match topo.client().run_in(|| get(addr, "/", Duration::from_millis(500))) {
-            Ok((200, b)) if b.starts_with('b') => Some(()),
-            other => {
-                last = format!("{other:?}");
-                None
-            }
-        }
+        answered_by_backend(topo, addr).map_err(|e| last = e).ok()
     });
     if ok.is_none() {
         panic!("HAProxy did not answer on {addr} within 10 s (last: {last}); its log:\n{}", child.log());
@@ -779,7 +670,7 @@ fn wants(only: &Option<Vec<String>>, part: &str) -> bool {
 }
 
 fn main() {
-    require_root();
+    assert_root();
     install_signal_watcher();
     let only: Option<Vec<String>> =
         std::env::var("FJ_LB_BENCH_ONLY").ok().map(|s| s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect());
@@ -918,14 +809,15 @@ fn main() {
     let mut pps_floor: Option<Result<(PpsRun, Vec<f64>), String>> = None;
     let mut lb_services_note = String::new();
     if wants(&only, "http") || wants(&only, "iperf") || wants(&only, "pps") {
-        let services = vec![
+        let services = [
             web_service(),
-            Svc { name: "iperf".into(), port: IPERF_PORT, protocol: "tcp", backends: vec![backend_ip(1)] },
-            Svc { name: "dns".into(), port: UDP_PORT, protocol: "udp", backends: (1..=BACKENDS).map(backend_ip).collect() },
+            Service::new("iperf", IPERF_PORT, "tcp").backends([backend_ip(1)]),
+            Service::new("dns", UDP_PORT, "udp").backends((1..=BACKENDS).map(backend_ip)),
         ];
         lb_services_note = "web (tcp/80 → b1..b3), iperf (tcp/5201 → b1), dns (udp/53 → b1..b3), default table sizes".into();
         eprintln!("fj-lb-bench-e2e: starting fj-lb");
-        let d = lab.start_daemon("perf", &Sizes::default(), &services);
+        let config = lab.config("perf", &services);
+        let d = lab.start_daemon("perf", &config);
         if wants(&only, "http") {
             eprintln!("fj-lb-bench-e2e: wrk warm-up, fj-lb");
             let _ = run_wrk(&client_ns, vip, false, 1, None);
@@ -970,24 +862,25 @@ fn main() {
     let mut start_ms: Vec<f64> = Vec::new();
     let mut check_ms: Vec<f64> = Vec::new();
     if wants(&only, "start") {
-        let (conf, _, _, _) = lab.prepare("start", &Sizes::default(), &[web_service()]);
+        // The same config every trial but for a fresh bpffs dir and socket; check-config reads
+        // the last one.
+        let mut config = lab.config("start", &[web_service()]);
         for trial in 0..START_TRIALS {
             check_stop();
             eprintln!("fj-lb-bench-e2e: start trial {}", trial + 1);
-            let (_, bpffs, socket, log) = lab.next_paths("start");
-            // Same file, a fresh bpffs dir and socket per trial: rewrite those two lines.
-            let text = render_config(&bpffs, &socket, &Sizes::default(), &[web_service()]);
-            std::fs::write(&conf, &text).expect("writing the start config");
+            config = lab.config("start", &[web_service()]);
+            // From the guard's spawn: it writes the config file into the daemon's own
+            // directory first (microseconds), then starts the process.
             let t0 = Instant::now();
-            let mut d = lab.spawn_daemon(&conf, &bpffs, &socket, &log);
+            let mut d = lab.spawn_daemon(&config);
             let elapsed = lab.topo.client().run_in(|| {
                 let deadline = t0 + READY_TIMEOUT;
                 loop {
                     if STOP.load(Ordering::SeqCst) {
                         return None;
                     }
-                    if let Some(s) = d.child.try_status() {
-                        panic!("fj-lb exited ({s}) before forwarding; its log:\n{}", d.child.log());
+                    if let Some(s) = d.try_status() {
+                        panic!("fj-lb exited ({s}) before forwarding; its log:\n{}", d.log());
                     }
                     if let Ok((200, body)) = get(vip, "/", Duration::from_millis(200))
                         && body.starts_with('b')
@@ -1002,11 +895,13 @@ fn main() {
             });
             check_stop();
             let Some(elapsed) = elapsed else {
-                panic!("fj-lb did not forward a request within {READY_TIMEOUT:?} of its start; its log:\n{}", d.child.log());
+                panic!("fj-lb did not forward a request within {READY_TIMEOUT:?} of its start; its log:\n{}", d.log());
             };
             start_ms.push(elapsed.as_secs_f64() * 1e3);
             drop(d);
         }
+        let conf = lab.topo.tmp().join("check-config.toml");
+        std::fs::write(&conf, config.render()).expect("writing the check-config config");
         for _ in 0..START_TRIALS {
             check_stop();
             let mut cmd = Command::new(&lab.bin);
@@ -1026,30 +921,27 @@ fn main() {
     // ---- 5. Memory ----
     let mut mem: Vec<Mem> = Vec::new();
     if wants(&only, "mem") {
-        let sizes = Sizes {
-            flow_table_size: Some(MEM_FLOW_TABLE),
-            maglev_table_size: Some(MEM_MAGLEV),
-            max_services: Some(MEM_SERVICES as u32),
-            max_backends: Some(4096),
-        };
         for n in [1, MEM_SERVICES] {
             check_stop();
             eprintln!("fj-lb-bench-e2e: memory with {n} service(s)");
-            let services: Vec<Svc> = (0..n)
+            let services: Vec<Service> = (0..n)
                 .map(|i| {
                     if i == 0 {
-                        Svc { backends: vec![backend_ip(1), backend_ip(2)], ..web_service() }
+                        Service::new("web", 80, "tcp").backends([backend_ip(1), backend_ip(2)])
                     } else {
-                        Svc {
-                            name: format!("s{i}"),
-                            port: 20000 + i as u16,
-                            protocol: "tcp",
-                            backends: vec![backend_ip(1 + i % BACKENDS), backend_ip(1 + (i + 1) % BACKENDS)],
-                        }
+                        Service::new(&format!("s{i}"), 20000 + i as u16, "tcp")
+                            .backends([backend_ip(1 + i % BACKENDS), backend_ip(1 + (i + 1) % BACKENDS)])
                     }
                 })
                 .collect();
-            let d = lab.start_daemon(&format!("mem{n}"), &sizes, &services);
+            let label = format!("mem{n}");
+            let config = lab
+                .config(&label, &services)
+                .flow_table_size(MEM_FLOW_TABLE)
+                .maglev_table_size(MEM_MAGLEV)
+                .max_services(MEM_SERVICES as u32)
+                .max_backends(4096);
+            let d = lab.start_daemon(&label, &config);
             // Balancing (a request went through); let its background tasks settle.
             std::thread::sleep(Duration::from_secs(1));
             let pid = d.pid();
