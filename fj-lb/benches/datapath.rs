@@ -415,7 +415,9 @@ fn death_to_update(r: &mut Report) {
 
 fn main() {
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("the data-path benchmark needs root (BPF_PROG_TEST_RUN)");
+        // An error, not a skip: `cargo xtask bench` goes on to read the report this run writes
+        // and would otherwise pick up an old one.
+        eprintln!("the data-path benchmark needs root (CAP_BPF, for BPF_PROG_TEST_RUN); run `cargo xtask bench` as root");
         std::process::exit(1);
     }
     // `cargo bench` passes --bench; filters select sections.
