@@ -38,15 +38,24 @@ pub mod map_names {
     ];
 }
 
-/// Program names inside the embedded object.
+/// Program names inside the two embedded objects. The balancer's object (`fj-lb`) holds
+/// `BALANCER` alone, with the maps of `map_names::ALL`; the helpers' object (`fj-lb-aux`)
+/// holds the programs of `AUX` and the generator's maps, for labs and benchmarks only, so that
+/// loading the balancer never creates them.
 pub mod program_names {
+    /// The balancer, the one program of the `fj-lb` object.
     pub const BALANCER: &str = "fj_lb";
-    /// Attached to the far end of a veth so that frames sent with XDP_TX are delivered.
+    /// In `fj-lb-aux`: attached to the far end of a veth so that frames sent with XDP_TX are
+    /// delivered (`fj-lb xdp-pass`).
     pub const PASS: &str = "fj_lb_pass";
-    /// MAC swap and XDP_TX: the floor the benchmarks measure the balancer against.
+    /// In `fj-lb-aux`: MAC swap and XDP_TX, the floor the benchmarks measure the balancer
+    /// against (`fj-lb xdp-pass --floor`).
     pub const FLOOR: &str = "fj_lb_floor";
-    /// Live-frames packet generator for the packet-rate benchmark.
+    /// In `fj-lb-aux`: live-frames packet generator for the packet-rate benchmark
+    /// (`fj-lb generate`).
     pub const GENERATOR: &str = "fj_lb_gen";
+    /// Every program of `fj-lb-aux`.
+    pub const AUX: [&str; 3] = [PASS, FLOOR, GENERATOR];
 }
 
 /// A service: (VIP, port, protocol). Addresses are in network byte order; an IPv4 address

@@ -1,7 +1,8 @@
 //! `cargo xtask bench` (in-kernel part): per-packet cost of the balancer through
-//! BPF_PROG_TEST_RUN next to the MAC-swap floor, how it scales, and control-plane timings,
-//! each with its baseline measured in the same run. Writes `target/bench/datapath.md` and
-//! `target/bench/datapath.json`. Reports; never fails on a number. Needs root.
+//! BPF_PROG_TEST_RUN next to the MAC-swap floor (a program of the helper object, `fj-lb-aux`),
+//! how it scales, and control-plane timings, each with its baseline measured in the same run.
+//! Writes `target/bench/datapath.md` and `target/bench/datapath.json`. Reports; never fails on
+//! a number. Needs root.
 use std::{
     collections::HashMap,
     fmt::Write as _,

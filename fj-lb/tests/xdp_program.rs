@@ -3,17 +3,17 @@
 //! daemon's own code. Needs root (CAP_BPF): as another user each test says so and passes.
 use std::{collections::HashMap, io::Write as _, net::IpAddr};
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::programs::{TestRun, TestRunOptions, Xdp};
 use etherparse::PacketBuilder;
 use fj_lb::{
-    datapath::Dataplane,
+    datapath::{self, Dataplane},
     model::{
         addr::Mac,
         balancer::{self as state, Balancer},
         config::{self, Config, HostView},
     },
 };
-use fj_lb_common::{FlowKey, Settings, Stat, hash::flow_hash};
+use fj_lb_common::{FlowKey, Settings, Stat, hash::flow_hash, program_names};
 
 /// Returns from the test unless it runs as root, after one line on stderr (written past the
 /// harness's capture, so it shows), so that `cargo test` as a normal user passes quietly.
@@ -123,14 +123,7 @@ impl Lb {
     }
 
     fn run(&self, pkt: &[u8]) -> (u32, Vec<u8>) {
-        let mut out = vec![0u8; pkt.len() + 256];
-        let r = self
-            .dp
-            .program()
-            .test_run(TestRunOptions { data_in: Some(pkt), data_out: Some(&mut out), ..Default::default() })
-            .expect("BPF_PROG_TEST_RUN");
-        out.truncate(r.data_size_out as usize);
-        (r.return_value, out)
+        run_program(self.dp.program(), pkt)
     }
 
     /// Runs a packet that must be forwarded; returns the backend address it went to.
@@ -147,6 +140,16 @@ impl Lb {
     fn stat(&mut self, s: Stat) -> u64 {
         self.dp.stats().unwrap().into_iter().find(|(k, _)| *k == s).unwrap().1
     }
+}
+
+/// One BPF_PROG_TEST_RUN of `pkt`: the action and the frame as the program left it.
+fn run_program(prog: &Xdp, pkt: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; pkt.len() + 256];
+    let r = prog
+        .test_run(TestRunOptions { data_in: Some(pkt), data_out: Some(&mut out), ..Default::default() })
+        .expect("BPF_PROG_TEST_RUN");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
 }
 
 fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
@@ -446,4 +449,20 @@ fn frames_for_another_host_are_not_balanced() {
     let (action, out) = lb.run(&p);
     assert_eq!(action, XDP_TX);
     assert_eq!(&out[6..12], &LB_MAC);
+}
+
+#[test]
+fn the_helper_programs_load_from_their_own_object_and_behave() {
+    require_root!();
+    let pkt = tcp4(CLIENT, 40000, VIP, 80);
+    let run = |name: &'static str| {
+        let ebpf = datapath::load_aux(name).unwrap_or_else(|e| panic!("{name} loads and verifies: {e}"));
+        run_program(ebpf.program(name).unwrap().try_into().unwrap(), &pkt)
+    };
+    assert_eq!(run(program_names::PASS), (XDP_PASS, pkt.clone()), "pass-through: untouched");
+    let (action, out) = run(program_names::FLOOR);
+    assert_eq!(action, XDP_TX, "floor: sent back");
+    assert_eq!((&out[..6], &out[6..12], &out[12..]), (&pkt[6..12], &pkt[..6], &pkt[12..]), "floor: MACs swapped, nothing else");
+    // The generator needs live frames and an interface to run; loading verifies it.
+    datapath::load_aux(program_names::GENERATOR).expect("the generator loads and verifies");
 }
