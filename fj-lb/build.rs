@@ -1,8 +1,10 @@
 use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
 
-/// Builds the XDP program with the nightly toolchain and bpf-linker; `src/dataplane.rs` embeds
-/// the object. `cargo xtask setup` installs both.
+/// Builds the XDP objects with the nightly toolchain and bpf-linker: aya-build builds every
+/// binary of fj-lb-ebpf and copies each to `OUT_DIR/<binary name>`, so `OUT_DIR/fj-lb` (the
+/// balancer, embedded by `src/datapath/mod.rs`) and `OUT_DIR/fj-lb-aux` (helper programs,
+/// embedded by `src/datapath/aux.rs`). `cargo xtask setup` installs the toolchain and linker.
 fn main() -> anyhow::Result<()> {
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .no_deps()

@@ -38,15 +38,24 @@ pub mod map_names {
     ];
 }
 
-/// Program names inside the embedded object.
+/// Program names inside the two embedded objects. The balancer's object (`fj-lb`) holds
+/// `BALANCER` alone, with the maps of `map_names::ALL`; the helpers' object (`fj-lb-aux`)
+/// holds the programs of `AUX` and the generator's maps, for labs and benchmarks only, so that
+/// loading the balancer never creates them.
 pub mod program_names {
+    /// The balancer, the one program of the `fj-lb` object.
     pub const BALANCER: &str = "fj_lb";
-    /// Attached to the far end of a veth so that frames sent with XDP_TX are delivered.
+    /// In `fj-lb-aux`: attached to the far end of a veth so that frames sent with XDP_TX are
+    /// delivered (`fj-lb xdp-pass`).
     pub const PASS: &str = "fj_lb_pass";
-    /// MAC swap and XDP_TX: the floor the benchmarks measure the balancer against.
+    /// In `fj-lb-aux`: MAC swap and XDP_TX, the floor the benchmarks measure the balancer
+    /// against (`fj-lb xdp-pass --floor`).
     pub const FLOOR: &str = "fj_lb_floor";
-    /// Live-frames packet generator for the packet-rate benchmark.
+    /// In `fj-lb-aux`: live-frames packet generator for the packet-rate benchmark
+    /// (`fj-lb generate`).
     pub const GENERATOR: &str = "fj_lb_gen";
+    /// Every program of `fj-lb-aux`.
+    pub const AUX: [&str; 3] = [PASS, FLOOR, GENERATOR];
 }
 
 /// A service: (VIP, port, protocol). Addresses are in network byte order; an IPv4 address
@@ -148,67 +157,59 @@ pub struct Counters {
 }
 const _: () = assert!(core::mem::size_of::<Counters>() == 16);
 
-/// Why the balancer did what it did with a packet: one per-CPU counter each.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stat {
-    Forwarded = 0,
-    FlowHit = 1,
-    FlowMiss = 2,
-    FlowRepinned = 3,
-    PassNotIp = 4,
-    PassNotService = 5,
-    PassNotL4 = 6,
-    PassFragment = 7,
-    PassIpv6ExtHeader = 8,
-    PassMalformed = 9,
-    DropNoBackend = 10,
-    DropBackendUnresolved = 11,
-    FlowInsertFailed = 12,
-    DropNotAccepted = 13,
-    PassOtherHost = 14,
-}
-
-impl Stat {
-    pub const COUNT: u32 = 15;
-    pub const ALL: [Stat; Self::COUNT as usize] = [
-        Stat::Forwarded,
-        Stat::FlowHit,
-        Stat::FlowMiss,
-        Stat::FlowRepinned,
-        Stat::PassNotIp,
-        Stat::PassNotService,
-        Stat::PassNotL4,
-        Stat::PassFragment,
-        Stat::PassIpv6ExtHeader,
-        Stat::PassMalformed,
-        Stat::DropNoBackend,
-        Stat::DropBackendUnresolved,
-        Stat::FlowInsertFailed,
-        Stat::DropNotAccepted,
-        Stat::PassOtherHost,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Stat::Forwarded => "forwarded",
-            Stat::FlowHit => "flow_hit",
-            Stat::FlowMiss => "flow_miss",
-            Stat::FlowRepinned => "flow_repinned",
-            Stat::PassNotIp => "pass_not_ip",
-            Stat::PassNotService => "pass_not_service",
-            Stat::PassNotL4 => "pass_not_l4",
-            Stat::PassFragment => "pass_fragment",
-            Stat::PassIpv6ExtHeader => "pass_ipv6_ext_header",
-            Stat::PassMalformed => "pass_malformed",
-            Stat::DropNoBackend => "drop_no_backend",
-            Stat::DropBackendUnresolved => "drop_backend_unresolved",
-            Stat::FlowInsertFailed => "flow_insert_failed",
-            Stat::DropNotAccepted => "drop_not_accepted",
-            Stat::PassOtherHost => "pass_other_host",
+/// Declares `Stat` from one list: the enum, `COUNT`, `ALL` and `name()` all come from it, so a
+/// counter cannot be declared and then left out of the list the daemon reads.
+macro_rules! stats {
+    ($($(#[$attr:meta])* $variant:ident = $value:literal, $name:literal;)+) => {
+        /// Why the balancer did what it did with a packet: one per-CPU counter each. The value
+        /// is the counter's index in the STATS map.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Stat {
+            $($(#[$attr])* $variant = $value,)+
         }
-    }
+
+        impl Stat {
+            pub const ALL: [Stat; Self::COUNT as usize] = [$(Stat::$variant,)+];
+            pub const COUNT: u32 = [$($value,)+].len() as u32;
+
+            /// The counter's name in `fj-lb stats` and in the metrics.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Stat::$variant => $name,)+
+                }
+            }
+        }
+    };
 }
+
+stats! {
+    Forwarded = 0, "forwarded";
+    FlowHit = 1, "flow_hit";
+    FlowMiss = 2, "flow_miss";
+    FlowRepinned = 3, "flow_repinned";
+    PassNotIp = 4, "pass_not_ip";
+    PassNotService = 5, "pass_not_service";
+    PassNotL4 = 6, "pass_not_l4";
+    PassFragment = 7, "pass_fragment";
+    PassIpv6ExtHeader = 8, "pass_ipv6_ext_header";
+    PassMalformed = 9, "pass_malformed";
+    DropNoBackend = 10, "drop_no_backend";
+    DropBackendUnresolved = 11, "drop_backend_unresolved";
+    FlowInsertFailed = 12, "flow_insert_failed";
+    DropNotAccepted = 13, "drop_not_accepted";
+    PassOtherHost = 14, "pass_other_host";
+}
+
+// Every value indexes the STATS map (COUNT entries): the values must be 0..COUNT in order, or
+// a counter would fall outside the map (the kernel side's lookup fails and the count is lost).
+const _: () = {
+    let mut i = 0;
+    while i < Stat::ALL.len() {
+        assert!(Stat::ALL[i] as usize == i, "Stat values must be 0, 1, 2, ... in list order");
+        i += 1;
+    }
+};
 
 #[cfg(feature = "user")]
 mod pod {
@@ -221,4 +222,23 @@ mod pod {
     unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for VipKey {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stat;
+
+    #[test]
+    fn stats_are_numbered_in_order_with_unique_snake_case_names() {
+        assert_eq!(Stat::ALL.len(), Stat::COUNT as usize);
+        for (i, s) in Stat::ALL.iter().enumerate() {
+            assert_eq!(*s as u32, i as u32, "{s:?} is not at its index in ALL");
+            let name = s.name();
+            assert!(!name.is_empty() && !name.starts_with('_') && !name.ends_with('_') && !name.contains("__"), "{name:?}");
+            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{name:?} is not snake_case");
+            for other in &Stat::ALL[..i] {
+                assert_ne!(other.name(), name, "{s:?} and {other:?} share a name");
+            }
+        }
+    }
 }

@@ -1,11 +1,13 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use fj_lb_common::{FlowKey, SETTINGS_NOT_ACCEPTED, ServiceKey, Stat, VipKey};
+use fj_lb_ebpf::{
+    forward::rewrite_macs,
+    parse::{parse_flow, ptr_at},
+};
 
 use crate::{
     flow::select_backend,
-    forward::rewrite_macs,
     maps::{NOT_ACCEPTED, SERVICES, SETTINGS},
-    parse::{parse_flow, ptr_at},
     stats::{count, count_forwarded},
 };
 

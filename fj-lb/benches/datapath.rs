@@ -1,7 +1,8 @@
 //! `cargo xtask bench` (in-kernel part): per-packet cost of the balancer through
-//! BPF_PROG_TEST_RUN next to the MAC-swap floor, how it scales, and control-plane timings,
-//! each with its baseline measured in the same run. Writes `target/bench/datapath.md` and
-//! `target/bench/datapath.json`. Reports; never fails on a number. Needs root.
+//! BPF_PROG_TEST_RUN next to the MAC-swap floor (a program of the helper object, `fj-lb-aux`),
+//! how it scales, and control-plane timings, each with its baseline measured in the same run.
+//! Writes `target/bench/datapath.md` and `target/bench/datapath.json`. Reports; never fails on
+//! a number. Needs root.
 use std::{
     collections::HashMap,
     fmt::Write as _,
@@ -415,7 +416,9 @@ fn death_to_update(r: &mut Report) {
 
 fn main() {
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("the data-path benchmark needs root (BPF_PROG_TEST_RUN)");
+        // An error, not a skip: `cargo xtask bench` goes on to read the report this run writes
+        // and would otherwise pick up an old one.
+        eprintln!("the data-path benchmark needs root (CAP_BPF, for BPF_PROG_TEST_RUN); run `cargo xtask bench` as root");
         std::process::exit(1);
     }
     // `cargo bench` passes --bench; filters select sections.

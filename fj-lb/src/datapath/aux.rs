@@ -1,5 +1,6 @@
-//! The helper programs of the object (pass-through, floor, packet generator) for labs and
-//! benchmarks. Not used by the daemon.
+//! The helper programs (pass-through, floor, packet generator) for labs and benchmarks, in
+//! their own object so that loading the balancer never creates the generator's maps. Not used
+//! by the daemon.
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData},
@@ -7,11 +8,18 @@ use aya::{
 };
 use fj_lb_common::program_names;
 
-use super::{DataplaneError, OBJECT, map_err};
+use super::{DataplaneError, map_err};
 
-/// Loads one of the object's helper programs (pass-through, floor) without attaching it.
+/// The helper programs' object (`fj-lb-ebpf/src/bin/fj-lb-aux`), built by `build.rs` with
+/// aya-build: the programs of `program_names::AUX` and the generator's maps.
+pub static AUX_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fj-lb-aux"));
+
+/// The generator's frame template, a one-entry array.
+const GEN_TEMPLATE: &str = "GEN_TEMPLATE";
+
+/// Loads one of the helper programs (pass-through, floor, generator) without attaching it.
 pub fn load_aux(name: &'static str) -> Result<Ebpf, DataplaneError> {
-    let mut ebpf = EbpfLoader::new().load(OBJECT)?;
+    let mut ebpf = EbpfLoader::new().load(AUX_OBJECT)?;
     let prog: &mut Xdp = ebpf
         .program_mut(name)
         .expect("the embedded object has the program")
@@ -79,8 +87,8 @@ pub fn generate(
     frame[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
     {
         let mut t: Array<&mut MapData, [u8; 60]> =
-            Array::try_from(ebpf.map_mut("GEN_TEMPLATE").expect("generator template map")).expect("array");
-        t.set(0, frame, 0).map_err(map_err("GEN_TEMPLATE"))?;
+            Array::try_from(ebpf.map_mut(GEN_TEMPLATE).expect("generator template map")).expect("array");
+        t.set(0, frame, 0).map_err(map_err(GEN_TEMPLATE))?;
     }
     let c = std::ffi::CString::new(interface).map_err(|_| DataplaneError::Io {
         what: "interface name",

@@ -1,4 +1,4 @@
-//! The edge between the daemon and the kernel's BPF side: loads the embedded XDP object, sizes
+//! The edge between the daemon and the kernel's BPF side: loads the embedded XDP objects, sizes
 //! and pins its maps, owns the XDP link, and offers typed access to each map. Nothing here
 //! decides anything; the plans come from `model`. Depends on aya, libc and `fj-lb-common`.
 mod aux;
@@ -13,12 +13,14 @@ use std::path::PathBuf;
 
 use aya::{Ebpf, maps::MapError, programs::{ProgramError, links::PinnedLink, xdp::XdpLinkId}};
 
-pub use aux::{Generated, attach_aux, generate, load_aux};
+pub use aux::{AUX_OBJECT, Generated, attach_aux, generate, load_aux};
 pub use bpffs::ensure_bpffs;
 pub use link::{AttachedMode, LINK_PIN};
 pub use pinned::{count_entries, read_flows, unpin_maps};
 
-/// The XDP object, built by `build.rs` with aya-build.
+/// The balancer's XDP object (`fj-lb-ebpf/src/main.rs`), built by `build.rs` with aya-build:
+/// the `program_names::BALANCER` program and the maps of `map_names::ALL`, nothing else. The
+/// helper programs are in `AUX_OBJECT`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fj-lb"));
 
 #[derive(Debug, thiserror::Error)]
@@ -66,4 +68,37 @@ pub struct Dataplane {
     /// and the next daemon swaps its program in on the same link without a gap.
     pub(crate) pinned_link: Option<PinnedLink>,
     pub(crate) maglev_mmap: Option<mmap::MmapTable>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use fj_lb_common::{map_names, program_names};
+
+    /// The program and map names of an embedded object, parsed as aya's loader parses it
+    /// (no kernel needed).
+    fn contents(object: &[u8]) -> (BTreeSet<String>, BTreeSet<String>) {
+        let obj = aya_obj::Object::parse(object).expect("the embedded object parses");
+        (obj.programs.keys().cloned().collect(), obj.maps.keys().cloned().collect())
+    }
+
+    fn set<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeSet<String> {
+        names.into_iter().map(String::from).collect()
+    }
+
+    #[test]
+    fn the_balancer_object_holds_the_balancer_and_its_maps_only() {
+        let (programs, maps) = contents(super::OBJECT);
+        assert_eq!(programs, set([program_names::BALANCER]));
+        assert_eq!(maps, set(map_names::ALL), "a map the daemon does not size, pin or read is created on every load");
+    }
+
+    #[test]
+    fn the_aux_object_holds_the_helper_programs_and_the_generator_maps() {
+        let (programs, maps) = contents(super::AUX_OBJECT);
+        assert_eq!(programs, set(program_names::AUX));
+        // The generator's maps (`fj-lb-ebpf/src/bin/fj-lb-aux/generator.rs`), none of the balancer's.
+        assert_eq!(maps, set(["GEN_TEMPLATE", "GEN_SEQ"]));
+    }
 }

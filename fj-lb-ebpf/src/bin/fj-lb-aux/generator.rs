@@ -1,12 +1,12 @@
-//! Programs for the benchmarks only; the daemon never attaches them.
+//! The packet generator of the packet-rate benchmark; the daemon never loads it.
 //!
-//! The generator turns BPF_PROG_TEST_RUN in live-frames mode into a packet source: the kernel
+//! It turns BPF_PROG_TEST_RUN in live-frames mode into a packet source: the kernel
 //! hands it a frame, it writes a fresh copy of the template (live-frames mode reuses frames the
 //! program already rewrote), gives it a new source port so every packet is a new 5-tuple, and
 //! sends it out of the interface it was "received" on with XDP_TX.
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_get_smp_processor_id, macros::map, maps::{Array, PerCpuArray}, programs::XdpContext};
 
-use crate::parse::ptr_at;
+use fj_lb_ebpf::parse::ptr_at;
 
 /// Frame template: Ethernet + IPv4 + UDP + payload, 60 bytes, UDP checksum 0 (none).
 pub const GEN_FRAME_LEN: usize = 60;
