@@ -228,7 +228,8 @@ pub struct Balancer {
 pub fn sizes(cfg: &Config) -> MapSizes {
     MapSizes {
         flow_table: cfg.flow_table_size,
-        maglev_slots: (cfg.max_services + 2) * cfg.maglev_table_size,
+        maglev_slots: u32::try_from(super::config::maglev_slots(cfg.max_services, cfg.maglev_table_size))
+            .expect("validation bounds the Maglev array well below u32::MAX slots"),
         services: cfg.max_services * 2,
         backends: cfg.max_backends * 2,
     }

@@ -19,9 +19,25 @@ pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1_048_576;
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 65_537;
 pub const DEFAULT_MAX_SERVICES: u32 = 64;
 pub const DEFAULT_MAX_BACKENDS: u32 = 4096;
-/// Bounds that keep the maps within what a host can allocate without surprises.
-const MAX_FLOW_TABLE_SIZE: u32 = 1 << 27;
+/// Bounds that keep the maps within what a host can allocate without surprises. Kernel memory
+/// is finite and a map that cannot be created fails start-up late and obscurely; refusing the
+/// config says why at once.
+const MAX_FLOW_TABLE_SIZE: u32 = 1 << 25;
 const MAX_MAGLEV_TABLE_SIZE: u32 = 1 << 24;
+const MAX_SERVICES: u32 = 1 << 16;
+const MAX_BACKENDS: u32 = 1 << 20;
+/// The MAGLEV array holds (max_services + 2) tables (the spare ones take a table being
+/// rewritten); the kernel lays array elements out at 8 bytes each.
+const MAGLEV_SLOT_BYTES: u64 = 8;
+const MAX_MAGLEV_ARRAY_BYTES: u64 = 1 << 30;
+/// A flow table entry in the kernel: key, value, and the hash table's own element header.
+const FLOW_ENTRY_BYTES: u64 = 40 + 8 + 48;
+
+/// Slots of the MAGLEV array for a config, in 64 bits (the product overflows u32 long before
+/// it is refused).
+pub fn maglev_slots(max_services: u32, maglev_table_size: u32) -> u64 {
+    (max_services as u64 + 2) * maglev_table_size as u64
+}
 const MAX_WEIGHT: u32 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -190,6 +206,11 @@ pub enum ConfigError {
 /// What validation needs to know about the host. Injected so validation stays pure.
 pub trait HostView {
     fn interface_exists(&self, name: &str) -> bool;
+    /// The host's own addresses: none of them can be a backend (the packet would come back to
+    /// the LB). Test doubles that do not care may keep the default, none.
+    fn local_addresses(&self) -> Vec<IpAddr> {
+        Vec::new()
+    }
 }
 
 #[derive(Deserialize)]
@@ -374,6 +395,16 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
             if !path.is_absolute() {
                 return Err(cx.err(p.span(), "bpffs", "must be an absolute path"));
             }
+            // fj-lb mounts a bpffs on the directory's parent when it has none, and removes the
+            // directory on stop: a parent such as /run or /sys/fs would be covered by that mount.
+            let under_bpf = path.parent().is_some_and(|parent| parent.starts_with("/sys/fs/bpf"));
+            if !under_bpf || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+                return Err(cx.err(
+                    p.span(),
+                    "bpffs",
+                    format!("{} must be a directory under /sys/fs/bpf (where bpffs is mounted), e.g. /sys/fs/bpf/fj-lb", path.display()),
+                ));
+            }
             path
         }
     };
@@ -381,7 +412,14 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         None => DEFAULT_FLOW_TABLE_SIZE,
         Some(s) if (1..=MAX_FLOW_TABLE_SIZE).contains(s.get_ref()) => *s.get_ref(),
         Some(s) => {
-            return Err(cx.err(s.span(), "flow_table_size", format!("must be between 1 and {MAX_FLOW_TABLE_SIZE}")));
+            return Err(cx.err(
+                s.span(),
+                "flow_table_size",
+                format!(
+                    "must be between 1 and {MAX_FLOW_TABLE_SIZE} (about {} MiB of kernel memory at {FLOW_ENTRY_BYTES} bytes an entry)",
+                    (MAX_FLOW_TABLE_SIZE as u64 * FLOW_ENTRY_BYTES) >> 20
+                ),
+            ));
         }
     };
     let maglev_table_size = match &raw.maglev_table_size {
@@ -405,8 +443,28 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
             Some(s) => Err(cx.err(s.span(), field, "must be at least 1")),
         }
     };
-    let max_services = positive(&raw.max_services, "max_services", DEFAULT_MAX_SERVICES)?;
-    let max_backends = positive(&raw.max_backends, "max_backends", DEFAULT_MAX_BACKENDS)?;
+    let at_most = |v: &Option<Spanned<u32>>, field: &str, default: u32, max: u32| -> Result<u32, ConfigError> {
+        let n = positive(v, field, default)?;
+        match v {
+            Some(s) if n > max => Err(cx.err(s.span(), field, format!("{n} is more than the most fj-lb supports, {max}"))),
+            _ => Ok(n),
+        }
+    };
+    let max_services = at_most(&raw.max_services, "max_services", DEFAULT_MAX_SERVICES, MAX_SERVICES)?;
+    let max_backends = at_most(&raw.max_backends, "max_backends", DEFAULT_MAX_BACKENDS, MAX_BACKENDS)?;
+    let maglev_bytes = maglev_slots(max_services, maglev_table_size) * MAGLEV_SLOT_BYTES;
+    if maglev_bytes > MAX_MAGLEV_ARRAY_BYTES {
+        let span = raw.max_services.as_ref().or(raw.maglev_table_size.as_ref()).map_or(0..0, |s| s.span());
+        return Err(cx.err(
+            span,
+            "max_services",
+            format!(
+                "(max_services {max_services} + 2) × maglev_table_size {maglev_table_size} × {MAGLEV_SLOT_BYTES} bytes = {:.1} MiB of kernel memory for Maglev tables, more than the {} MiB allowed: lower max_services or maglev_table_size",
+                maglev_bytes as f64 / (1u64 << 20) as f64,
+                MAX_MAGLEV_ARRAY_BYTES >> 20
+            ),
+        ));
+    }
     let hash_seed = raw.hash_seed.as_ref().map_or(fj_lb_common::hash::DEFAULT_SEED, |s| *s.get_ref());
     let control_socket = match &raw.control_socket {
         None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
@@ -427,6 +485,7 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
             format!("{} services, more than max_services = {max_services}", raw.service.len()),
         ));
     }
+    let local = host.local_addresses();
     let mut names = HashMap::new();
     let mut endpoints = HashMap::new();
     let mut services = Vec::with_capacity(raw.service.len());
@@ -498,6 +557,13 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
             }
             if address.is_unspecified() || address.is_multicast() || address.is_loopback() || address == vip {
                 return Err(cx.err(b.address.span(), bfield("address"), format!("{address} cannot be a backend")));
+            }
+            if local.contains(&address) {
+                return Err(cx.err(
+                    b.address.span(),
+                    bfield("address"),
+                    format!("{address} is an address of this LB host: the packets would come straight back to it"),
+                ));
             }
             if !seen.insert(address) {
                 return Err(cx.err(b.address.span(), bfield("address"), format!("backend {address} is listed twice in service {name:?}")));
@@ -730,6 +796,9 @@ mod tests {
         fn interface_exists(&self, name: &str) -> bool {
             name == "eth0"
         }
+        fn local_addresses(&self) -> Vec<IpAddr> {
+            vec!["10.0.0.2".parse().unwrap()]
+        }
     }
 
     const GOOD: &str = r#"
@@ -855,6 +924,45 @@ forward = "dsr"
         let (_, field, msg) = refuse(&replace("weight = 100", "weight = 0"));
         assert_eq!(field, "service[0].backend");
         assert!(msg.contains("weight 0"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_maglev_tables_beyond_kernel_memory_in_64_bits() {
+        // (70,000 + 2) × 65,537 wraps a u32 to 292,913,698 slots: it must be refused, not wrapped.
+        let (_, field, msg) = refuse(&replace("maglev_table_size = 65537", "maglev_table_size = 65537\nmax_services = 65536"));
+        assert_eq!(field, "max_services");
+        assert!(msg.contains("MiB of kernel memory for Maglev tables"), "{msg}");
+        let (_, field, msg) = refuse(&replace("maglev_table_size = 65537", "maglev_table_size = 4294967291"));
+        assert_eq!(field, "maglev_table_size", "{msg}");
+        let (_, field, _) = refuse(&replace("maglev_table_size = 65537", "maglev_table_size = 65537\nmax_services = 70000"));
+        assert_eq!(field, "max_services");
+        let (_, field, _) = refuse(&replace("maglev_table_size = 65537", "maglev_table_size = 65537\nmax_backends = 2000000"));
+        assert_eq!(field, "max_backends");
+        let (_, field, msg) = refuse(&replace("flow_table_size = 1048576", "flow_table_size = 4000000000"));
+        assert_eq!(field, "flow_table_size");
+        assert!(msg.contains("MiB of kernel memory"), "{msg}");
+        // The largest accepted combination still fits the map's u32 size.
+        let c = parse(&replace("maglev_table_size = 65537", "maglev_table_size = 65537\nmax_services = 2045"), "x", &FakeHost).expect("fits");
+        assert!(maglev_slots(c.max_services, c.maglev_table_size) < u32::MAX as u64);
+    }
+
+    #[test]
+    fn refuses_a_bpffs_directory_outside_sys_fs_bpf() {
+        for bad in ["/run/fj-lb", "/sys/fs", "/fj-lb", "/sys/fs/bpf/../../run/x", "/sys/fs/bpf"] {
+            let (_, field, msg) = refuse(&replace("bpffs = \"/sys/fs/bpf/fj-lb\"", &format!("bpffs = \"{bad}\"")));
+            assert_eq!(field, "bpffs", "{bad}: {msg}");
+            assert!(msg.contains("under /sys/fs/bpf"), "{msg}");
+        }
+        parse(&replace("bpffs = \"/sys/fs/bpf/fj-lb\"", "bpffs = \"/sys/fs/bpf/lb2/fj-lb\""), "x", &FakeHost).expect("nested is fine");
+    }
+
+    #[test]
+    fn refuses_a_backend_that_is_the_lb_itself() {
+        let (_, field, msg) = refuse(&replace("address = \"10.0.0.11\"", "address = \"10.0.0.2\""));
+        assert_eq!(field, "service[0].backend[0].address");
+        assert!(msg.contains("an address of this LB host"), "{msg}");
+        let (_, _, msg) = refuse(&replace("address = \"10.0.0.11\"", "address = \"10.0.0.100\""));
+        assert!(msg.contains("cannot be a backend"), "the VIP itself: {msg}");
     }
 
     #[test]
