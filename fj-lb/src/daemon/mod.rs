@@ -18,7 +18,7 @@ use std::{
 };
 
 use tokio::{
-    signal::unix::{SignalKind, signal},
+    signal::unix::{Signal, SignalKind, signal},
     sync::mpsc,
     task::JoinHandle,
 };
@@ -28,7 +28,7 @@ pub use reload::ReloadError;
 
 use crate::{
     control::{ControlError, Pending},
-    datapath::{AttachedMode, Dataplane, DataplaneError},
+    datapath::{AttachedMode, BpffsLock, Dataplane, DataplaneError},
     health::CheckResult,
     model::{
         addr::Mac,
@@ -92,6 +92,24 @@ pub struct Daemon {
     vrrp: Option<vrrp::Vrrp>,
     /// What VRRP was last told about the tracked services.
     tracked_down: bool,
+    /// Installed before start-up begins, so a SIGHUP or SIGTERM during start-up waits for the
+    /// loop instead of killing a half-started daemon.
+    signals: Signals,
+    /// This daemon's claim on its bpffs directory.
+    _bpffs_lock: BpffsLock,
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+    hup: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, DaemonError> {
+        let on = |kind| signal(kind).map_err(DaemonError::Signals);
+        Ok(Self { term: on(SignalKind::terminate())?, int: on(SignalKind::interrupt())?, hup: on(SignalKind::hangup())? })
+    }
 }
 
 /// What can happen to a running daemon; `run` waits for one and hands it to its handler.
@@ -107,15 +125,12 @@ enum Event {
 impl Daemon {
     /// Runs until SIGINT or SIGTERM; SIGHUP reloads the config.
     pub async fn run(mut self) -> Result<(), DaemonError> {
-        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
-        let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
         let mut tick = tokio::time::interval(TICK);
         loop {
             let event = tokio::select! {
-                _ = term.recv() => Event::Stop("SIGTERM"),
-                _ = int.recv() => Event::Stop("SIGINT"),
-                _ = hup.recv() => Event::Reload,
+                _ = self.signals.term.recv() => Event::Stop("SIGTERM"),
+                _ = self.signals.int.recv() => Event::Stop("SIGINT"),
+                _ = self.signals.hup.recv() => Event::Reload,
                 Some(result) = self.checkers.rx.recv() => Event::Health(result),
                 Some(reply) = self.scrape_rx.recv() => Event::Scrape(reply),
                 Some(pending) = self.control_rx.recv() => Event::Control(pending),

@@ -6,10 +6,10 @@ use fj_lb_common::{SETTINGS_NOT_ACCEPTED, Settings};
 use tokio::sync::mpsc;
 use tracing::info;
 
-use super::{Daemon, DaemonError, Options, checkers::Checkers, neighbours::resolve};
+use super::{Daemon, DaemonError, Options, Signals, checkers::Checkers, neighbours::resolve};
 use crate::{
     control,
-    datapath::{self, AttachedMode, Dataplane},
+    datapath::{self, AttachedMode, BpffsLock, Dataplane},
     model::{
         addr::Mac,
         balancer::{self, Balancer},
@@ -22,6 +22,7 @@ use crate::{
 
 /// The data path as start-up leaves it: loaded, filled, attached and pinned.
 struct Started {
+    lock: BpffsLock,
     dp: Dataplane,
     neigh: Neighbours,
     balancer: Balancer,
@@ -32,11 +33,12 @@ struct Started {
 impl Daemon {
     pub async fn start(config_path: &Path, opts: Options) -> Result<Self, DaemonError> {
         let started = Instant::now();
+        let signals = Signals::install()?;
         let config = config::load(config_path, &LiveHost)?;
         info!(config = %config_path.display(), services = config.services.len(), "config valid");
         let (control_tx, control_rx) = mpsc::channel(16);
         let control_task = control::serve(&config.control_socket, control_tx)?;
-        let Started { dp, neigh, balancer, macs, mode } = match start_dataplane(&config, opts.assume_healthy).await {
+        let Started { lock, dp, neigh, balancer, macs, mode } = match start_dataplane(&config, opts.assume_healthy).await {
             Ok(s) => s,
             Err(e) => {
                 control_task.abort();
@@ -63,6 +65,8 @@ impl Daemon {
             metrics_task: None,
             vrrp: None,
             tracked_down: false,
+            signals,
+            _bpffs_lock: lock,
         };
         // From here on a failure undoes everything through `stop`.
         if let Some(addr) = daemon.config.metrics_listen {
@@ -107,6 +111,7 @@ impl Daemon {
 
 async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Started, DaemonError> {
     datapath::ensure_bpffs(&config.bpffs)?;
+    let lock = datapath::lock_bpffs(&config.bpffs)?;
     let neigh = Neighbours::open(&config.interface).await?;
     let mut dp = Dataplane::load(balancer::sizes(config))?;
     info!(program_id = dp.program_id(), "XDP program loaded and verified");
@@ -133,5 +138,5 @@ async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Starte
         dp.detach();
         return Err(e.into());
     }
-    Ok(Started { dp, neigh, balancer, macs, mode })
+    Ok(Started { lock, dp, neigh, balancer, macs, mode })
 }

@@ -36,3 +36,30 @@ pub fn ensure_bpffs(dir: &Path) -> Result<(), DataplaneError> {
     }
     Ok(())
 }
+
+/// The claim of one daemon on its bpffs directory: an exclusive flock(2) on the directory,
+/// held while the daemon lives and released by the kernel however it ends. A second daemon
+/// configured with the same directory is refused instead of taking over the first's link and
+/// maps (and removing the pins under it when it stops).
+#[derive(Debug)]
+pub struct BpffsLock {
+    _dir: std::fs::File,
+}
+
+/// Creates `dir` if needed and locks it.
+pub fn lock_bpffs(dir: &Path) -> Result<BpffsLock, DataplaneError> {
+    use std::os::fd::AsRawFd;
+    let io = |what, source| DataplaneError::Io { what, path: dir.to_path_buf(), source };
+    std::fs::create_dir_all(dir).map_err(|e| io("creating pin directory", e))?;
+    let file = std::fs::File::open(dir).map_err(|e| io("opening pin directory", e))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(if e.kind() == std::io::ErrorKind::WouldBlock {
+            DataplaneError::BpffsInUse(dir.to_path_buf())
+        } else {
+            io("locking pin directory", e)
+        });
+    }
+    Ok(BpffsLock { _dir: file })
+}

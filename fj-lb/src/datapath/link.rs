@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use aya::programs::{
-    Xdp, XdpMode as AyaXdpMode,
+    XdpMode as AyaXdpMode,
     links::{FdLink, LinkError, PinnedLink},
     xdp::{XdpLink, XdpLinkId},
 };
@@ -40,7 +40,7 @@ impl Dataplane {
     pub fn attach(&mut self, interface: &str, mode: XdpMode, pin_dir: &Path) -> Result<AttachedMode, DataplaneError> {
         let pin = pin_dir.join(LINK_PIN);
         if pin.exists() {
-            match self.take_over(&pin) {
+            match self.take_over(&pin, interface) {
                 Ok(()) => {
                     let mode = current_mode(interface).unwrap_or(AttachedMode::Native);
                     info!(%interface, mode = mode.as_str(), "took over the XDP link a previous fj-lb left pinned: no gap in forwarding");
@@ -52,38 +52,32 @@ impl Dataplane {
                 }
             }
         }
-        let prog = self.program_mut();
-        let attach = |prog: &mut Xdp, m: AttachedMode| {
-            let aya_mode = match m {
-                AttachedMode::Native => AyaXdpMode::Driver,
-                AttachedMode::Skb => AyaXdpMode::Skb,
-            };
-            prog.attach(interface, aya_mode).map_err(|source| DataplaneError::Attach {
-                interface: interface.to_string(),
-                mode: m.as_str(),
-                source,
-            })
-        };
         let (link, mode) = match mode {
-            XdpMode::Native => (attach(prog, AttachedMode::Native)?, AttachedMode::Native),
-            XdpMode::Skb => (attach(prog, AttachedMode::Skb)?, AttachedMode::Skb),
-            XdpMode::Auto => match attach(prog, AttachedMode::Native) {
+            XdpMode::Native => (self.attach_mode(interface, AttachedMode::Native)?, AttachedMode::Native),
+            XdpMode::Skb => (self.attach_mode(interface, AttachedMode::Skb)?, AttachedMode::Skb),
+            XdpMode::Auto => match self.attach_mode(interface, AttachedMode::Native) {
                 Ok(link) => (link, AttachedMode::Native),
                 Err(e) => {
                     warn!(%interface, error = %e, "native XDP unavailable, falling back to skb (generic) mode: expect lower throughput");
-                    (attach(prog, AttachedMode::Skb)?, AttachedMode::Skb)
+                    (self.attach_mode(interface, AttachedMode::Skb)?, AttachedMode::Skb)
                 }
             },
         };
-        self.pin_link(link, &pin);
+        self.hold(link, interface, &pin, mode)?;
         info!(%interface, mode = mode.as_str(), "XDP program attached");
         Ok(mode)
     }
 
-    fn take_over(&mut self, pin: &Path) -> Result<(), DataplaneError> {
+    fn take_over(&mut self, pin: &Path, interface: &str) -> Result<(), DataplaneError> {
         let link_err = |e: LinkError| DataplaneError::Io { what: "reusing the pinned XDP link", path: pin.to_path_buf(), source: std::io::Error::other(e) };
         let pinned = PinnedLink::from_pin(pin).map_err(link_err)?;
         let fd: FdLink = pinned.into();
+        // The pin names a link, not an interface: make sure it is the one on ours before
+        // swapping our program onto it.
+        let program = fd.info().map_err(link_err)?.program_id();
+        if current_program(interface) != Some(program) {
+            return Err(DataplaneError::ForeignLink { pin: pin.to_path_buf(), interface: interface.to_string(), program });
+        }
         let xdp_link = XdpLink::try_from(fd).map_err(link_err)?;
         let id = self.program_mut().attach_to_link(xdp_link).map_err(|source| DataplaneError::Attach {
             interface: "(pinned link)".into(),
@@ -92,54 +86,113 @@ impl Dataplane {
         })?;
         // The pin is re-made by us, for our link object.
         let _ = std::fs::remove_file(pin);
-        self.pin_link(id, pin);
-        Ok(())
+        let mode = current_mode(interface).unwrap_or(AttachedMode::Native);
+        self.hold(id, interface, pin, mode)
     }
 
-    fn pin_link(&mut self, id: XdpLinkId, pin: &Path) {
-        let link = match self.program_mut().take_link(id) {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(error = %e, "cannot take the XDP link to pin it");
-                return;
-            }
-        };
+    /// Takes the link out of the program's keeping into ours and pins it. Whatever fails, XDP
+    /// stays attached and held until `detach`: it never goes away while start-up carries on.
+    fn hold(&mut self, id: XdpLinkId, interface: &str, pin: &Path, mode: AttachedMode) -> Result<(), DataplaneError> {
+        let link = self
+            .program_mut()
+            .take_link(id)
+            .map_err(|source| DataplaneError::Program { name: fj_lb_common::program_names::BALANCER, source })?;
         let fd = match FdLink::try_from(link) {
             Ok(fd) => fd,
             Err(e) => {
+                // aya gives up its netlink attachment here without detaching it: we detach it
+                // ourselves on stop.
                 warn!(error = %e, "XDP is attached through netlink, not a BPF link: it cannot be pinned, so it stops if the daemon dies");
-                return;
+                self.link = Held::Netlink { interface: interface.to_string() };
+                return Ok(());
             }
         };
         if let Some(dir) = pin.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
         match fd.pin(pin) {
-            Ok(p) => self.pinned_link = Some(p),
-            Err(e) => warn!(error = %e, path = %pin.display(), "pinning the XDP link failed: XDP stops if the daemon dies"),
+            Ok(p) => self.link = Held::Pinned(p),
+            Err(e) => {
+                // The failed pin took the link's only fd with it, so XDP left the interface:
+                // attach again, held by us (unpinned) for the daemon's life.
+                warn!(error = %e, path = %pin.display(), "pinning the XDP link failed: XDP stops if the daemon dies");
+                let id = self.attach_mode(interface, mode)?;
+                self.link = Held::Program(id);
+            }
         }
+        Ok(())
     }
 
+    fn attach_mode(&mut self, interface: &str, m: AttachedMode) -> Result<XdpLinkId, DataplaneError> {
+        let aya_mode = match m {
+            AttachedMode::Native => AyaXdpMode::Driver,
+            AttachedMode::Skb => AyaXdpMode::Skb,
+        };
+        self.program_mut().attach(interface, aya_mode).map_err(|source| DataplaneError::Attach {
+            interface: interface.to_string(),
+            mode: m.as_str(),
+            source,
+        })
+    }
+
+    /// Lets go of the attachment: XDP leaves the interface.
     pub fn detach(&mut self) {
-        if let Some(link) = self.link.take()
-            && let Err(e) = self.program_mut().detach(link) {
-                warn!(error = %e, "detaching XDP failed; it goes away when the daemon exits");
+        match std::mem::replace(&mut self.link, Held::None) {
+            Held::None => {}
+            Held::Program(id) => {
+                if let Err(e) = self.program_mut().detach(id) {
+                    warn!(error = %e, "detaching XDP failed; it goes away when the daemon exits");
+                }
             }
-        if let Some(p) = self.pinned_link.take() {
-            // Unpinned, the link's last reference is ours: dropping it detaches the program.
-            match p.unpin() {
+            Held::Pinned(p) => match p.unpin() {
+                // Unpinned, the link's last reference is ours: dropping it detaches the program.
                 Ok(fd) => drop(fd),
                 Err(e) => warn!(error = %e, "unpinning the XDP link failed"),
-            }
+            },
+            Held::Netlink { interface } => detach_netlink(&interface),
         }
     }
+}
+
+/// How the daemon holds its XDP attachment.
+pub(crate) enum Held {
+    None,
+    /// In aya's keeping, unpinned (pinning failed).
+    Program(XdpLinkId),
+    /// A BPF link pinned in bpffs: if the daemon dies, XDP keeps forwarding with the last
+    /// tables (instead of the kernel resetting every connection to the VIP it still holds),
+    /// and the next daemon swaps its program in on the same link without a gap.
+    Pinned(PinnedLink),
+    /// Attached through netlink (no BPF link): only removing it from the interface detaches.
+    Netlink { interface: String },
+}
+
+/// Removes whatever XDP program `interface` has, through iproute2 (aya 0.14 has no public
+/// netlink detach).
+fn detach_netlink(interface: &str) {
+    match std::process::Command::new("ip").args(["link", "set", "dev", interface, "xdp", "off"]).status() {
+        Ok(s) if s.success() => info!(%interface, "XDP removed from the interface"),
+        Ok(s) => warn!(%interface, status = %s, "removing XDP from the interface failed"),
+        Err(e) => warn!(%interface, error = %e, "running ip to remove XDP failed"),
+    }
+}
+
+/// The id of the XDP program attached to `interface`, from the kernel.
+fn current_program(interface: &str) -> Option<u32> {
+    let v = link_details(interface)?;
+    let xdp = v.get(0)?.get("xdp")?;
+    xdp.get("prog").and_then(|p| p.get("id")).or_else(|| xdp.get("attached")?.get(0)?.get("prog")?.get("id"))?.as_u64().map(|id| id as u32)
+}
+
+fn link_details(interface: &str) -> Option<serde_json::Value> {
+    let out = std::process::Command::new("ip").args(["-j", "-d", "link", "show", "dev", interface]).output().ok()?;
+    serde_json::from_slice(&out.stdout).ok()
 }
 
 /// The XDP mode in force on `interface`, from the kernel (for a link inherited from a
 /// previous daemon, whose mode we did not choose).
 fn current_mode(interface: &str) -> Option<AttachedMode> {
-    let out = std::process::Command::new("ip").args(["-j", "-d", "link", "show", "dev", interface]).output().ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let v = link_details(interface)?;
     match v.get(0)?.get("xdp")?.get("mode")?.as_u64()? {
         1 => Some(AttachedMode::Native),
         2 => Some(AttachedMode::Skb),

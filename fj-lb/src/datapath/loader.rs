@@ -31,7 +31,7 @@ impl Dataplane {
                 None
             }
         };
-        Ok(Self { ebpf, link: None, pinned_link: None, maglev_mmap })
+        Ok(Self { ebpf, link: super::link::Held::None, maglev_mmap })
     }
 
     /// Writes `table` at `base` in the MAGLEV array: one memcpy through the mapping, or one

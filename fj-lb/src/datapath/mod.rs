@@ -11,10 +11,10 @@ mod pinned;
 
 use std::path::PathBuf;
 
-use aya::{Ebpf, maps::MapError, programs::{ProgramError, links::PinnedLink, xdp::XdpLinkId}};
+use aya::{Ebpf, maps::MapError, programs::ProgramError};
 
 pub use aux::{AUX_OBJECT, Generated, attach_aux, generate, load_aux};
-pub use bpffs::ensure_bpffs;
+pub use bpffs::{BpffsLock, ensure_bpffs, lock_bpffs};
 pub use link::{AttachedMode, LINK_PIN};
 pub use pinned::{count_entries, read_flows, unpin_maps};
 
@@ -46,6 +46,10 @@ pub enum DataplaneError {
         #[source]
         source: ProgramError,
     },
+    #[error("the XDP link pinned at {pin} is on another interface than {interface} (it runs program {program}); refusing to take it over")]
+    ForeignLink { pin: PathBuf, interface: String, program: u32 },
+    #[error("another fj-lb is running with bpffs directory {0} (a daemon holds its lock); give each daemon its own `bpffs`")]
+    BpffsInUse(PathBuf),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -62,11 +66,8 @@ pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneE
 /// The loaded balancer: its object (programs and maps), its XDP link, the mapped Maglev array.
 pub struct Dataplane {
     pub(crate) ebpf: Ebpf,
-    pub(crate) link: Option<XdpLinkId>,
-    /// The attachment pinned in bpffs: if the daemon dies, XDP keeps forwarding with the last
-    /// tables (instead of the kernel resetting every connection to the VIP it still holds),
-    /// and the next daemon swaps its program in on the same link without a gap.
-    pub(crate) pinned_link: Option<PinnedLink>,
+    /// The attachment, owned for the daemon's whole life and let go only by `detach`.
+    pub(crate) link: link::Held,
     pub(crate) maglev_mmap: Option<mmap::MmapTable>,
 }
 
