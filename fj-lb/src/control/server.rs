@@ -3,20 +3,31 @@
 use std::{
     os::unix::{fs::PermissionsExt, net::UnixStream as StdUnixStream},
     path::Path,
+    time::Duration,
 };
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader as TokioBufReader},
     net::UnixListener,
     sync::{mpsc, oneshot},
+    time::timeout,
 };
 use tracing::{debug, warn};
 
+
+use crate::net::serving::Gate;
 
 use super::{
     ControlError,
     protocol::{MAX_REQUEST, Reply, Request, Response},
 };
+
+/// Connections served at once; more are closed as they arrive.
+const MAX_CONNECTIONS: usize = 64;
+/// A connection that sends no complete request line for this long is closed.
+const IDLE: Duration = Duration::from_secs(30);
+/// An answer the client does not read within this long is dropped with the connection.
+const WRITE: Duration = Duration::from_secs(10);
 
 /// A request and where its answer goes.
 pub type Pending = (Request, oneshot::Sender<Response<Reply>>);
@@ -37,18 +48,27 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::Join
     let listener = UnixListener::bind(path).map_err(io)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
     Ok(tokio::spawn(async move {
+        let mut gate = Gate::new("control", MAX_CONNECTIONS);
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    gate.accept_failed(e).await;
+                    continue;
+                }
+            };
+            let Some(permit) = gate.admit() else { continue };
             let tx = tx.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let (r, mut w) = stream.into_split();
                 let mut reader = TokioBufReader::new(r);
                 loop {
                     // The limit is per request line, not per connection: a client may send many.
                     let mut raw = Vec::new();
-                    match (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut raw).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
+                    match timeout(IDLE, (&mut reader).take(MAX_REQUEST as u64 + 1).read_until(b'\n', &mut raw)).await {
+                        Ok(Ok(0) | Err(_)) | Err(_) => return,
+                        Ok(Ok(_)) => {}
                     }
                     let too_long = raw.len() > MAX_REQUEST;
                     let resp = if too_long {
@@ -71,7 +91,7 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::Join
                     let mut out = serde_json::to_vec(&resp).expect("responses serialise");
                     out.push(b'\n');
                     // After an over-long line the stream cannot be resynchronised: answer, close.
-                    if w.write_all(&out).await.is_err() || too_long {
+                    if !matches!(timeout(WRITE, w.write_all(&out)).await, Ok(Ok(()))) || too_long {
                         return;
                     }
                 }

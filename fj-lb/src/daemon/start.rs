@@ -34,6 +34,10 @@ impl Daemon {
     pub async fn start(config_path: &Path, opts: Options) -> Result<Self, DaemonError> {
         let started = Instant::now();
         let signals = Signals::install()?;
+        match crate::net::serving::raise_open_file_limit() {
+            Ok(n) => info!(open_files = n, "open-file limit"),
+            Err(e) => tracing::warn!(error = %e, "raising the open-file limit failed"),
+        }
         let config = config::load(config_path, &LiveHost)?;
         info!(config = %config_path.display(), services = config.services.len(), "config valid");
         let (control_tx, control_rx) = mpsc::channel(16);

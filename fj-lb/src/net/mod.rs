@@ -3,6 +3,7 @@
 //! for address types.
 pub mod host;
 pub mod neigh;
+pub mod serving;
 
 pub use host::LiveHost;
 pub use neigh::{NeighError, Neighbours};

@@ -1,19 +1,26 @@
 //! The metrics endpoint: `GET /metrics` over HTTP/1.1 (requests parsed with httparse); each
 //! scrape asks the daemon's loop for the text. I/O edge.
-use std::net::SocketAddr;
+use std::{net::SocketAddr, time::Duration};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
     sync::{mpsc, oneshot},
+    time::timeout,
 };
 use tracing::{info, warn};
+
+use crate::net::serving::Gate;
 
 /// Where the text of one scrape goes.
 pub type ScrapeRequest = oneshot::Sender<String>;
 
 /// The longest request head read; a longer one is answered 431 and closed.
 const MAX_HEAD: usize = 8192;
+/// Scrapes served at once; more connections are closed as they arrive.
+const MAX_CONNECTIONS: usize = 64;
+/// A client gets this long to send its request head, and again to read the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a request head asks for, as far as this endpoint cares.
 #[derive(Debug, PartialEq, Eq)]
@@ -47,19 +54,28 @@ pub async fn serve(addr: SocketAddr, tx: mpsc::Sender<ScrapeRequest>) -> std::io
     let listener = TcpListener::bind(addr).await?;
     info!(%addr, "serving Prometheus metrics at /metrics");
     Ok(tokio::spawn(async move {
+        let mut gate = Gate::new("metrics", MAX_CONNECTIONS);
         loop {
-            let Ok((mut stream, _)) = listener.accept().await else { continue };
+            let mut stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    gate.accept_failed(e).await;
+                    continue;
+                }
+            };
+            let Some(permit) = gate.admit() else { continue };
             let tx = tx.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let mut buf = Vec::with_capacity(1024);
                 let mut chunk = [0u8; 1024];
                 let ask = loop {
                     if let Some(a) = ask(&buf) {
                         break a;
                     }
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    match timeout(IO_TIMEOUT, stream.read(&mut chunk)).await {
+                        Ok(Ok(0) | Err(_)) | Err(_) => return,
+                        Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
                     }
                 };
                 let (status, ctype, body) = match ask {
@@ -82,8 +98,10 @@ pub async fn serve(addr: SocketAddr, tx: mpsc::Sender<ScrapeRequest>) -> std::io
                     "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
-                if let Err(e) = stream.write_all(resp.as_bytes()).await {
-                    warn!(error = %e, "writing a metrics response failed");
+                match timeout(IO_TIMEOUT, stream.write_all(resp.as_bytes())).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => warn!(error = %e, "writing a metrics response failed"),
+                    Err(_) => warn!("a scraper did not read its metrics within 10 s; dropped"),
                 }
             });
         }
