@@ -92,6 +92,7 @@ pub struct Daemon {
     vrrp: Option<vrrp::Vrrp>,
     /// What VRRP was last told about the tracked services.
     tracked_down: bool,
+    told_settled: Option<bool>,
     /// Installed before start-up begins, so a SIGHUP or SIGTERM during start-up waits for the
     /// loop instead of killing a half-started daemon.
     signals: Signals,

@@ -69,6 +69,7 @@ impl Daemon {
             metrics_task: None,
             vrrp: None,
             tracked_down: false,
+            told_settled: None,
             signals,
             _bpffs_lock: lock,
         };
@@ -86,6 +87,8 @@ impl Daemon {
             daemon.stop().await;
             return Err(e);
         }
+        // Preemption waits until the tracked services' checks have a verdict.
+        daemon.track();
         daemon.checkers.restart(&daemon.balancer);
         info!(
             interface = %daemon.config.interface,

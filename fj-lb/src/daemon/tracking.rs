@@ -39,5 +39,13 @@ impl Daemon {
                 warn!("VRRP did not take the tracking update");
             }
         }
+        let settled = self.balancer.services_settled(&cfg.track_services);
+        if Some(settled) != self.told_settled {
+            if v.commands.try_send(vrrp::Command::HealthSettled(settled)).is_ok() {
+                self.told_settled = Some(settled);
+            } else {
+                warn!("VRRP did not take the health-settled update");
+            }
+        }
     }
 }

@@ -126,6 +126,19 @@ impl ServiceState {
         self.config.health.check == HealthCheck::None || b.health.up
     }
 
+    /// Healthy and reachable: a backend whose MAC is not known gets no traffic, so it does not
+    /// count as serving (for status, and for VRRP tracking).
+    pub fn serving(&self, b: &BackendState) -> bool {
+        self.healthy(b) && b.mac.is_some()
+    }
+
+    /// Every backend has had the chance to pass `rise` checks, or has failed one: "none is
+    /// healthy" now means down, not "not checked yet". Unchecked services are settled at once.
+    pub fn settled(&self) -> bool {
+        self.config.health.check == HealthCheck::None
+            || self.backends.iter().all(|b| b.health.checks >= self.config.health.rise || b.health.failures > 0)
+    }
+
     /// The table's input: the backends that could take flows by config (weight, known MAC),
     /// those of them that are healthy, and whether the all-down fallback is in force.
     fn plan(&self) -> TableInput {
@@ -265,12 +278,13 @@ impl Balancer {
     /// once every backend had the chance to pass `rise` checks: before that "down" means "not
     /// checked yet", and a host that just started must not give up mastership for it.
     pub fn any_service_down(&self, names: &[String]) -> bool {
-        names.iter().any(|name| {
-            self.service(name).is_some_and(|st| {
-                let settled = st.backends.iter().all(|b| b.health.checks >= st.config.health.rise || b.health.failures > 0);
-                settled && !st.backends.iter().any(|b| st.healthy(b))
-            })
-        })
+        names.iter().any(|name| self.service(name).is_some_and(|st| st.settled() && !st.backends.iter().any(|b| st.serving(b))))
+    }
+
+    /// Whether every one of these services has a health verdict for each backend: before
+    /// that, a host should not preempt (it does not know yet whether it can serve).
+    pub fn services_settled(&self, names: &[String]) -> bool {
+        names.iter().all(|name| self.service(name).is_none_or(ServiceState::settled))
     }
 
     /// Every backend address the data path needs a MAC for.
@@ -769,16 +783,25 @@ mod tests {
         b.apply(&c, &macs(&["10.0.0.11", "10.0.0.12"]), &mut m).unwrap();
         let tracked = vec!["web".to_string()];
         assert!(!b.any_service_down(&tracked), "not checked yet is not down");
+        assert!(!b.services_settled(&tracked));
         b.health_result("web", "10.0.0.11".parse().unwrap(), &FAIL, &mut m).unwrap();
         assert!(!b.any_service_down(&tracked), "10.0.0.12 has not had its chance yet");
         b.health_result("web", "10.0.0.12".parse().unwrap(), &FAIL, &mut m).unwrap();
         assert!(b.any_service_down(&tracked), "every backend failed, none is healthy");
+        assert!(b.services_settled(&tracked) && b.services_settled(&[]));
         assert!(!b.any_service_down(&["api".to_string()]), "an unknown service is not down");
         assert!(!b.any_service_down(&[]));
         for _ in 0..c.services[0].health.rise {
             b.health_result("web", "10.0.0.12".parse().unwrap(), &Ok(()), &mut m).unwrap();
         }
         assert!(!b.any_service_down(&tracked), "one backend came back");
+        // Healthy but unreachable is not serving.
+        b.update_macs(&macs(&["10.0.0.11"]), &mut m).unwrap();
+        let st = b.service("web").unwrap();
+        assert!(st.serving(&st.backends[1]));
+        let mut lost = b.service("web").unwrap().clone();
+        lost.backends[1].mac = None;
+        assert!(lost.healthy(&lost.backends[1]) && !lost.serving(&lost.backends[1]));
     }
 
     #[test]

@@ -135,6 +135,9 @@ pub struct VrrpConfig {
     pub priority: u8,
     pub advert_interval_ms: u32,
     pub preempt: bool,
+    /// After start-up, how long this host waits before preempting a lower-priority master
+    /// (keepalived's `preempt_delay`); it also waits for its health checks to settle.
+    pub preempt_delay_ms: u64,
     /// RFC 5798 Accept_Mode: may the master accept traffic addressed to the virtual addresses
     /// (beyond the balanced services)? The address owner (priority 255) always does.
     pub accept_mode: bool,
@@ -239,6 +242,7 @@ struct RawVrrp {
     priority: Option<Spanned<u32>>,
     advert_interval_ms: Option<Spanned<u32>>,
     preempt: Option<bool>,
+    preempt_delay_ms: Option<Spanned<u64>>,
     accept_mode: Option<bool>,
     virtual_addresses: Spanned<Vec<Spanned<String>>>,
     use_virtual_mac: Option<Spanned<bool>>,
@@ -698,6 +702,12 @@ fn validate_vrrp(
         Some(n) if *n.get_ref() <= 10_000 => *n.get_ref(),
         Some(n) => return Err(cx.err(n.span(), "vrrp.garp_interval_ms", "must be at most 10000")),
     };
+    // keepalived allows up to 1,000 s.
+    let preempt_delay_ms = match &v.preempt_delay_ms {
+        None => 0,
+        Some(n) if *n.get_ref() <= 1_000_000 => *n.get_ref(),
+        Some(n) => return Err(cx.err(n.span(), "vrrp.preempt_delay_ms", "must be at most 1000000 (1,000 s, as keepalived)")),
+    };
     use crate::vrrp::packet::ChecksumMode;
     let checksum = match v.checksum.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
         None | Some(("rfc5798", _)) => ChecksumMode::PseudoHeader,
@@ -712,6 +722,7 @@ fn validate_vrrp(
         priority,
         advert_interval_ms,
         preempt: v.preempt.unwrap_or(true),
+        preempt_delay_ms,
         accept_mode: v.accept_mode.unwrap_or(false),
         virtual_addresses,
         use_virtual_mac,
@@ -1126,6 +1137,7 @@ forward = "dsr"
             (VRRP.replace("interface = \"eth0\"", "interface = \"eth7\""), "vrrp.interface"),
             (format!("{VRRP}checksum = \"crc32\"\n"), "vrrp.checksum"),
             (format!("{VRRP}nopreempt = true\n"), "nopreempt"),
+            (format!("{VRRP}preempt_delay_ms = 2000000\n"), "vrrp.preempt_delay_ms"),
         ];
         for (v, want) in cases {
             assert_eq!(refuse(&with_vrrp(&v)).1, want, "{v}");

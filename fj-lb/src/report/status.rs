@@ -103,8 +103,12 @@ pub fn services(b: &Balancer, now: &Sample, then: Option<&Sample>) -> Vec<Servic
                         address: be.address,
                         id: be.id,
                         mac: be.mac.as_ref().map(format_mac),
-                        up: st.healthy(be),
-                        health_reason: be.health.reason.clone(),
+                        up: st.serving(be),
+                        health_reason: if st.healthy(be) && be.mac.is_none() {
+                            "no MAC: ARP/ND unanswered".into()
+                        } else {
+                            be.health.reason.clone()
+                        },
                         weight: be.effective_weight(),
                         config_weight: be.weight,
                         slots,

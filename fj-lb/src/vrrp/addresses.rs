@@ -1,9 +1,11 @@
 //! The interface's addresses over rtnetlink: our primary address (the advert source), the
-//! carrier, and adding and removing the virtual addresses.
+//! carrier, adding and removing the virtual addresses, and watching for their removal.
 use std::net::IpAddr;
 
 use futures::TryStreamExt;
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
+    RouteNetlinkMessage,
     address::{AddressAttribute, AddressHeaderFlag},
     link::LinkFlag,
 };
@@ -64,6 +66,58 @@ pub(super) async fn remove_addresses(handle: &rtnetlink::Handle, ifindex: u32, a
             match handle.address().del(msg).execute().await {
                 Ok(()) => info!(address = %ip, "virtual address removed"),
                 Err(e) => error!(address = %ip, error = %e, "removing the virtual address failed"),
+            }
+        }
+    }
+}
+
+/// Which of `addrs` the interface holds now.
+pub(super) async fn present(handle: &rtnetlink::Handle, ifindex: u32, addrs: &[(IpAddr, u8)]) -> Result<Vec<IpAddr>, rtnetlink::Error> {
+    let mut held = Vec::new();
+    let mut msgs = handle.address().get().set_link_index_filter(ifindex).execute();
+    while let Some(msg) = msgs.try_next().await? {
+        for a in &msg.attributes {
+            if let AddressAttribute::Local(ip) | AddressAttribute::Address(ip) = a
+                && addrs.iter().any(|(v, _)| v == ip)
+                && !held.contains(ip)
+            {
+                held.push(*ip);
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// Address removals anywhere on the host, as the kernel announces them (RTMGRP_*_IFADDR): how
+/// a master learns at once that someone (networkd reapplying, `ip addr flush`) took a virtual
+/// address away.
+pub(super) struct Removals {
+    rx: futures::channel::mpsc::UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, netlink_sys::SocketAddr)>,
+    _connection: tokio::task::JoinHandle<()>,
+}
+
+impl Removals {
+    pub(super) fn subscribe() -> std::io::Result<Self> {
+        use netlink_sys::AsyncSocket as _;
+        let (mut conn, _handle, rx) = rtnetlink::new_connection()?;
+        let groups = rtnetlink::constants::RTMGRP_IPV4_IFADDR | rtnetlink::constants::RTMGRP_IPV6_IFADDR;
+        conn.socket_mut().socket_mut().bind(&netlink_sys::SocketAddr::new(0, groups))?;
+        Ok(Self { rx, _connection: tokio::spawn(conn) })
+    }
+
+    /// The next address removed: (interface index, address). `None` when the subscription ends.
+    pub(super) async fn next(&mut self) -> Option<(u32, IpAddr)> {
+        use futures::StreamExt as _;
+        loop {
+            let (msg, _) = self.rx.next().await?;
+            if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(m)) = msg.payload {
+                let ip = m.attributes.iter().find_map(|a| match a {
+                    AddressAttribute::Local(ip) | AddressAttribute::Address(ip) => Some(*ip),
+                    _ => None,
+                });
+                if let Some(ip) = ip {
+                    return Some((m.header.index, ip));
+                }
             }
         }
     }

@@ -44,6 +44,8 @@ pub struct Params {
     /// Our advertisement interval.
     pub advert_interval: Duration,
     pub preempt: bool,
+    /// After start-up, how long preemption waits (keepalived's `preempt_delay`).
+    pub preempt_delay: Duration,
     /// Our primary address on the interface (breaks ties between equal priorities).
     pub primary: IpAddr,
 }
@@ -58,6 +60,11 @@ pub struct Machine {
     timer: Option<(Timer, Duration)>,
     /// The master we last heard from, and its priority.
     pub master: Option<(IpAddr, u8)>,
+    /// Preemption waits until then (start-up plus `preempt_delay`).
+    preempt_after: Duration,
+    /// Preemption also waits until the daemon says its health checks have settled: a host
+    /// that takes over before it knows its backends may take traffic it cannot serve.
+    settled: bool,
 }
 
 /// Centiseconds, as the advert carries them (12 bits).
@@ -69,7 +76,31 @@ impl Machine {
     pub fn new(p: Params) -> Self {
         let priority = p.priority;
         let master_adver_interval = p.advert_interval;
-        Self { p, state: State::Initialize, priority, master_adver_interval, timer: None, master: None }
+        Self {
+            p,
+            state: State::Initialize,
+            priority,
+            master_adver_interval,
+            timer: None,
+            master: None,
+            preempt_after: Duration::ZERO,
+            settled: true,
+        }
+    }
+
+    /// Whether the health checks have a verdict for every tracked service (true until told
+    /// otherwise).
+    pub fn set_settled(&mut self, settled: bool) {
+        self.settled = settled;
+    }
+
+    fn owner(&self) -> bool {
+        self.p.priority == 255
+    }
+
+    /// Whether a lower-priority master may be overthrown now.
+    fn may_preempt(&self, now: Duration) -> bool {
+        self.p.preempt && self.settled && now >= self.preempt_after
     }
 
     pub fn state(&self) -> State {
@@ -115,7 +146,7 @@ impl Machine {
         self.timer = Some((Timer::MasterDown, now + self.master_down_interval()));
         let was_master = self.state == State::Master;
         self.go(State::Backup, why, out);
-        if was_master {
+        if was_master && !self.owner() {
             out.push(Action::ReleaseAddresses);
         }
     }
@@ -125,7 +156,8 @@ impl Machine {
         if self.state != State::Initialize {
             return out;
         }
-        if self.priority == 255 {
+        self.preempt_after = now + self.p.preempt_delay;
+        if self.owner() {
             self.become_master(now, "address owner (priority 255)", &mut out);
         } else {
             self.master_adver_interval = self.p.advert_interval;
@@ -141,7 +173,10 @@ impl Machine {
         match self.state {
             State::Master => {
                 out.push(Action::SendAdvert { priority: 0 });
-                out.push(Action::ReleaseAddresses);
+                // The owner's virtual addresses are its own real ones: they stay.
+                if !self.owner() {
+                    out.push(Action::ReleaseAddresses);
+                }
             }
             State::Backup => {}
             State::Initialize => return out,
@@ -170,13 +205,17 @@ impl Machine {
     /// An advertisement that passed every check (version, VRID, TTL, checksum, addresses).
     pub fn on_advert(&mut self, now: Duration, from: IpAddr, priority: u8, max_adver_int: Duration) -> Vec<Action> {
         let mut out = Vec::new();
+        // RFC 5798 §6.4.3: the address owner stays master and discards what others advertise.
+        if self.owner() {
+            return out;
+        }
         match self.state {
             State::Initialize => {}
             State::Backup => {
                 if priority == 0 {
                     // The master is leaving: take over after the skew time only.
                     self.timer = Some((Timer::MasterDown, now + self.skew_time()));
-                } else if !self.p.preempt || priority >= self.priority {
+                } else if !self.may_preempt(now) || priority >= self.priority {
                     self.master_adver_interval = max_adver_int;
                     self.master = Some((from, priority));
                     self.timer = Some((Timer::MasterDown, now + self.master_down_interval()));
@@ -194,6 +233,20 @@ impl Machine {
                 }
             }
         }
+        out
+    }
+
+    /// Gives mastership up because this host cannot hold its virtual addresses: priority 0
+    /// tells the backup to take over within its skew time (a lowered priority would not move a
+    /// backup without preemption). As backup we come back only if nobody else does.
+    pub fn resign(&mut self, now: Duration, why: &'static str) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state != State::Master || self.owner() {
+            return out;
+        }
+        out.push(Action::SendAdvert { priority: 0 });
+        self.master = None;
+        self.become_backup(now, why, &mut out);
         out
     }
 
@@ -225,7 +278,7 @@ mod tests {
     }
 
     fn m(priority: u8, preempt: bool) -> Machine {
-        Machine::new(Params { priority, advert_interval: S, preempt, primary: "10.0.0.10".parse().unwrap() })
+        Machine::new(Params { priority, advert_interval: S, preempt, preempt_delay: Duration::ZERO, primary: "10.0.0.10".parse().unwrap() })
     }
 
     fn peer() -> IpAddr {
@@ -242,6 +295,66 @@ mod tests {
         assert_eq!(m(100, true).master_down_interval(), ms(3609) + Duration::from_micros(375));
         assert_eq!(m(150, true).master_down_interval(), Duration::from_micros(3_414_062) + Duration::from_nanos(500));
         assert_eq!(m(100, true).skew_time(), Duration::from_micros(609_375));
+    }
+
+    #[test]
+    fn the_owner_ignores_adverts_and_keeps_its_addresses_on_stop() {
+        let mut x = m(255, true);
+        x.startup(ms(0));
+        assert!(x.on_advert(ms(10), peer(), 254, S).is_empty(), "a higher-looking master changes nothing");
+        assert!(x.on_advert(ms(20), "10.0.0.200".parse().unwrap(), 255, S).is_empty());
+        assert_eq!(x.state(), State::Master);
+        let a = x.shutdown();
+        assert!(a.contains(&Action::SendAdvert { priority: 0 }));
+        assert!(!a.contains(&Action::ReleaseAddresses), "its virtual addresses are its own: {a:?}");
+        assert!(x.clone().resign(ms(30), "x").is_empty());
+    }
+
+    #[test]
+    fn preemption_waits_for_the_delay_and_for_settled_health() {
+        let mut x = Machine::new(Params {
+            priority: 150,
+            advert_interval: S,
+            preempt: true,
+            preempt_delay: ms(5000),
+            primary: "10.0.0.10".parse().unwrap(),
+        });
+        x.startup(ms(0));
+        x.set_settled(false);
+        // A lower master advertising every second: within the delay it is accepted (the timer
+        // is pushed back each time), so we stay backup.
+        let mut t = ms(0);
+        while t < ms(5000) {
+            t += S;
+            x.on_advert(t, peer(), 100, S);
+            assert!(x.on_timer(t).is_empty());
+            assert_eq!(x.state(), State::Backup, "at {t:?}");
+        }
+        // Past the delay but health not settled: still accepted.
+        t += S;
+        x.on_advert(t, peer(), 100, S);
+        assert_eq!(x.timer(), Some((Timer::MasterDown, t + x.master_down_interval())));
+        x.set_settled(true);
+        let last = t + S;
+        x.on_advert(last, peer(), 100, S);
+        // Now the lower master's adverts no longer push the timer back: it runs out and we take over.
+        let deadline = x.timer().expect("timer").1;
+        assert!(deadline <= t + x.master_down_interval(), "not pushed back");
+        assert_eq!(transitions(&x.on_timer(deadline)), vec![State::Master]);
+    }
+
+    #[test]
+    fn a_master_that_cannot_hold_its_addresses_resigns_with_priority_zero() {
+        let mut x = m(100, true);
+        x.startup(ms(0));
+        let down = x.master_down_interval();
+        x.on_timer(down);
+        assert_eq!(x.state(), State::Master);
+        let a = x.resign(down + ms(10), "virtual addresses cannot be held");
+        assert_eq!(a.first(), Some(&Action::SendAdvert { priority: 0 }));
+        assert!(a.contains(&Action::ReleaseAddresses));
+        assert_eq!(transitions(&a), vec![State::Backup]);
+        assert!(x.resign(down + ms(20), "again").is_empty(), "only a master resigns");
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub enum Reject {
     Vrid,
     AddressList,
     Family,
+    /// Max_Adver_Int 0: a master-down interval of nothing would make us master at once.
+    ZeroInterval,
+    /// We own the addresses (priority 255): what others advertise changes nothing (RFC 5798
+    /// §6.4.3).
+    Owner,
 }
 
 impl Reject {
@@ -53,6 +58,8 @@ impl Reject {
             Reject::Vrid => "wrong_vrid",
             Reject::AddressList => "wrong_addresses",
             Reject::Family => "wrong_family",
+            Reject::ZeroInterval => "zero_interval",
+            Reject::Owner => "owner_ignores",
         }
     }
 }

@@ -12,10 +12,10 @@ use tokio::{
     io::unix::AsyncFd,
     sync::{mpsc, oneshot, watch},
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{
-    addresses::{add_addresses, carrier, primary, remove_addresses},
+    addresses::{Removals, add_addresses, carrier, present, primary, remove_addresses},
     announce::Bursts,
     machine::{Action, Machine, Params, State, to_centis},
     packet::{Advert, IPPROTO_VRRP, MCAST_V4, MCAST_V6, Reject},
@@ -39,6 +39,9 @@ pub enum VrrpError {
 pub enum Command {
     /// A tracked service has no healthy backend (true) or has one again (false).
     ServicesDown(bool),
+    /// Every tracked service's health checks have a verdict (true), or not yet (false):
+    /// preemption waits for it.
+    HealthSettled(bool),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -75,17 +78,25 @@ struct Runner {
     carrier_lost: bool,
     last_reject_log: Option<Instant>,
     garp_task: Option<tokio::task::JoinHandle<()>>,
+    removals: Removals,
+    /// False while this master is missing a virtual address it could not add back.
+    holding: bool,
 }
 
 /// Starts the VRRP instance: backup (or master if priority 255) from the first moment.
 pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac: Mac) -> Result<Vrrp, VrrpError> {
     let v6 = cfg.virtual_addresses.iter().any(|(a, _)| a.is_ipv6());
     let vips: Vec<IpAddr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
+    let owner = cfg.priority == 255;
     // A VIP left on the interface by a killed daemon is not ours to keep: remove it first, so
-    // it is never taken for our primary address.
-    remove_addresses(&handle, ifindex, &cfg.virtual_addresses).await;
+    // it is never taken for our primary address. The owner's VIPs are its own real addresses.
+    if !owner {
+        remove_addresses(&handle, ifindex, &cfg.virtual_addresses).await;
+    }
     let family = if v6 { "IPv6 link-local" } else { "IPv4" };
-    let primary = primary(&handle, ifindex, v6, &vips).await?.ok_or_else(|| VrrpError::NoPrimary(cfg.interface.clone(), family))?;
+    let exclude: &[IpAddr] = if owner { &[] } else { &vips };
+    let primary = primary(&handle, ifindex, v6, exclude).await?.ok_or_else(|| VrrpError::NoPrimary(cfg.interface.clone(), family))?;
+    let removals = Removals::subscribe().map_err(VrrpError::Socket)?;
     let vmac = if cfg.use_virtual_mac { Some(VirtualMac::create(&handle, &cfg.interface, ifindex, cfg.vrid, v6).await?) } else { None };
     let (vip_ifindex, announce_mac) = match &vmac {
         Some(v) => (v.ifindex, virtual_mac(cfg.vrid, v6)),
@@ -110,6 +121,7 @@ pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac
         priority: cfg.priority,
         advert_interval: Duration::from_millis(cfg.advert_interval_ms as u64),
         preempt: cfg.preempt,
+        preempt_delay: Duration::from_millis(cfg.preempt_delay_ms),
         primary,
     });
     let status = VrrpStatus {
@@ -150,6 +162,8 @@ pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac
         carrier_lost: false,
         last_reject_log: None,
         garp_task: None,
+        removals,
+        holding: true,
     };
     let task = tokio::spawn(async move { runner.run(cmd_rx).await });
     Ok(Vrrp { commands: cmd_tx, status: status_rx, task })
@@ -188,7 +202,12 @@ impl Runner {
                             recv_v4(fd.get_ref(), &mut buf).map(|n| (None, n))
                         }
                     });
-                    let us = Instance { primary: self.primary, vrid: self.cfg.vrid, addresses: &self.cfg.virtual_addresses };
+                    let us = Instance {
+                        primary: self.primary,
+                        vrid: self.cfg.vrid,
+                        addresses: &self.cfg.virtual_addresses,
+                        owner: self.cfg.priority == 255,
+                    };
                     let verdict = match got {
                         Ok(Ok((None, n))) => validate::ipv4(&buf[..n], &us),
                         Ok(Ok((Some((src, hops)), n))) => validate::ipv6(src, hops, &buf[..n], &us),
@@ -211,6 +230,12 @@ impl Runner {
                             self.reprioritise().await;
                         }
                     }
+                    Some(Command::HealthSettled(settled)) => {
+                        if settled {
+                            info!("health checks settled: preemption allowed");
+                        }
+                        self.machine.set_settled(settled);
+                    }
                     Some(Command::Shutdown(done)) => {
                         self.shutdown().await;
                         let _ = done.send(());
@@ -221,7 +246,17 @@ impl Runner {
                         return;
                     }
                 },
+                Some((ifindex, ip)) = self.removals.next() => {
+                    let ours = ifindex == self.vip_ifindex && self.cfg.virtual_addresses.iter().any(|(a, _)| *a == ip);
+                    if ours && self.machine.state() == State::Master {
+                        warn!(address = %ip, "a virtual address was removed from outside while master; adding it back");
+                        self.hold_addresses().await;
+                    }
+                }
                 _ = carrier_tick.tick() => {
+                    if self.machine.state() == State::Master {
+                        self.hold_addresses().await;
+                    }
                     let lost = !carrier(&self.handle, self.ifindex).await;
                     if lost != self.carrier_lost {
                         if lost { warn!(interface = %self.cfg.interface, "carrier lost") } else { info!(interface = %self.cfg.interface, "carrier back") }
@@ -231,6 +266,41 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// While master: makes sure every virtual address is on the interface, adding back the
+    /// missing ones. One that cannot be added means this host cannot serve it: it resigns
+    /// (priority 0) so the peer takes over, and takes over again only if nobody else does.
+    async fn hold_addresses(&mut self) {
+        let want = self.cfg.virtual_addresses.clone();
+        let missing = |held: &[IpAddr]| -> Vec<(IpAddr, u8)> { want.iter().filter(|(a, _)| !held.contains(a)).copied().collect() };
+        let held = match present(&self.handle, self.vip_ifindex, &want).await {
+            Ok(h) => h,
+            Err(e) => return warn!(error = %e, "reading the interface's addresses failed"),
+        };
+        let gone = missing(&held);
+        if gone.is_empty() {
+            if !self.holding {
+                info!("every virtual address is held again");
+                self.holding = true;
+            }
+            return;
+        }
+        warn!(missing = ?gone.iter().map(|(a, _)| a).collect::<Vec<_>>(), "virtual addresses missing while master; adding them back");
+        add_addresses(&self.handle, self.vip_ifindex, &gone).await;
+        self.announce();
+        let still = match present(&self.handle, self.vip_ifindex, &want).await {
+            Ok(h) => missing(&h),
+            Err(_) => gone,
+        };
+        if still.is_empty() {
+            self.holding = true;
+            return;
+        }
+        self.holding = false;
+        error!(missing = ?still.iter().map(|(a, _)| a).collect::<Vec<_>>(), "cannot hold the virtual addresses: resigning mastership (priority 0) so the peer takes over");
+        let a = self.machine.resign(self.now(), "virtual addresses cannot be held");
+        self.perform(a).await;
     }
 
     async fn shutdown(&mut self) {

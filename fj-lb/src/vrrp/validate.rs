@@ -10,6 +10,8 @@ pub struct Instance<'a> {
     pub primary: IpAddr,
     pub vrid: u8,
     pub addresses: &'a [(IpAddr, u8)],
+    /// Configured with priority 255: the address owner.
+    pub owner: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -58,6 +60,9 @@ fn advert(src: IpAddr, dst: IpAddr, ttl: Option<u8>, msg: &[u8], us: &Instance) 
     if adv.vrid != us.vrid {
         return Verdict::Reject(Reject::Vrid);
     }
+    if adv.max_adver_int == 0 {
+        return Verdict::Reject(Reject::ZeroInterval);
+    }
     let mut theirs = adv.addresses.clone();
     theirs.sort();
     let mut ours: Vec<IpAddr> = us.addresses.iter().map(|(a, _)| *a).collect();
@@ -65,6 +70,9 @@ fn advert(src: IpAddr, dst: IpAddr, ttl: Option<u8>, msg: &[u8], us: &Instance) 
     // The address owner (priority 255) is believed whatever it lists (RFC 5798 §7.1).
     if theirs != ours && adv.priority != 255 {
         return Verdict::Reject(Reject::AddressList);
+    }
+    if us.owner {
+        return Verdict::Reject(Reject::Owner);
     }
     Verdict::Accept { src, advert: adv }
 }
@@ -81,7 +89,7 @@ mod tests {
     }
 
     fn us() -> Instance<'static> {
-        Instance { primary: ip([10, 0, 0, 1]), vrid: 51, addresses: VIPS }
+        Instance { primary: ip([10, 0, 0, 1]), vrid: 51, addresses: VIPS, owner: false }
     }
 
     fn them() -> IpAddr {
@@ -122,6 +130,22 @@ mod tests {
     }
 
     #[test]
+    fn rejects_an_advert_interval_of_zero() {
+        let a = Advert { vrid: 51, priority: 100, max_adver_int: 0, addresses: VIPS.iter().map(|(a, _)| *a).collect() };
+        let m = a.encode(them(), IpAddr::V4(MCAST_V4), ChecksumMode::PseudoHeader);
+        assert_eq!(ipv4(&ip4(255, them(), &m), &us()), Verdict::Reject(Reject::ZeroInterval));
+    }
+
+    #[test]
+    fn the_owner_discards_what_others_advertise() {
+        let (_, m) = good_v4();
+        let owner = Instance { owner: true, ..us() };
+        assert_eq!(ipv4(&ip4(255, them(), &m), &owner), Verdict::Reject(Reject::Owner));
+        let (_, m) = advert_from(ip([10, 0, 0, 1]), IpAddr::V4(MCAST_V4), vec![], 255);
+        assert_eq!(ipv4(&ip4(255, ip([10, 0, 0, 1]), &m), &owner), Verdict::Own, "still our own");
+    }
+
+    #[test]
     fn accepts_the_addresses_in_any_order() {
         let (a, m) = advert_from(them(), IpAddr::V4(MCAST_V4), vec![ip([10, 0, 0, 101]), ip([10, 0, 0, 100])], 100);
         assert_eq!(ipv4(&ip4(255, them(), &m), &us()), accepted(them(), a));
@@ -130,7 +154,7 @@ mod tests {
     #[test]
     fn accepts_a_good_ipv6_advert() {
         let vips = [("2001:db8::100".parse().unwrap(), 64)];
-        let us = Instance { primary: "fe80::1".parse().unwrap(), vrid: 51, addresses: &vips };
+        let us = Instance { primary: "fe80::1".parse().unwrap(), vrid: 51, addresses: &vips, owner: false };
         let src: Ipv6Addr = "fe80::2".parse().unwrap();
         let (a, m) = advert_from(IpAddr::V6(src), IpAddr::V6(MCAST_V6), vec![vips[0].0], 100);
         assert_eq!(ipv6(src, Some(255), &m, &us), accepted(IpAddr::V6(src), a));
@@ -141,7 +165,7 @@ mod tests {
         let (_, m) = advert_from(us().primary, IpAddr::V4(MCAST_V4), vec![], 7);
         assert_eq!(ipv4(&ip4(1, us().primary, &m), &us()), Verdict::Own, "own, though TTL and addresses are wrong");
         let ll: Ipv6Addr = "fe80::1".parse().unwrap();
-        let us6 = Instance { primary: IpAddr::V6(ll), vrid: 51, addresses: &[] };
+        let us6 = Instance { primary: IpAddr::V6(ll), vrid: 51, addresses: &[], owner: false };
         assert_eq!(ipv6(ll, None, &[], &us6), Verdict::Own);
     }
 
@@ -205,7 +229,7 @@ mod tests {
         let (_, m) = good_v4();
         assert_eq!(ipv4(&ip4(254, them(), &m), &us()), Verdict::Reject(Reject::Ttl));
         let src: Ipv6Addr = "fe80::2".parse().unwrap();
-        let us6 = Instance { primary: "fe80::1".parse().unwrap(), vrid: 51, addresses: &[] };
+        let us6 = Instance { primary: "fe80::1".parse().unwrap(), vrid: 51, addresses: &[], owner: false };
         let (_, m6) = advert_from(IpAddr::V6(src), IpAddr::V6(MCAST_V6), vec![], 100);
         assert_eq!(ipv6(src, Some(64), &m6, &us6), Verdict::Reject(Reject::Ttl));
         assert_eq!(ipv6(src, None, &m6, &us6), Verdict::Reject(Reject::Ttl), "no hop limit reported");
