@@ -20,6 +20,8 @@ pub enum ReloadError {
     Invalid(#[from] ConfigError),
     #[error("reload refused, the running config stays in force: {0}")]
     NeedsRestart(#[source] ApplyError),
+    #[error("reload failed and was undone, the running config stays in force: {0}")]
+    RolledBack(#[source] ApplyError),
     #[error("reload failed part-way: {0}")]
     PartWay(#[source] ApplyError),
 }
@@ -49,6 +51,7 @@ impl Daemon {
         let started = Instant::now();
         let s = self.balancer.apply(&new, &self.macs, &mut self.dp).map_err(|e| match e {
             e @ ApplyError::NeedsRestart { .. } => ReloadError::NeedsRestart(e),
+            e @ ApplyError::RolledBack { .. } => ReloadError::RolledBack(e),
             e => ReloadError::PartWay(e),
         })?;
         count_update(&self.metrics, "reload", started);

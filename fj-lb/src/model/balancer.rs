@@ -54,11 +54,15 @@ pub enum ApplyError {
     Capacity { what: &'static str, capacity: u32 },
     #[error("{field} cannot change while fj-lb runs ({old} → {new}); restart fj-lb to apply it")]
     NeedsRestart { field: &'static str, old: String, new: String },
+    #[error("{failure}; the maps were put back as they were")]
+    RolledBack { failure: Box<ApplyError> },
+    #[error("{failure}; putting the maps back failed too ({rollback}): restart fj-lb")]
+    RollbackFailed { failure: Box<ApplyError>, rollback: MapWriteError },
 }
 
 /// Hands out small integer ids; a released id waits behind the others before it is reused, so
 /// a packet still reading the old owner's entry does not meet the new owner.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct IdPool {
     next: u32,
     capacity: u32,
@@ -223,7 +227,7 @@ pub enum OpError {
     LastBackend(String),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Balancer {
     table_size: u32,
     services: BTreeMap<String, ServiceState>,
@@ -319,8 +323,9 @@ impl Balancer {
         differs("[vrrp]", &f.vrrp, &cfg.vrrp)
     }
 
-    /// Brings the maps from the current state to `cfg`. Services whose (VIP, port, protocol)
-    /// and backends did not change are not written at all.
+    /// Brings the maps from the current state to `cfg`, all or nothing: if a write fails
+    /// part-way, the state and the maps are put back as they were (`ApplyError::RolledBack`).
+    /// Services whose (VIP, port, protocol) and backends did not change are not written at all.
     pub fn apply(
         &mut self,
         cfg: &Config,
@@ -328,6 +333,69 @@ impl Balancer {
         maps: &mut impl MapWriter,
     ) -> Result<ApplySummary, ApplyError> {
         self.check_fixed(cfg)?;
+        let before = self.clone();
+        match self.apply_writes(cfg, macs, maps) {
+            Ok(s) => Ok(s),
+            Err(failure) => {
+                let failed = std::mem::replace(self, before);
+                let failure = Box::new(failure);
+                match self.restore(&failed, maps) {
+                    Ok(()) => Err(ApplyError::RolledBack { failure }),
+                    Err(rollback) => Err(ApplyError::RollbackFailed { failure, rollback }),
+                }
+            }
+        }
+    }
+
+    /// Puts the maps back to this (earlier) state after `failed` wrote part of a change. Each
+    /// table goes into a slot no live service reads and is then swapped in, as in `sync`, so
+    /// no packet meets a half-written table.
+    fn restore(&mut self, failed: &Balancer, maps: &mut impl MapWriter) -> Result<(), MapWriteError> {
+        let size = self.table_size;
+        let ours: std::collections::HashSet<ServiceKey> = self.services.values().map(|st| st.key).collect();
+        // Services only the failed change had: gone first, so at most ours stay live.
+        let mut live: HashMap<ServiceKey, u32> = HashMap::new();
+        for st in failed.services.values() {
+            if ours.contains(&st.key) {
+                live.insert(st.key, st.table_slot);
+            } else {
+                maps.remove_service(&st.key)?;
+            }
+        }
+        for st in self.services.values_mut() {
+            for b in st.backends.iter_mut() {
+                let entry = b.written.unwrap_or_default();
+                maps.set_backend(b.id, &entry)?;
+            }
+        }
+        let capacity = self.table_slots.capacity;
+        for st in self.services.values_mut() {
+            let busy: std::collections::HashSet<u32> = live.values().copied().collect();
+            let slot = (0..capacity).find(|s| !busy.contains(s)).expect("at most max_services tables are live, of max_services + 2 slots");
+            maps.write_table(slot * size, &st.table)?;
+            maps.set_service(&st.key, &ServiceValue { id: st.id, table_base: slot * size, table_size: size, flags: 0 })?;
+            live.insert(st.key, slot);
+            st.table_slot = slot;
+        }
+        let kept: std::collections::HashSet<u32> = self.services.values().flat_map(|st| st.backends.iter().map(|b| b.id)).collect();
+        for b in failed.services.values().flat_map(|st| st.backends.iter()) {
+            if !kept.contains(&b.id) {
+                maps.set_backend(b.id, &Backend::default())?;
+            }
+        }
+        // The slots in use moved: every other slot is free again.
+        let used: std::collections::HashSet<u32> = self.services.values().map(|st| st.table_slot).collect();
+        self.table_slots.next = capacity;
+        self.table_slots.free = (0..capacity).filter(|s| !used.contains(s)).collect();
+        Ok(())
+    }
+
+    fn apply_writes(
+        &mut self,
+        cfg: &Config,
+        macs: &HashMap<IpAddr, Mac>,
+        maps: &mut impl MapWriter,
+    ) -> Result<ApplySummary, ApplyError> {
         let mut summary = ApplySummary::default();
         // Removed services, and services whose key changed (re-added below under the new key).
         let stale: Vec<String> = self
@@ -580,21 +648,56 @@ mod tests {
     use crate::model::config::{BackendConfig, Forward, Protocol, XdpMode};
     use fj_lb_common::NO_BACKEND;
 
-    #[derive(Default)]
+    #[derive(Default, Clone)]
     struct FakeMaps {
+        /// Refuse one write, after this many more succeed.
+        fail_after: Option<usize>,
         log: Vec<String>,
         backends: HashMap<u32, Backend>,
         maglev: HashMap<u32, u32>,
         services: HashMap<ServiceKey, ServiceValue>,
     }
 
+    impl FakeMaps {
+        fn write(&mut self) -> Result<(), MapWriteError> {
+            match self.fail_after.as_mut() {
+                Some(0) => {
+                    // One refusal, as a transient kernel failure: the rollback's writes go through.
+                    self.fail_after = None;
+                    Err(MapWriteError { map: "TEST", source: "refused by the test".into() })
+                }
+                Some(n) => {
+                    *n -= 1;
+                    Ok(())
+                }
+                None => Ok(()),
+            }
+        }
+
+        /// What packets see: each service key's id and table, resolved to backend entries.
+        fn seen(&self) -> BTreeMap<(u16, u8), (u32, Vec<Backend>)> {
+            self.services
+                .iter()
+                .map(|(k, v)| {
+                    let table = (v.table_base..v.table_base + v.table_size)
+                        .map(|i| self.maglev[&i])
+                        .map(|id| self.backends.get(&id).copied().unwrap_or_default())
+                        .collect();
+                    ((k.port, k.proto), (v.id, table))
+                })
+                .collect()
+        }
+    }
+
     impl MapWriter for FakeMaps {
         fn set_backend(&mut self, id: u32, b: &Backend) -> Result<(), MapWriteError> {
+            self.write()?;
             self.log.push(format!("backend {id} alive={}", b.flags & BACKEND_ALIVE));
             self.backends.insert(id, *b);
             Ok(())
         }
         fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), MapWriteError> {
+            self.write()?;
             self.log.push(format!("table {base}"));
             for (i, v) in table.iter().enumerate() {
                 self.maglev.insert(base + i as u32, *v);
@@ -602,11 +705,13 @@ mod tests {
             Ok(())
         }
         fn set_service(&mut self, k: &ServiceKey, v: &ServiceValue) -> Result<(), MapWriteError> {
+            self.write()?;
             self.log.push(format!("service {} base {}", k.port, v.table_base));
             self.services.insert(*k, *v);
             Ok(())
         }
         fn remove_service(&mut self, k: &ServiceKey) -> Result<(), MapWriteError> {
+            self.write()?;
             self.log.push(format!("remove {}", k.port));
             self.services.remove(k);
             Ok(())
@@ -774,6 +879,47 @@ mod tests {
     }
 
     const FAIL: CheckOutcome = Err(crate::model::health::CheckFailure::Refused);
+
+    #[test]
+    fn a_reload_that_fails_at_any_write_leaves_the_maps_and_state_as_before() {
+        let old = cfg(vec![
+            svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)]),
+            svc("api", 81, &[("10.0.0.11", 1)]),
+            svc("gone", 82, &[("10.0.0.13", 1)]),
+        ]);
+        let mut moved = svc("api", 91, &[("10.0.0.11", 1)]);
+        moved.port = 91;
+        let new = cfg(vec![
+            svc("web", 80, &[("10.0.0.12", 3), ("10.0.0.14", 1)]),
+            moved,
+            svc("fresh", 83, &[("10.0.0.15", 1)]),
+        ]);
+        let all = macs(&["10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.14", "10.0.0.15"]);
+        let mut b = Balancer::new(&old);
+        let mut m = FakeMaps::default();
+        b.apply(&old, &all, &mut m).unwrap();
+        let seen_before = m.seen();
+        let names_before: Vec<_> = b.services().map(|s| (s.config.clone(), s.backends.iter().map(|x| x.id).collect::<Vec<_>>())).collect();
+        // How many writes the whole reload takes, then fail at each of them in turn.
+        let mut probe = (b.clone(), m.clone());
+        probe.0.apply(&new, &all, &mut probe.1).unwrap();
+        let writes = probe.1.log.len() - m.log.len();
+        assert!(writes > 5, "a reload worth testing: {writes} writes");
+        for k in 0..writes {
+            let (mut b2, mut m2) = (b.clone(), m.clone());
+            m2.fail_after = Some(k);
+            let e = b2.apply(&new, &all, &mut m2).unwrap_err();
+            assert!(matches!(e, ApplyError::RolledBack { .. }), "write {k}: {e}");
+            assert!(e.to_string().contains("put back"), "{e}");
+            assert_eq!(m2.seen(), seen_before, "after failing at write {k} of {writes}, packets see the old tables");
+            let names: Vec<_> = b2.services().map(|s| (s.config.clone(), s.backends.iter().map(|x| x.id).collect::<Vec<_>>())).collect();
+            assert_eq!(names, names_before, "the balancer's state is the old one");
+            // And the next reload, with nothing failing, still works from there.
+            m2.fail_after = None;
+            b2.apply(&new, &all, &mut m2).unwrap_or_else(|e| panic!("after a rollback at write {k}, a clean reload fails: {e}"));
+            assert_eq!(m2.seen(), probe.1.seen(), "after the rollback at write {k}, the retried reload ends where a clean one does");
+        }
+    }
 
     #[test]
     fn a_tracked_service_is_down_only_once_its_checks_have_settled() {
