@@ -14,6 +14,11 @@ pub const PROTO_UDP: u8 = 17;
 /// Backend id stored in a Maglev slot when a service has no usable backend.
 pub const NO_BACKEND: u32 = u32::MAX;
 
+/// The layout of the maps a daemon leaves pinned for the next one (keys, values, how ids are
+/// used). A daemon adopts a previous daemon's flow table only under the same number: bump it
+/// with any change to `FlowKey`, `FlowValue`, `Backend`, `ServiceKey` or `ServiceValue`.
+pub const MAP_LAYOUT: u32 = 1;
+
 /// Names of the maps, shared so that the daemon, the CLI and the tests look up the same ones.
 pub mod map_names {
     pub const SERVICES: &str = "SERVICES";

@@ -120,7 +120,8 @@ async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Starte
     datapath::ensure_bpffs(&config.bpffs)?;
     let lock = datapath::lock_bpffs(&config.bpffs)?;
     let neigh = Neighbours::open(&config.interface).await?;
-    let mut dp = Dataplane::load(balancer::sizes(config))?;
+    let inherited = datapath::inherit(&config.bpffs, config.flow_table_size);
+    let mut dp = Dataplane::load_adopting(balancer::sizes(config), inherited.flows.as_deref())?;
     info!(program_id = dp.program_id(), "XDP program loaded and verified");
     let alt_mac = match &config.vrrp {
         Some(v) if v.use_virtual_mac => vrrp::virtual_mac(v.vrid, v.virtual_addresses.iter().any(|(a, _)| a.is_ipv6())),
@@ -134,7 +135,7 @@ async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Starte
         info!(?vips, "accept_mode = false: traffic to the virtual addresses other than services is dropped");
     }
     dp.write_settings(Settings { lb_mac: neigh.mac, alt_mac, hash_seed: config.hash_seed, flags })?;
-    let mut balancer = Balancer::with_options(config, assume_healthy);
+    let mut balancer = Balancer::with_previous(config, assume_healthy, inherited.ids);
     let groups: Vec<Vec<IpAddr>> =
         config.services.iter().map(|s| s.backends.iter().map(|b| b.address).collect()).collect();
     let macs = resolve(&neigh, &groups).await?;

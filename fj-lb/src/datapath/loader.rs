@@ -1,4 +1,6 @@
 //! Loading and verifying the balancer program, with map sizes from the config.
+use std::path::Path;
+
 use aya::{EbpfLoader, programs::Xdp};
 use fj_lb_common::{map_names as names, program_names};
 use tracing::warn;
@@ -9,7 +11,17 @@ use crate::model::balancer::MapSizes;
 impl Dataplane {
     /// Loads the object with the given map sizes and loads (verifies) the balancer program.
     pub fn load(sizes: MapSizes) -> Result<Self, DataplaneError> {
-        let mut ebpf = EbpfLoader::new()
+        Self::load_adopting(sizes, None)
+    }
+
+    /// Like `load`, but with the flow table pinned at `flows` (left by a previous daemon and
+    /// checked by `adopt::inherit`) instead of a fresh one.
+    pub fn load_adopting(sizes: MapSizes, flows: Option<&Path>) -> Result<Self, DataplaneError> {
+        let mut loader = EbpfLoader::new();
+        if let Some(pin) = flows {
+            loader.map_pin_path(names::FLOWS, pin);
+        }
+        let mut ebpf = loader
             .map_max_entries(names::FLOWS, sizes.flow_table)
             .map_max_entries(names::MAGLEV, sizes.maglev_slots)
             .map_max_entries(names::SERVICES, sizes.services)

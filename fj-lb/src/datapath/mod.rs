@@ -1,6 +1,7 @@
 //! The edge between the daemon and the kernel's BPF side: loads the embedded XDP objects, sizes
 //! and pins its maps, owns the XDP link, and offers typed access to each map. Nothing here
 //! decides anything; the plans come from `model`. Depends on aya, libc and `fj-lb-common`.
+mod adopt;
 mod aux;
 mod bpffs;
 mod link;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 
 use aya::{Ebpf, maps::MapError, programs::ProgramError};
 
+pub use adopt::{Inherited, inherit, layout_marker};
 pub use aux::{AUX_OBJECT, Generated, attach_aux, generate, load_aux};
 pub use bpffs::{BpffsLock, ensure_bpffs, lock_bpffs};
 pub use link::{AttachedMode, LINK_PIN};

@@ -27,6 +27,8 @@ impl Dataplane {
                 source: MapError::PinError { name: Some(name.to_string()), error: e },
             })?;
         }
+        let marker = super::layout_marker(dir);
+        std::fs::create_dir_all(&marker).map_err(|source| DataplaneError::Io { what: "marking the map layout", path: marker, source })?;
         Ok(())
     }
 }
@@ -51,5 +53,6 @@ pub fn unpin_maps(dir: &Path) {
     for name in names::ALL {
         let _ = std::fs::remove_file(dir.join(name));
     }
+    let _ = std::fs::remove_dir(super::layout_marker(dir));
     let _ = std::fs::remove_dir(dir);
 }

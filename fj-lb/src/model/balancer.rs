@@ -4,7 +4,7 @@
 //! ordering (backends, then a table in a spare slot, then the one-value service swap) is tested
 //! without one.
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
     net::IpAddr,
 };
 
@@ -67,20 +67,40 @@ struct IdPool {
     next: u32,
     capacity: u32,
     free: VecDeque<u32>,
+    /// Ids a previous daemon gave out, kept for their owners (`take`) until the first apply.
+    reserved: HashSet<u32>,
     what: &'static str,
 }
 
 impl IdPool {
     fn new(capacity: u32, what: &'static str) -> Self {
-        Self { next: 0, capacity, free: VecDeque::new(), what }
+        Self { next: 0, capacity, free: VecDeque::new(), reserved: HashSet::new(), what }
     }
 
     fn alloc(&mut self) -> Result<u32, ApplyError> {
-        if self.next < self.capacity {
+        while self.next < self.capacity {
             self.next += 1;
-            return Ok(self.next - 1);
+            if !self.reserved.contains(&(self.next - 1)) {
+                return Ok(self.next - 1);
+            }
         }
         self.free.pop_front().ok_or(ApplyError::Capacity { what: self.what, capacity: self.capacity })
+    }
+
+    fn reserve(&mut self, ids: impl IntoIterator<Item = u32>) {
+        self.reserved.extend(ids.into_iter().filter(|id| *id < self.capacity));
+    }
+
+    /// A reserved id for its owner, if it is still reserved.
+    fn take(&mut self, id: u32) -> Option<u32> {
+        self.reserved.remove(&id).then_some(id)
+    }
+
+    /// Reserved ids nobody claimed become ordinary free ids.
+    fn unreserve(&mut self) {
+        let mut left: Vec<u32> = self.reserved.drain().filter(|id| *id < self.next).collect();
+        left.sort_unstable();
+        self.free.extend(left);
     }
 
     fn release(&mut self, id: u32) {
@@ -206,6 +226,15 @@ pub fn service_key(s: &Service) -> ServiceKey {
     ServiceKey { addr, port: s.port, proto: s.protocol.number(), family }
 }
 
+/// The ids a previous daemon gave its services and backends, read from its pinned maps: flow
+/// entries it left name backends by id, so keeping the ids keeps the flows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreviousIds {
+    pub services: HashMap<ServiceKey, u32>,
+    /// (service id, backend address) → backend id.
+    pub backends: HashMap<(u32, IpAddr), u32>,
+}
+
 /// What an apply changed, for the log line an operator reads after a reload.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ApplySummary {
@@ -236,6 +265,8 @@ pub struct Balancer {
     table_slots: IdPool,
     /// Start backends as healthy instead of waiting for `rise` passes.
     assume_healthy: bool,
+    /// Ids to give back to their owners at the first apply.
+    previous: PreviousIds,
     /// Settings fixed when the maps were created.
     fixed: Config,
 }
@@ -266,8 +297,19 @@ impl Balancer {
             backend_ids: IdPool::new(s.backends, "backend"),
             table_slots: IdPool::new(cfg.max_services + 2, "Maglev table"),
             assume_healthy,
+            previous: PreviousIds::default(),
             fixed: cfg.clone(),
         }
+    }
+
+    /// A balancer that gives services and backends the ids a previous daemon had given them
+    /// (same key, same address), so the flow table it left stays valid.
+    pub fn with_previous(cfg: &Config, assume_healthy: bool, previous: PreviousIds) -> Self {
+        let mut b = Self::with_options(cfg, assume_healthy);
+        b.service_ids.reserve(previous.services.values().copied());
+        b.backend_ids.reserve(previous.backends.values().copied());
+        b.previous = previous;
+        b
     }
 
     pub fn services(&self) -> impl Iterator<Item = &ServiceState> {
@@ -335,7 +377,14 @@ impl Balancer {
         self.check_fixed(cfg)?;
         let before = self.clone();
         match self.apply_writes(cfg, macs, maps) {
-            Ok(s) => Ok(s),
+            Ok(s) => {
+                // The previous daemon's ids went to whoever is still configured; the rest are
+                // ordinary free ids now.
+                self.service_ids.unreserve();
+                self.backend_ids.unreserve();
+                self.previous = PreviousIds::default();
+                Ok(s)
+            }
             Err(failure) => {
                 let failed = std::mem::replace(self, before);
                 let failure = Box::new(failure);
@@ -422,7 +471,11 @@ impl Balancer {
         for svc in &cfg.services {
             let existed = self.services.contains_key(&svc.name);
             if !existed {
-                let id = self.service_ids.alloc()?;
+                let key = service_key(svc);
+                let id = match self.previous.services.get(&key).and_then(|id| self.service_ids.take(*id)) {
+                    Some(id) => id,
+                    None => self.service_ids.alloc()?,
+                };
                 let table_slot = self.table_slots.alloc()?;
                 self.services.insert(
                     svc.name.clone(),
@@ -457,7 +510,10 @@ impl Balancer {
                         ..old.clone()
                     },
                     None => BackendState {
-                        id: self.backend_ids.alloc()?,
+                        id: match self.previous.backends.get(&(st.id, b.address)).and_then(|id| self.backend_ids.take(*id)) {
+                            Some(id) => id,
+                            None => self.backend_ids.alloc()?,
+                        },
                         address: b.address,
                         weight: b.weight,
                         weight_override: None,
@@ -919,6 +975,45 @@ mod tests {
             b2.apply(&new, &all, &mut m2).unwrap_or_else(|e| panic!("after a rollback at write {k}, a clean reload fails: {e}"));
             assert_eq!(m2.seen(), probe.1.seen(), "after the rollback at write {k}, the retried reload ends where a clean one does");
         }
+    }
+
+    #[test]
+    fn a_restarted_balancer_gives_back_the_previous_daemons_ids() {
+        // The previous daemon: web with .11, .12, then .13 added by a reload, .11 removed.
+        let first = cfg(vec![svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)]), svc("api", 81, &[("10.0.0.21", 1)])]);
+        let later = cfg(vec![svc("web", 80, &[("10.0.0.12", 1), ("10.0.0.13", 1)]), svc("api", 81, &[("10.0.0.21", 1)])]);
+        let all = macs(&["10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.21", "10.0.0.31"]);
+        let mut old = Balancer::new(&first);
+        let mut m = FakeMaps::default();
+        old.apply(&first, &all, &mut m).unwrap();
+        old.apply(&later, &all, &mut m).unwrap();
+        let ids = |b: &Balancer| -> BTreeMap<(String, IpAddr), (u32, u32)> {
+            b.services().flat_map(|s| s.backends.iter().map(move |x| ((s.config.name.clone(), x.address), (s.id, x.id)))).collect()
+        };
+        // What the maps tell the next daemon.
+        let mut previous = PreviousIds::default();
+        for (k, v) in &m.services {
+            previous.services.insert(*k, v.id);
+        }
+        for (id, be) in &m.backends {
+            if be.family != 0 {
+                previous.backends.insert((be.service, crate::model::addr::addr_from_bytes(&be.addr, be.family)), *id);
+            }
+        }
+        // A fresh daemon without them would number .12 and .13 from 0; with them, it keeps them.
+        let mut fresh = Balancer::new(&later);
+        fresh.apply(&later, &all, &mut FakeMaps::default()).unwrap();
+        assert_ne!(ids(&fresh), ids(&old), "the test needs ids that a fresh start would not repeat");
+        let mut next = Balancer::with_previous(&later, false, previous);
+        let mut m2 = FakeMaps::default();
+        next.apply(&later, &all, &mut m2).unwrap();
+        assert_eq!(ids(&next), ids(&old));
+        // A backend added later gets an id nobody holds.
+        let more = cfg(vec![svc("web", 80, &[("10.0.0.12", 1), ("10.0.0.13", 1), ("10.0.0.31", 1)]), svc("api", 81, &[("10.0.0.21", 1)])]);
+        next.apply(&more, &all, &mut m2).unwrap();
+        let taken: Vec<u32> = next.services().flat_map(|s| s.backends.iter().map(|b| b.id)).collect();
+        let unique: HashSet<u32> = taken.iter().copied().collect();
+        assert_eq!(unique.len(), taken.len(), "ids are unique: {taken:?}");
     }
 
     #[test]
