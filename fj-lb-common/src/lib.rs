@@ -30,7 +30,8 @@ pub mod map_names {
     pub const BACKEND_COUNTERS: &str = "BACKEND_COUNTERS";
     pub const STATS: &str = "STATS";
     pub const NOT_ACCEPTED: &str = "NOT_ACCEPTED";
-    pub const ALL: [&str; 9] = [
+    pub const FLOOD: &str = "FLOOD";
+    pub const ALL: [&str; 10] = [
         SERVICES,
         BACKENDS,
         MAGLEV,
@@ -40,6 +41,7 @@ pub mod map_names {
         BACKEND_COUNTERS,
         STATS,
         NOT_ACCEPTED,
+        FLOOD,
     ];
 }
 
@@ -137,8 +139,21 @@ pub struct Settings {
     pub hash_seed: u32,
     /// `SETTINGS_*` bits.
     pub flags: u32,
+    /// New flows each CPU may insert into the flow table per second; above it (a SYN flood,
+    /// spoofed sources) new flows are still hashed and forwarded but not inserted, so they
+    /// cannot evict established ones. 0 = no cap.
+    pub max_new_flows: u32,
 }
-const _: () = assert!(core::mem::size_of::<Settings>() == 20);
+const _: () = assert!(core::mem::size_of::<Settings>() == 24);
+
+/// The flood guard's per-CPU window: when it began and how many flows it inserted since.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FloodWindow {
+    pub start_ns: u64,
+    pub inserts: u64,
+}
+const _: () = assert!(core::mem::size_of::<FloodWindow>() == 16);
 
 /// NOT_ACCEPTED holds addresses: look packets up in it (saves a hash lookup per packet that is
 /// not for a service when it is empty, which is the common case).
@@ -204,6 +219,11 @@ stats! {
     FlowInsertFailed = 12, "flow_insert_failed";
     DropNotAccepted = 13, "drop_not_accepted";
     PassOtherHost = 14, "pass_other_host";
+    /// A new flow above `max_new_flows`: forwarded by hash, not inserted (flood mode).
+    FlowInsertSkipped = 15, "flow_insert_skipped";
+    /// An IP frame sent to a multicast or broadcast MAC: a switch flooding it reaches every
+    /// LB host, so none balances it.
+    PassMulticast = 16, "pass_multicast";
 }
 
 // Every value indexes the STATS map (COUNT entries): the values must be 0..COUNT in order, or
@@ -225,6 +245,7 @@ mod pod {
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for FlowValue {}
     unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for FloodWindow {}
     unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for VipKey {}
 }

@@ -31,20 +31,26 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     // Only unicast frames sent to us: a bridge flooding frames for another host (a dead
     // master's MAC, say) must not make this host forward them too. Broadcast and multicast
     // (ARP, VRRP) go on to the parser, which passes them.
-    match ptr_at::<[u8; 6]>(ctx, 0) {
+    let group = match ptr_at::<[u8; 6]>(ctx, 0) {
         Some(dst) => {
             let dst = unsafe { *dst };
             let unicast = dst[0] & 1 == 0;
             if unicast && dst != settings.lb_mac && (settings.alt_mac == [0; 6] || dst != settings.alt_mac) {
                 return Err((Stat::PassOtherHost, xdp_action::XDP_PASS));
             }
+            !unicast
         }
         None => return Err((Stat::PassMalformed, xdp_action::XDP_PASS)),
-    }
+    };
     let mut key = FlowKey::default();
     let check_vips = settings.flags & SETTINGS_NOT_ACCEPTED != 0;
     if let Err(stat) = parse_flow(ctx, &mut key) {
         return Err(refuse_or_pass(&key, stat, check_vips));
+    }
+    // Multicast and broadcast frames reach every LB host on the segment: balancing them would
+    // forward each one as many times. (ARP and the like were passed by the parser already.)
+    if group {
+        return Err((Stat::PassMulticast, xdp_action::XDP_PASS));
     }
     let skey = ServiceKey {
         addr: key.dst,
@@ -57,7 +63,7 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     };
     let svc = *svc;
     let pass = |s: Stat| (s, xdp_action::XDP_PASS);
-    let (id, backend) = select_backend(&key, &svc, settings.hash_seed)
+    let (id, backend) = select_backend(&key, &svc, settings.hash_seed, settings.max_new_flows)
         .map_err(|s| (s, xdp_action::XDP_DROP))?;
     if backend.mac == [0u8; 6] {
         return Err((Stat::DropBackendUnresolved, xdp_action::XDP_DROP));

@@ -4,10 +4,39 @@ use fj_lb_common::{
     BACKEND_ALIVE, Backend, FlowKey, FlowValue, NO_BACKEND, ServiceValue, Stat, hash::flow_hash,
 };
 
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+
 use crate::{
-    maps::{BACKENDS, FLOWS, MAGLEV},
+    maps::{BACKENDS, FLOOD, FLOWS, MAGLEV},
     stats::count,
 };
+
+const ONE_SECOND_NS: u64 = 1_000_000_000;
+
+/// Whether this CPU may insert one more flow this second. Above the cap (Katran's flood mode),
+/// new flows are still forwarded by hash but not inserted, so a flood of new 5-tuples cannot
+/// evict the established flows; the cap counts inserts, not SYNs, because after a VRRP or
+/// ECMP move established flows arrive here as non-SYN packets and must still be pinned.
+#[inline(always)]
+fn may_insert(cap: u32) -> bool {
+    if cap == 0 {
+        return true;
+    }
+    let Some(w) = FLOOD.get_ptr_mut(0) else { return true };
+    let now = unsafe { bpf_ktime_get_ns() };
+    // Per-CPU slot: no other writer.
+    unsafe {
+        if now.wrapping_sub((*w).start_ns) >= ONE_SECOND_NS {
+            (*w).start_ns = now;
+            (*w).inserts = 0;
+        }
+        if (*w).inserts >= cap as u64 {
+            return false;
+        }
+        (*w).inserts += 1;
+    }
+    true
+}
 
 /// The backend `id` if it still belongs to `service` and is alive. Ids are reused after a
 /// backend is removed, so the owner check keeps a stale flow from landing on a stranger.
@@ -36,6 +65,7 @@ pub fn select_backend(
     key: &FlowKey,
     svc: &ServiceValue,
     seed: u32,
+    max_new_flows: u32,
 ) -> Result<(u32, &'static Backend), Stat> {
     let mut repinned = false;
     if let Some(flow) = unsafe { FLOWS.get(key) } {
@@ -54,7 +84,9 @@ pub fn select_backend(
         backend: id,
         service: svc.id,
     };
-    if FLOWS.insert(key, value, 0).is_err() {
+    if !may_insert(max_new_flows) {
+        count(Stat::FlowInsertSkipped);
+    } else if FLOWS.insert(key, value, 0).is_err() {
         count(Stat::FlowInsertFailed);
     }
     count(if repinned {

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use fj_lb_common::{
-    Backend, Counters, FlowKey, FlowValue, ServiceKey, ServiceValue, Settings, Stat, VipKey,
+    Backend, Counters, FloodWindow, FlowKey, FlowValue, ServiceKey, ServiceValue, Settings, Stat, VipKey,
 };
 
 /// BPF_F_NO_PREALLOC: updates of a service swap its value under RCU, so a packet never reads a
@@ -50,3 +50,7 @@ pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Stat::COUNT, 
 /// (Accept_Mode false, not the address owner). Empty otherwise.
 #[map(name = "NOT_ACCEPTED")]
 pub static NOT_ACCEPTED: HashMap<VipKey, u8> = HashMap::with_max_entries(64, 0);
+
+/// Each CPU's count of flows inserted in the current one-second window (the flood guard).
+#[map(name = "FLOOD")]
+pub static FLOOD: PerCpuArray<FloodWindow> = PerCpuArray::with_max_entries(1, 0);

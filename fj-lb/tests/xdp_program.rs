@@ -105,7 +105,7 @@ impl Lb {
     fn new(text: &str) -> Self {
         let cfg = config::parse(text, "test.toml", &AnyHost).expect("test config is valid");
         let mut dp = Dataplane::load(state::sizes(&cfg)).expect("XDP program loads and verifies (run as root)");
-        dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0 }).unwrap();
+        dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0, max_new_flows: 0 }).unwrap();
         let macs: HashMap<IpAddr, Mac> = cfg
             .services
             .iter()
@@ -401,7 +401,7 @@ fn a_backend_without_a_mac_is_not_sent_traffic() {
     require_root!();
     let cfg = config::parse(CONFIG, "t", &AnyHost).unwrap();
     let mut dp = Dataplane::load(state::sizes(&cfg)).unwrap();
-    dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0 }).unwrap();
+    dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0, max_new_flows: 0 }).unwrap();
     let mut b = Balancer::new(&cfg);
     b.apply(&cfg, &HashMap::new(), &mut dp).unwrap();
     let lb = Lb { dp, balancer: b, macs: HashMap::new() };
@@ -421,6 +421,7 @@ fn accept_mode_off_drops_other_traffic_to_the_vip_only() {
             alt_mac: [0; 6],
             hash_seed: fj_lb_common::hash::DEFAULT_SEED,
             flags: fj_lb_common::SETTINGS_NOT_ACCEPTED,
+            max_new_flows: 0,
         })
         .unwrap();
     let mut icmp = Vec::new();
@@ -443,7 +444,7 @@ fn frames_for_another_host_are_not_balanced() {
     assert_eq!(lb.stat(Stat::PassOtherHost), 1);
     // The VRRP virtual MAC, when configured, is ours too.
     lb.dp
-        .write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0, 0, 0x5e, 0, 1, 51], hash_seed: fj_lb_common::hash::DEFAULT_SEED, flags: 0 })
+        .write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0, 0, 0x5e, 0, 1, 51], hash_seed: fj_lb_common::hash::DEFAULT_SEED, flags: 0, max_new_flows: 0 })
         .unwrap();
     p[..6].copy_from_slice(&[0, 0, 0x5e, 0, 1, 51]);
     let (action, out) = lb.run(&p);
@@ -465,4 +466,45 @@ fn the_helper_programs_load_from_their_own_object_and_behave() {
     assert_eq!((&out[..6], &out[6..12], &out[12..]), (&pkt[6..12], &pkt[..6], &pkt[12..]), "floor: MACs swapped, nothing else");
     // The generator needs live frames and an interface to run; loading verifies it.
     datapath::load_aux(program_names::GENERATOR).expect("the generator loads and verifies");
+}
+
+#[test]
+fn ip_frames_to_a_group_mac_are_never_balanced() {
+    require_root!();
+    let mut lb = Lb::new(CONFIG);
+    // A switch floods these to every LB host; balancing them would forward each once per host.
+    for (dst, what) in [([0xff; 6], "broadcast"), ([0x01, 0x00, 0x5e, 0, 0, 0x12], "IPv4 multicast MAC")] {
+        let mut p = tcp4(CLIENT, 40000, VIP, 80);
+        p[..6].copy_from_slice(&dst);
+        assert_passed_untouched(&lb, &p, what);
+    }
+    assert_eq!(lb.stat(Stat::PassMulticast), 2);
+    assert_eq!(lb.stat(Stat::Forwarded), 0);
+}
+
+#[test]
+fn above_the_new_flow_cap_new_flows_are_forwarded_but_not_inserted() {
+    require_root!();
+    let mut lb = Lb::new(CONFIG);
+    let established = tcp4(CLIENT, 1000, VIP, 80);
+    let home = lb.forward(&established);
+    lb.dp
+        .write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: fj_lb_common::hash::DEFAULT_SEED, flags: 0, max_new_flows: 3 })
+        .unwrap();
+    // The window is per CPU: stay on one, or each CPU would grant its own 3.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(0, &mut one) };
+    assert_eq!(unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one) }, 0, "pinning the test to CPU 0");
+    // Without a cap the window was never touched, so these open one: 3 are inserted, the rest
+    // forwarded by hash only.
+    for port in 2000..2010 {
+        lb.forward(&tcp4(CLIENT, port, VIP, 80));
+    }
+    assert_eq!(lb.stat(Stat::FlowInsertSkipped), 7, "3 inserted, 7 skipped");
+    let in_table = lb.dp.flows().keys().filter_map(Result::ok).filter(|k| (2000..2010).contains(&k.sport)).count();
+    assert_eq!(in_table, 3);
+    // Established flows are untouched and still hit.
+    let hits = lb.stat(Stat::FlowHit);
+    assert_eq!(lb.forward(&established), home);
+    assert_eq!(lb.stat(Stat::FlowHit), hits + 1);
 }

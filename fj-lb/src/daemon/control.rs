@@ -86,7 +86,7 @@ impl Daemon {
                 return;
             }
         };
-        let capacity = self.config.flow_table_size;
+        let capacity = datapath::flow_table_entries(self.config.flow_table_size);
         let pin = self.config.bpffs.join(map_names::FLOWS);
         tokio::task::spawn_blocking(move || {
             let resp = match datapath::read_flows(&pin) {

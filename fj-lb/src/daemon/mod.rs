@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use fj_lb_common::Settings;
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
     sync::mpsc,
@@ -98,6 +99,10 @@ pub struct Daemon {
     signals: Signals,
     /// This daemon's claim on its bpffs directory.
     _bpffs_lock: BpffsLock,
+    /// The settings as last written to the data path.
+    settings: Settings,
+    /// Flood mode: the skipped-insert counter at the last tick, and whether it is on.
+    flood: (u64, bool),
 }
 
 struct Signals {
@@ -120,7 +125,16 @@ enum Event {
     Health(CheckResult),
     Scrape(ScrapeRequest),
     Control(Pending),
+    /// The VRRP instance's status changed (a transition, an advert).
+    Vrrp,
     Tick,
+}
+
+async fn vrrp_changed(v: Option<&mut vrrp::Vrrp>) -> bool {
+    match v {
+        Some(v) => v.status.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
 }
 
 impl Daemon {
@@ -135,6 +149,7 @@ impl Daemon {
                 Some(result) = self.checkers.rx.recv() => Event::Health(result),
                 Some(reply) = self.scrape_rx.recv() => Event::Scrape(reply),
                 Some(pending) = self.control_rx.recv() => Event::Control(pending),
+                true = vrrp_changed(self.vrrp.as_mut()) => Event::Vrrp,
                 _ = tick.tick() => Event::Tick,
             };
             match event {
@@ -152,6 +167,7 @@ impl Daemon {
                     let span = info_span!("control", request = ?req);
                     self.on_control(req, reply).instrument(span).await;
                 }
+                Event::Vrrp => self.on_vrrp(),
                 Event::Tick => self.on_tick().await,
             }
         }
@@ -166,5 +182,6 @@ impl Daemon {
         }
         self.sample();
         self.track();
+        self.watch_flood();
     }
 }

@@ -22,6 +22,8 @@ pub enum ReloadError {
     NeedsRestart(#[source] ApplyError),
     #[error("reload failed and was undone, the running config stays in force: {0}")]
     RolledBack(#[source] ApplyError),
+    #[error("reload refused, the running config stays in force: writing max_new_flows_per_cpu failed: {0}")]
+    Settings(#[source] crate::datapath::DataplaneError),
     #[error("reload failed part-way: {0}")]
     PartWay(#[source] ApplyError),
 }
@@ -49,7 +51,18 @@ impl Daemon {
             Err(e) => warn!(error = %e, "reading the neighbour table failed"),
         }
         let started = Instant::now();
-        let s = self.balancer.apply(&new, &self.macs, &mut self.dp).map_err(|e| match e {
+        // The one setting a reload may change goes first, and back if the maps refuse the rest.
+        let old_settings = self.settings;
+        let settings = fj_lb_common::Settings { max_new_flows: new.max_new_flows_per_cpu, ..old_settings };
+        if settings != old_settings {
+            self.dp.write_settings(settings).map_err(ReloadError::Settings)?;
+        }
+        let applied = self.balancer.apply(&new, &self.macs, &mut self.dp);
+        if applied.is_err() && settings != old_settings && let Err(e) = self.dp.write_settings(old_settings) {
+            error!(error = %e, "restoring max_new_flows_per_cpu after a failed reload failed");
+        }
+        self.settings = if applied.is_ok() { settings } else { old_settings };
+        let s = applied.map_err(|e| match e {
             e @ ApplyError::NeedsRestart { .. } => ReloadError::NeedsRestart(e),
             e @ ApplyError::RolledBack { .. } => ReloadError::RolledBack(e),
             e => ReloadError::PartWay(e),

@@ -2,7 +2,8 @@
 //! hold now, rendered as Prometheus text off the main loop where it walks the flow table.
 use std::time::Instant;
 
-use fj_lb_common::map_names;
+use fj_lb_common::{Stat, map_names};
+use tracing::{info, warn};
 
 use super::Daemon;
 use crate::{
@@ -59,7 +60,7 @@ impl Daemon {
         let services = status::services(&self.balancer, &now, self.samples.front());
         let stats = self.dp.stats().map(|v| v.into_iter().map(|(s, n)| (s.name().to_string(), n)).collect()).unwrap_or_default();
         let vrrp_state = self.vrrp_status().map(|v| v.state.as_str());
-        let (metrics, capacity) = (self.metrics.clone(), self.config.flow_table_size as u64);
+        let (metrics, capacity) = (self.metrics.clone(), datapath::flow_table_entries(self.config.flow_table_size) as u64);
         let flows_pin = self.config.bpffs.join(map_names::FLOWS);
         tokio::task::spawn_blocking(move || {
             let flow_entries = datapath::count_entries(&flows_pin).unwrap_or(0);
@@ -69,6 +70,25 @@ impl Daemon {
             );
             let _ = reply.send(text);
         });
+    }
+
+    /// Says when flood mode starts and ends: the data path stops inserting new flows above
+    /// `max_new_flows_per_cpu` (they are still forwarded), counted as flow_insert_skipped.
+    pub(super) fn watch_flood(&mut self) {
+        let Ok(stats) = self.dp.stats() else { return };
+        let skipped = stats.iter().find(|(s, _)| *s == Stat::FlowInsertSkipped).map_or(0, |(_, n)| *n);
+        let (last, on) = self.flood;
+        let now_on = skipped > last;
+        if now_on && !on {
+            warn!(
+                skipped = skipped - last,
+                max_new_flows_per_cpu = self.config.max_new_flows_per_cpu,
+                "flood mode: more new flows than max_new_flows_per_cpu; they are forwarded by hash but not inserted, established flows stay"
+            );
+        } else if on && !now_on {
+            info!(skipped_total = skipped, "flood mode ended: new flows are inserted again");
+        }
+        self.flood = (skipped, now_on);
     }
 
     pub(super) fn vrrp_status(&self) -> Option<crate::vrrp::VrrpStatus> {

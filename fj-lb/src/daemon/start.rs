@@ -23,6 +23,7 @@ use crate::{
 /// The data path as start-up leaves it: loaded, filled, attached and pinned.
 struct Started {
     lock: BpffsLock,
+    settings: Settings,
     dp: Dataplane,
     neigh: Neighbours,
     balancer: Balancer,
@@ -42,7 +43,7 @@ impl Daemon {
         info!(config = %config_path.display(), services = config.services.len(), "config valid");
         let (control_tx, control_rx) = mpsc::channel(16);
         let control_task = control::serve(&config.control_socket, control_tx)?;
-        let Started { lock, dp, neigh, balancer, macs, mode } = match start_dataplane(&config, opts.assume_healthy).await {
+        let Started { lock, dp, neigh, balancer, macs, mode, settings } = match start_dataplane(&config, opts.assume_healthy).await {
             Ok(s) => s,
             Err(e) => {
                 control_task.abort();
@@ -72,6 +73,8 @@ impl Daemon {
             told_settled: None,
             signals,
             _bpffs_lock: lock,
+            settings,
+            flood: (0, false),
         };
         // From here on a failure undoes everything through `stop`.
         if let Some(addr) = daemon.config.metrics_listen {
@@ -123,10 +126,6 @@ async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Starte
     let inherited = datapath::inherit(&config.bpffs, config.flow_table_size);
     let mut dp = Dataplane::load_adopting(balancer::sizes(config), inherited.flows.as_deref())?;
     info!(program_id = dp.program_id(), "XDP program loaded and verified");
-    let alt_mac = match &config.vrrp {
-        Some(v) if v.use_virtual_mac => vrrp::virtual_mac(v.vrid, v.virtual_addresses.iter().any(|(a, _)| a.is_ipv6())),
-        _ => [0; 6],
-    };
     let mut flags = 0;
     if let Some(v) = config.vrrp.as_ref().filter(|v| !v.accept_mode && v.priority != 255) {
         let vips: Vec<IpAddr> = v.virtual_addresses.iter().map(|(a, _)| *a).collect();
@@ -134,7 +133,9 @@ async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Starte
         flags |= SETTINGS_NOT_ACCEPTED;
         info!(?vips, "accept_mode = false: traffic to the virtual addresses other than services is dropped");
     }
-    dp.write_settings(Settings { lb_mac: neigh.mac, alt_mac, hash_seed: config.hash_seed, flags })?;
+    // The virtual MAC joins once this host is master (`on_vrrp`).
+    let settings = Settings { lb_mac: neigh.mac, alt_mac: [0; 6], hash_seed: config.hash_seed, flags, max_new_flows: config.max_new_flows_per_cpu };
+    dp.write_settings(settings)?;
     let mut balancer = Balancer::with_previous(config, assume_healthy, inherited.ids);
     let groups: Vec<Vec<IpAddr>> =
         config.services.iter().map(|s| s.backends.iter().map(|b| b.address).collect()).collect();
@@ -146,5 +147,5 @@ async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Starte
         dp.detach();
         return Err(e.into());
     }
-    Ok(Started { lock, dp, neigh, balancer, macs, mode })
+    Ok(Started { lock, dp, neigh, balancer, macs, mode, settings })
 }

@@ -2,7 +2,8 @@
 //! service has no healthy backend lowers its priority so the peer can take over.
 use std::time::Instant;
 
-use tracing::{error, info_span, warn};
+use fj_lb_common::Settings;
+use tracing::{error, info, info_span, warn};
 
 use super::{Daemon, sampling::count_update};
 use crate::{health::CheckResult, report::metrics::BackendLabels, vrrp};
@@ -25,6 +26,27 @@ impl Daemon {
             }
             Ok(None) => {}
             Err(e) => error!(error = %e, "applying a health change to the maps failed"),
+        }
+    }
+
+    /// The data path accepts frames for the VRRP virtual MAC only while this host is master: a
+    /// switch that floods them reaches the backup too, which must not forward them as well.
+    pub(super) fn on_vrrp(&mut self) {
+        let (Some(v), Some(cfg)) = (&self.vrrp, &self.config.vrrp) else { return };
+        if !cfg.use_virtual_mac {
+            return;
+        }
+        let master = v.status.borrow().state == vrrp::machine::State::Master;
+        let alt_mac = if master { vrrp::virtual_mac(cfg.vrid, cfg.virtual_addresses.iter().any(|(a, _)| a.is_ipv6())) } else { [0; 6] };
+        if alt_mac != self.settings.alt_mac {
+            let settings = Settings { alt_mac, ..self.settings };
+            match self.dp.write_settings(settings) {
+                Ok(()) => {
+                    self.settings = settings;
+                    info!(master, "virtual MAC {} by the data path", if master { "accepted" } else { "no longer accepted" });
+                }
+                Err(e) => error!(error = %e, "updating the data path's virtual MAC failed"),
+            }
         }
     }
 

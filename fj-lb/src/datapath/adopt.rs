@@ -38,7 +38,7 @@ pub fn inherit(dir: &Path, flow_table_size: u32) -> Inherited {
                 let fits = matches!(i.map_type(), Ok(MapType::LruHash))
                     && i.key_size() as usize == size_of::<FlowKey>()
                     && i.value_size() as usize == size_of::<FlowValue>()
-                    && i.max_entries() == flow_table_size;
+                    && i.max_entries() == super::flow_table_entries(flow_table_size);
                 if !fits {
                     warn!(
                         key_size = i.key_size(),

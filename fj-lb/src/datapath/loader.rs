@@ -22,7 +22,7 @@ impl Dataplane {
             loader.map_pin_path(names::FLOWS, pin);
         }
         let mut ebpf = loader
-            .map_max_entries(names::FLOWS, sizes.flow_table)
+            .map_max_entries(names::FLOWS, super::flow_table_entries(sizes.flow_table))
             .map_max_entries(names::MAGLEV, sizes.maglev_slots)
             .map_max_entries(names::SERVICES, sizes.services)
             .map_max_entries(names::SERVICE_COUNTERS, sizes.services)

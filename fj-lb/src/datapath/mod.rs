@@ -65,6 +65,15 @@ pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneE
     move |source| DataplaneError::Map { name, source }
 }
 
+/// Entries of the FLOWS map for `per_cpu` flows a CPU: with BPF_F_NO_COMMON_LRU each CPU
+/// takes entries only from its own share (max_entries / CPUs), so the map is sized CPUs times
+/// over. Otherwise one busy RX queue would evict established flows at a fraction of the size
+/// the operator asked for.
+pub fn flow_table_entries(per_cpu: u32) -> u32 {
+    let cpus = aya::util::nr_cpus().map_or(1, |n| n.max(1)) as u64;
+    u32::try_from(per_cpu as u64 * cpus).unwrap_or(u32::MAX)
+}
+
 /// The loaded balancer: its object (programs and maps), its XDP link, the mapped Maglev array.
 pub struct Dataplane {
     pub(crate) ebpf: Ebpf,

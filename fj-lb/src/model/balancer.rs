@@ -803,6 +803,7 @@ mod tests {
             xdp_mode: XdpMode::Auto,
             bpffs: "/sys/fs/bpf/x".into(),
             flow_table_size: 1024,
+            max_new_flows_per_cpu: 0,
             maglev_table_size: 13,
             max_services: 4,
             max_backends: 8,

@@ -19,10 +19,13 @@ pub const DEFAULT_FLOW_TABLE_SIZE: u32 = 1_048_576;
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u32 = 65_537;
 pub const DEFAULT_MAX_SERVICES: u32 = 64;
 pub const DEFAULT_MAX_BACKENDS: u32 = 4096;
+/// Katran's default cap on new flows per CPU and second.
+pub const DEFAULT_MAX_NEW_FLOWS_PER_CPU: u32 = 125_000;
 /// Bounds that keep the maps within what a host can allocate without surprises. Kernel memory
 /// is finite and a map that cannot be created fails start-up late and obscurely; refusing the
 /// config says why at once.
-const MAX_FLOW_TABLE_SIZE: u32 = 1 << 25;
+/// Per CPU: the flow table is a per-CPU LRU, each CPU holding `flow_table_size` flows.
+const MAX_FLOW_TABLE_SIZE: u32 = 1 << 24;
 const MAX_MAGLEV_TABLE_SIZE: u32 = 1 << 24;
 const MAX_SERVICES: u32 = 1 << 16;
 const MAX_BACKENDS: u32 = 1 << 20;
@@ -159,7 +162,11 @@ pub struct Config {
     pub interface: String,
     pub xdp_mode: XdpMode,
     pub bpffs: PathBuf,
+    /// Flows each CPU's share of the flow table holds (the table is per-CPU LRU: see
+    /// `flow_table_entries`).
     pub flow_table_size: u32,
+    /// New flows a CPU inserts per second before flood mode (0: no cap).
+    pub max_new_flows_per_cpu: u32,
     pub maglev_table_size: u32,
     pub max_services: u32,
     pub max_backends: u32,
@@ -227,6 +234,7 @@ struct RawConfig {
     max_services: Option<Spanned<u32>>,
     max_backends: Option<Spanned<u32>>,
     hash_seed: Option<Spanned<u32>>,
+    max_new_flows_per_cpu: Option<Spanned<u32>>,
     control_socket: Option<Spanned<String>>,
     metrics: Option<RawMetrics>,
     vrrp: Option<Spanned<RawVrrp>>,
@@ -420,7 +428,7 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
                 s.span(),
                 "flow_table_size",
                 format!(
-                    "must be between 1 and {MAX_FLOW_TABLE_SIZE} (about {} MiB of kernel memory at {FLOW_ENTRY_BYTES} bytes an entry)",
+                    "must be between 1 and {MAX_FLOW_TABLE_SIZE} flows per CPU (about {} MiB of kernel memory per CPU at {FLOW_ENTRY_BYTES} bytes an entry)",
                     (MAX_FLOW_TABLE_SIZE as u64 * FLOW_ENTRY_BYTES) >> 20
                 ),
             ));
@@ -470,6 +478,7 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         ));
     }
     let hash_seed = raw.hash_seed.as_ref().map_or(fj_lb_common::hash::DEFAULT_SEED, |s| *s.get_ref());
+    let max_new_flows_per_cpu = raw.max_new_flows_per_cpu.as_ref().map_or(DEFAULT_MAX_NEW_FLOWS_PER_CPU, |s| *s.get_ref());
     let control_socket = match &raw.control_socket {
         None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
         Some(p) if p.get_ref().starts_with('/') && p.get_ref().len() < 100 => PathBuf::from(p.get_ref()),
@@ -612,6 +621,7 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         xdp_mode,
         bpffs,
         flow_table_size,
+        max_new_flows_per_cpu,
         maglev_table_size,
         max_services,
         max_backends,
