@@ -69,18 +69,20 @@ struct IdPool {
     free: VecDeque<u32>,
     /// Ids a previous daemon gave out, kept for their owners (`take`) until the first apply.
     reserved: HashSet<u32>,
+    /// Reserved ids their owners took: never handed out by `alloc`.
+    claimed: HashSet<u32>,
     what: &'static str,
 }
 
 impl IdPool {
     fn new(capacity: u32, what: &'static str) -> Self {
-        Self { next: 0, capacity, free: VecDeque::new(), reserved: HashSet::new(), what }
+        Self { next: 0, capacity, free: VecDeque::new(), reserved: HashSet::new(), claimed: HashSet::new(), what }
     }
 
     fn alloc(&mut self) -> Result<u32, ApplyError> {
         while self.next < self.capacity {
             self.next += 1;
-            if !self.reserved.contains(&(self.next - 1)) {
+            if !self.reserved.contains(&(self.next - 1)) && !self.claimed.contains(&(self.next - 1)) {
                 return Ok(self.next - 1);
             }
         }
@@ -93,14 +95,26 @@ impl IdPool {
 
     /// A reserved id for its owner, if it is still reserved.
     fn take(&mut self, id: u32) -> Option<u32> {
-        self.reserved.remove(&id).then_some(id)
+        if self.reserved.remove(&id) {
+            self.claimed.insert(id);
+            Some(id)
+        } else {
+            None
+        }
     }
 
-    /// Reserved ids nobody claimed become ordinary free ids.
+    /// Ends the reservation: ids nobody claimed become ordinary free ids, and `next` moves
+    /// past every claimed one so that plain allocation never meets them again.
     fn unreserve(&mut self) {
-        let mut left: Vec<u32> = self.reserved.drain().filter(|id| *id < self.next).collect();
-        left.sort_unstable();
-        self.free.extend(left);
+        let end = self.claimed.iter().chain(&self.reserved).map(|id| id + 1).max().unwrap_or(0).max(self.next);
+        // Unclaimed reservations, and ids below `end` that plain allocation skipped over.
+        let mut holes: HashSet<u32> = self.reserved.drain().collect();
+        holes.extend((self.next..end).filter(|id| !self.claimed.contains(id)));
+        let mut holes: Vec<u32> = holes.into_iter().filter(|id| !self.free.contains(id)).collect();
+        holes.sort_unstable();
+        self.free.extend(holes);
+        self.next = end;
+        self.claimed.clear();
     }
 
     fn release(&mut self, id: u32) {
@@ -1005,6 +1019,17 @@ mod tests {
         let mut fresh = Balancer::new(&later);
         fresh.apply(&later, &all, &mut FakeMaps::default()).unwrap();
         assert_ne!(ids(&fresh), ids(&old), "the test needs ids that a fresh start would not repeat");
+        // The first apply may bring a backend the previous daemon never had: it must get an id
+        // no kept backend holds.
+        let with_new = cfg(vec![svc("web", 80, &[("10.0.0.12", 1), ("10.0.0.13", 1), ("10.0.0.31", 1)]), svc("api", 81, &[("10.0.0.21", 1)])]);
+        let mut first_apply = Balancer::with_previous(&with_new, false, previous.clone());
+        first_apply.apply(&with_new, &all, &mut FakeMaps::default()).unwrap();
+        let got = ids(&first_apply);
+        let held: HashSet<u32> = got.values().map(|(_, b)| *b).collect();
+        assert_eq!(held.len(), got.len(), "every backend has its own id: {got:?}");
+        for (k, v) in ids(&old) {
+            assert_eq!(got.get(&k), Some(&v), "{k:?} keeps its id");
+        }
         let mut next = Balancer::with_previous(&later, false, previous);
         let mut m2 = FakeMaps::default();
         next.apply(&later, &all, &mut m2).unwrap();
