@@ -2,7 +2,6 @@
 //! the flow table, so it is answered from a blocking task on the pinned map.
 use std::{net::IpAddr, time::Instant};
 
-use fj_lb_common::map_names;
 use tokio::sync::oneshot;
 
 use super::{Daemon, sampling::count_update};
@@ -87,9 +86,9 @@ impl Daemon {
             }
         };
         let capacity = datapath::flow_table_entries(self.config.flow_table_size);
-        let pin = self.config.bpffs.join(map_names::FLOWS);
+        let walks = self.flow_walks.clone();
         tokio::task::spawn_blocking(move || {
-            let resp = match datapath::read_flows(&pin) {
+            let resp = match walks.read() {
                 Ok(entries) => {
                     let total_entries = entries.len();
                     let flows: Vec<status::FlowReport> = entries

@@ -3,6 +3,7 @@
 //! channels. Depends on every other room; nothing depends on it but the binary.
 mod checkers;
 mod control;
+mod flow_walks;
 mod neighbours;
 mod reload;
 mod sampling;
@@ -99,6 +100,7 @@ pub struct Daemon {
     signals: Signals,
     /// This daemon's claim on its bpffs directory.
     _bpffs_lock: BpffsLock,
+    flow_walks: flow_walks::FlowWalks,
     /// The settings as last written to the data path.
     settings: Settings,
     /// Flood mode: the skipped-insert counter at the last tick, and whether it is on.

@@ -2,7 +2,7 @@
 //! hold now, rendered as Prometheus text off the main loop where it walks the flow table.
 use std::time::Instant;
 
-use fj_lb_common::{Stat, map_names};
+use fj_lb_common::Stat;
 use tracing::{info, warn};
 
 use super::Daemon;
@@ -61,9 +61,9 @@ impl Daemon {
         let stats = self.dp.stats().map(|v| v.into_iter().map(|(s, n)| (s.name().to_string(), n)).collect()).unwrap_or_default();
         let vrrp_state = self.vrrp_status().map(|v| v.state.as_str());
         let (metrics, capacity) = (self.metrics.clone(), datapath::flow_table_entries(self.config.flow_table_size) as u64);
-        let flows_pin = self.config.bpffs.join(map_names::FLOWS);
+        let walks = self.flow_walks.clone();
         tokio::task::spawn_blocking(move || {
-            let flow_entries = datapath::count_entries(&flows_pin).unwrap_or(0);
+            let flow_entries = walks.entries();
             let text = metrics::render(
                 &metrics,
                 &metrics::Snapshot { services: &services, stats, flow_entries, flow_capacity: capacity, vrrp_state },

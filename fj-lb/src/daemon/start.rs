@@ -52,6 +52,7 @@ impl Daemon {
             }
         };
         let (scrape_tx, scrape_rx) = mpsc::channel(4);
+        let flow_walks = super::flow_walks::FlowWalks::new(config.bpffs.join(fj_lb_common::map_names::FLOWS));
         let mut daemon = Self {
             config_path: config_path.to_path_buf(),
             config,
@@ -75,6 +76,7 @@ impl Daemon {
             _bpffs_lock: lock,
             settings,
             flood: (0, false),
+            flow_walks,
         };
         // From here on a failure undoes everything through `stop`.
         if let Some(addr) = daemon.config.metrics_listen {
