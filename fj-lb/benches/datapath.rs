@@ -414,6 +414,111 @@ fn death_to_update(r: &mut Report) {
     r.put("death_to_update_ms", serde_json::json!({"median": med.as_secs_f64() * 1e3, "p99": p99.as_secs_f64() * 1e3}));
 }
 
+/// A SYN flood (or spoofed sources) against a full flow table: how many established flows,
+/// pinned away from their Maglev slot (so a re-hash would move them), keep their backend, with
+/// and without the new-flow cap; and what a new flow costs once the cap has tripped.
+fn flood(r: &mut Report) {
+    // Everything on one CPU: test runs execute on the caller's CPU, and the LRU is per CPU.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(0, &mut one) };
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one) };
+    const PER_CPU: u32 = 1 << 18;
+    const ESTABLISHED: u32 = 1000;
+    const FLOOD_FOR: Duration = Duration::from_secs(2);
+    const CAP: u32 = fj_lb::model::config::DEFAULT_MAX_NEW_FLOWS_PER_CPU;
+    let text = config_text(1, 3, 65537, PER_CPU);
+    let cfg = config::parse(&text, "bench", &AnyHost).expect("bench config is valid");
+    let f = floor_program();
+    let floor_one = one_run(floor(&f), &tcp4([10, 9, 0, 2], 40000, VIP0), NEW_FLOWS / 4, 3);
+    let mut rows = Vec::new();
+    let mut json = serde_json::Map::new();
+    for cap in [0, CAP] {
+        let mut dp = Dataplane::load(state::sizes(&cfg)).expect("load (run as root)");
+        let settings = |max_new_flows| Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0, max_new_flows };
+        dp.write_settings(settings(0)).unwrap();
+        // Distinct MACs, to see which backend a packet went to.
+        let macs: HashMap<IpAddr, Mac> =
+            cfg.services.iter().flat_map(|s| s.backends.iter()).enumerate().map(|(i, b)| (b.address, [2, 0xbe, 0, 0, 1, i as u8])).collect();
+        let mut b = Balancer::new(&cfg);
+        b.apply(&cfg, &macs, &mut dp).expect("maps filled");
+        let web = b.services().find(|s| s.config.name == "s0").expect("service s0");
+        let (svc_id, ids): (u32, Vec<u32>) = (web.id, web.backends.iter().map(|x| x.id).collect());
+        let mac_of_id: HashMap<u32, Mac> = web.backends.iter().map(|x| (x.id, macs[&x.address])).collect();
+        let est = |i: u32| tcp4([172, 20, (i >> 8) as u8, i as u8], 5000, VIP0);
+        // A table full of older flows, then the established flows, each moved off its Maglev
+        // owner to the next backend.
+        let _ = fresh(dp.program(), PER_CPU, 3, 7);
+        let mut pinned = Vec::new();
+        for i in 0..ESTABLISHED {
+            let p = est(i);
+            let (action, out) = run_out(dp.program(), &p);
+            assert_eq!(action, 3);
+            let owner = *mac_of_id.iter().find(|(_, m)| **m == out[..6]).expect("a backend").0;
+            let other = ids[(ids.iter().position(|x| *x == owner).unwrap() + 1) % ids.len()];
+            let mut k = FlowKey { sport: 5000, dport: 80, proto: 6, family: 4, ..Default::default() };
+            k.src[..4].copy_from_slice(&p[26..30]);
+            k.dst[..4].copy_from_slice(&VIP0);
+            dp.flows().insert(k, FlowValue { backend: other, service: svc_id }, 0).expect("pin away");
+            pinned.push((p, mac_of_id[&other]));
+        }
+        dp.write_settings(settings(cap)).unwrap();
+        // The flood: new 5-tuples, two packets each, as fast as test runs go, for FLOOD_FOR; the
+        // established flows stay quiet meanwhile (long-lived connections between two messages).
+        // A one-packet flood would not hurt them: the kernel's LRU keeps entries seen twice
+        // (on its active list) ahead of ones seen once.
+        let flood_started = Instant::now();
+        let mut sent = 0u32;
+        while flood_started.elapsed() < FLOOD_FOR {
+            for _ in 0..1000 {
+                let p = tcp4([10, 77, (sent >> 16) as u8, (sent >> 8) as u8], 1024 + (sent & 0xff) as u16, VIP0);
+                // Twice: a retransmitted SYN, or a spoofed flow's second packet. A flow seen
+                // again earns the LRU's second chance, as the established flows have.
+                run_out(dp.program(), &p);
+                run_out(dp.program(), &p);
+                sent += 1;
+            }
+        }
+        let flood_s = flood_started.elapsed().as_secs_f64();
+        let kept = pinned.iter().filter(|(p, mac)| run_out(dp.program(), p).1[..6] == mac[..]).count();
+        let skipped: u64 = dp.stats().unwrap().into_iter().find(|(s, _)| *s == fj_lb_common::Stat::FlowInsertSkipped).map_or(0, |(_, n)| n);
+        // A new flow on the full table: inserted (no cap), or in flood mode hashed and forwarded
+        // but not inserted (a cap of 1 keeps the window spent for the whole measurement).
+        if cap != 0 {
+            dp.write_settings(settings(1)).unwrap();
+        }
+        let new_flow = fresh(dp.program(), NEW_FLOWS / 4, 3, 9);
+        let label = if cap == 0 { "no cap (new flow: inserted)".to_string() } else { format!("cap {cap}/s per CPU (new flow: flood mode, not inserted)") };
+        rows.push(vec![
+            label.clone(),
+            format!("{kept} of {ESTABLISHED}"),
+            format!("{:.0}", 2.0 * sent as f64 / flood_s),
+            skipped.to_string(),
+            ns(new_flow),
+            ratio(new_flow, floor_one),
+        ]);
+        json.insert(label, serde_json::json!({"kept": kept, "established": ESTABLISHED, "flood_pps": 2.0 * sent as f64 / flood_s, "skipped": skipped, "new_flow_ns": new_flow}));
+    }
+    r.section(
+        "Flood",
+        &format!(
+            "{ESTABLISHED} established flows pinned away from their Maglev slot, a flow table full at {PER_CPU} per CPU (all on one CPU), then {} s of new 5-tuples (two packets each) as fast as this machine runs them while the established flows stay quiet; kept = still on their pinned backend afterwards. The cap buys time in proportion to table size / cap (here {:.1} s; Katran's 8M table at 125k/s: 64 s). The last columns: a new flow on the full table afterwards (one run per call, as above), floor {} ns in this run.",
+            FLOOD_FOR.as_secs(),
+            PER_CPU as f64 / CAP as f64,
+            ns(floor_one)
+        ),
+    );
+    r.table(&["mode", "established kept", "flood pkt/s (test runs)", "inserts skipped", "new flow ns", "×floor"], rows);
+    r.put("flood", serde_json::Value::Object(json));
+}
+
+/// One run with its output frame.
+fn run_out(prog: &Xdp, pkt: &[u8]) -> (u32, Vec<u8>) {
+    let mut out = vec![0u8; pkt.len() + 64];
+    let r = prog.test_run(TestRunOptions { data_in: Some(pkt), data_out: Some(&mut out), repeat: 1, ..Default::default() }).expect("test run");
+    out.truncate(r.data_size_out as usize);
+    (r.return_value, out)
+}
+
 fn main() {
     if unsafe { libc::geteuid() } != 0 {
         // An error, not a skip: `cargo xtask bench` goes on to read the report this run writes
@@ -437,6 +542,9 @@ fn main() {
     }
     if want("death_to_update") {
         death_to_update(&mut r);
+    }
+    if want("flood") {
+        flood(&mut r);
     }
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&dir).unwrap();
