@@ -187,3 +187,28 @@ fn two_thousand_idle_metrics_clients_do_not_delay_a_failover_of_a_backend() {
     assert!(scraped.is_some(), "a scrape after the crowd left");
     d.assert_running();
 }
+
+#[test]
+fn a_second_daemon_on_the_same_bpffs_directory_is_refused() {
+    require_root!();
+    let mut topo = Topology::builder().backends(2).build();
+    let config = topo.config(&[(1, 100), (2, 100)]);
+    let mut first = Daemon::start(&mut topo, &config);
+    let prog = fj_lb_tests::xdp_info(topo.lb().ns.name(), "eth0").and_then(|x| x.prog_id);
+    // Same bpffs, its own control socket: only the shared directory stands in the way.
+    let other_socket = topo.tmp().join("second.sock");
+    let second_config = fj_lb_tests::Config::new(&config.bpffs, &other_socket)
+        .flow_table_size(65536)
+        .maglev_table_size(65537)
+        .service(fj_lb_tests::Service::web(&[(1, 100), (2, 100)]));
+    let mut second = Daemon::spawn_on(&mut topo, 1, &second_config, None);
+    let exit = second.wait_exit(Duration::from_secs(10));
+    assert!(exit.is_some_and(|s| !s.success()), "the second daemon must refuse to start ({exit:?}); its log:\n{}", second.log());
+    assert!(second.log().contains("another fj-lb is running with bpffs directory"), "it says why:\n{}", second.log());
+    assert_eq!(fj_lb_tests::xdp_info(topo.lb().ns.name(), "eth0").and_then(|x| x.prog_id), prog, "the first daemon's program stays in force");
+    first.assert_running();
+    assert!(matches!(topo.vip_get(None, TIMEOUT), Ok((200, _))), "the first daemon still balances");
+    // Each guard removes the shared bpffs directory: the first goes first.
+    drop(first);
+    drop(second);
+}
