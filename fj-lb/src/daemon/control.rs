@@ -10,7 +10,6 @@ use crate::{
         Reply, Request, Response,
         protocol::{FlowsReply, parse_backend_filter},
     },
-    datapath,
     model::config::Protocol,
     report::status::{self, Names},
 };
@@ -85,7 +84,7 @@ impl Daemon {
                 return;
             }
         };
-        let capacity = datapath::flow_table_entries(self.config.flow_table_size);
+        let capacity = self.config.flow_table_size;
         let walks = self.flow_walks.clone();
         tokio::task::spawn_blocking(move || {
             let resp = match walks.read() {

@@ -7,7 +7,6 @@ use tracing::{info, warn};
 
 use super::Daemon;
 use crate::{
-    datapath,
     report::{
         metrics::{self, CauseLabels, Metrics},
         serve::ScrapeRequest,
@@ -60,7 +59,9 @@ impl Daemon {
         let services = status::services(&self.balancer, &now, self.samples.front());
         let stats = self.dp.stats().map(|v| v.into_iter().map(|(s, n)| (s.name().to_string(), n)).collect()).unwrap_or_default();
         let vrrp_state = self.vrrp_status().map(|v| v.state.as_str());
-        let (metrics, capacity) = (self.metrics.clone(), datapath::flow_table_entries(self.config.flow_table_size) as u64);
+        // The capacity a user can count on: flow_table_size flows whatever the RSS spread (the
+        // map holds up to that many per CPU).
+        let (metrics, capacity) = (self.metrics.clone(), self.config.flow_table_size as u64);
         let walks = self.flow_walks.clone();
         tokio::task::spawn_blocking(move || {
             let flow_entries = walks.entries();
