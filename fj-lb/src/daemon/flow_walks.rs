@@ -1,19 +1,16 @@
-//! Walks of the flow table (up to millions of entries): never on the daemon's loop, never two
-//! at once, and for the metrics' entry count at most once every few seconds, whatever the
-//! number of scrapers. A crowd of scrapers or `fj-lb flows` calls costs one walk, not one each.
+//! Walks of the flow table (up to millions of entries): never on the daemon's loop and never two
+//! at once. Scrapes that arrive while a walk is under way take the last count instead of
+//! starting another, so a crowd of scrapers costs one walk at a time, not one each.
 use std::{
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use fj_lb_common::{FlowKey, FlowValue};
 use tokio::sync::Semaphore;
 
 use crate::datapath;
-
-/// How long a counted number of entries is served before it is counted again.
-const COUNT_FRESH: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub(super) struct FlowWalks {
@@ -29,15 +26,10 @@ impl FlowWalks {
         Self { pin, walking: Arc::new(Semaphore::new(1)), count: Arc::new(Mutex::new(None)) }
     }
 
-    /// The number of entries, counted at most every COUNT_FRESH; while a walk is under way the
-    /// last count stands in. Call from a blocking task.
+    /// The number of entries; while another walk is under way its last count stands in. Call
+    /// from a blocking task.
     pub(super) fn entries(&self) -> u64 {
         let last = *self.count.lock().expect("count lock");
-        if let Some((at, n)) = last
-            && at.elapsed() < COUNT_FRESH
-        {
-            return n;
-        }
         let Ok(_walk) = self.walking.try_acquire() else { return last.map_or(0, |(_, n)| n) };
         let n = datapath::count_entries(&self.pin).unwrap_or_else(|_| last.map_or(0, |(_, n)| n));
         *self.count.lock().expect("count lock") = Some((Instant::now(), n));
