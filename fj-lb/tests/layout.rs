@@ -8,6 +8,7 @@ const PURE: &[&str] = &[
     "report/status.rs",
     "report/tables.rs",
     "report/metrics.rs",
+    "report/page.rs",
     "control/protocol.rs",
     "vrrp/machine.rs",
     "vrrp/packet.rs",
