@@ -8,6 +8,7 @@ mod reload;
 mod sampling;
 mod start;
 mod stop;
+mod systemd;
 mod tracking;
 
 use std::{
@@ -96,6 +97,8 @@ pub struct Daemon {
     /// Installed before start-up begins, so a SIGHUP or SIGTERM during start-up waits for the
     /// loop instead of killing a half-started daemon.
     signals: Signals,
+    /// systemd's watchdog, pinged from this loop (see `systemd`).
+    watchdog: systemd::Watchdog,
     /// This daemon's claim on its bpffs directory.
     _bpffs_lock: BpffsLock,
 }
@@ -121,6 +124,7 @@ enum Event {
     Scrape(ScrapeRequest),
     Control(Pending),
     Tick,
+    Watchdog,
 }
 
 impl Daemon {
@@ -136,6 +140,7 @@ impl Daemon {
                 Some(reply) = self.scrape_rx.recv() => Event::Scrape(reply),
                 Some(pending) = self.control_rx.recv() => Event::Control(pending),
                 _ = tick.tick() => Event::Tick,
+                _ = self.watchdog.due() => Event::Watchdog,
             };
             match event {
                 Event::Stop(signal) => {
@@ -153,6 +158,7 @@ impl Daemon {
                     self.on_control(req, reply).instrument(span).await;
                 }
                 Event::Tick => self.on_tick().await,
+                Event::Watchdog => self.watchdog.ping(),
             }
         }
         self.stop().await;

@@ -71,6 +71,7 @@ impl Daemon {
             tracked_down: false,
             told_settled: None,
             signals,
+            watchdog: super::systemd::Watchdog::from_env(),
             _bpffs_lock: lock,
         };
         // From here on a failure undoes everything through `stop`.
@@ -98,6 +99,12 @@ impl Daemon {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "fj-lb is balancing"
         );
+        super::systemd::ready(&format!(
+            "balancing {} services on {} (XDP {} mode)",
+            daemon.config.services.len(),
+            daemon.config.interface,
+            mode.as_str()
+        ));
         Ok(daemon)
     }
 
