@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 /// The pure core, relative to `fj-lb/src`: folders (every file in them) and single files.
 const PURE: &[&str] = &[
     "model",
+    "cli",
     "report/status.rs",
     "report/tables.rs",
     "report/metrics.rs",
