@@ -1,8 +1,10 @@
-//! fj-lb's daemon and CLI, one room per concern. The pure core — `model`, `report` (but its
+//! fj-lb's daemon and CLI, one room per concern. The pure core — `model`, `cli`, `report` (but its
 //! `serve`), `control::protocol`, and `vrrp`'s `machine`, `packet`, `validate` and `status` —
 //! never imports aya, tokio, libc or netlink (`tests/layout.rs` checks it). The edges that talk
 //! to the kernel and the network are `datapath`, `net`, `health`, `control`'s server and client,
-//! the rest of `vrrp` and `report::serve`; `daemon` ties them together.
+//! the rest of `vrrp` and `report::serve`; `daemon` ties them together. `cli` is the command
+//! line, with the man pages and completions generated from it.
+pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod datapath;

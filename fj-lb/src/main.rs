@@ -1,8 +1,14 @@
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    io::{IsTerminal as _, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, Subcommand};
+use clap::Parser as _;
 use fj_lb::{
+    cli::{Cli, Command, manual},
     control::{
         self, Request,
         protocol::{FlowsReply, ReloadReply, StatsReply},
@@ -11,7 +17,7 @@ use fj_lb::{
     datapath,
     model::{
         addr::parse_mac,
-        config::{self, ConfigError, DEFAULT_CONTROL_SOCKET},
+        config::{self, ConfigError},
     },
     net::LiveHost,
     report::{
@@ -19,101 +25,6 @@ use fj_lb::{
         tables,
     },
 };
-
-#[derive(Parser)]
-#[command(name = "fj-lb", version, about = "XDP layer-4 load balancer with direct server return")]
-struct Cli {
-    /// The running daemon's control socket.
-    #[arg(long, global = true, env = "FJ_LB_SOCKET", default_value = DEFAULT_CONTROL_SOCKET)]
-    socket: PathBuf,
-    /// Print JSON instead of a table (field names are stable; see the README).
-    #[arg(long, global = true)]
-    json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Validate the config, load and attach the balancer, and run until SIGINT/SIGTERM
-    /// (SIGHUP reloads the config).
-    Run {
-        #[arg(long, short, default_value = "/etc/fj-lb/fj-lb.toml")]
-        config: PathBuf,
-        /// Start backends as healthy instead of waiting for `rise` passing checks.
-        #[arg(long)]
-        assume_healthy: bool,
-    },
-    /// Validate a config file without touching the system; exit code 2 if it is invalid.
-    CheckConfig {
-        #[arg(long, short, default_value = "/etc/fj-lb/fj-lb.toml")]
-        config: PathBuf,
-    },
-    /// Interface, XDP mode, uptime, VRRP, and each service's backends and traffic.
-    Status,
-    /// One line per service.
-    Services,
-    /// Backends with health, weight, Maglev share and traffic.
-    Backends { service: Option<String> },
-    /// Entries of the flow table.
-    Flows {
-        #[arg(long)]
-        service: Option<String>,
-        #[arg(long)]
-        backend: Option<String>,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
-    /// Slots per backend in a service's Maglev table, against its weight.
-    Maglev { service: String },
-    /// Data-path counters summed over CPUs, with pass and drop reasons.
-    Stats,
-    /// Which backend a 5-tuple goes to, and why.
-    Lookup {
-        /// Client address, ADDRESS:PORT ([ADDRESS]:PORT for IPv6).
-        src: String,
-        /// VIP:PORT.
-        dst: String,
-        #[arg(default_value = "tcp")]
-        protocol: String,
-    },
-    /// Weight 0: no new flows; established flows stay until they end.
-    Drain { service: String, backend: String },
-    /// Undo drain/weight: back to the config's weight.
-    Enable { service: String, backend: String },
-    /// Set a backend's weight until `enable` or a restart.
-    Weight { service: String, backend: String, weight: u32 },
-    /// Re-read the config file and apply the difference (same as SIGHUP).
-    Reload,
-    /// Benchmark packet source: send UDP frames out of an interface as fast as possible, each a
-    /// new 5-tuple (BPF_PROG_TEST_RUN live frames); prints a JSON summary.
-    #[command(hide = true)]
-    Generate {
-        #[arg(long)]
-        interface: String,
-        #[arg(long)]
-        src_mac: String,
-        #[arg(long)]
-        dst_mac: String,
-        #[arg(long)]
-        src: std::net::Ipv4Addr,
-        #[arg(long)]
-        dst: std::net::Ipv4Addr,
-        #[arg(long, default_value_t = 9)]
-        port: u16,
-        #[arg(long, default_value_t = 10_000_000)]
-        packets: u64,
-    },
-    /// Attach a pass-through XDP program to veth peers so frames the balancer sends with
-    /// XDP_TX are delivered (labs and tests); runs until SIGINT/SIGTERM.
-    XdpPass {
-        #[arg(long = "interface", short, required = true)]
-        interfaces: Vec<String>,
-        /// Attach the MAC-swap XDP_TX floor program instead (benchmarks).
-        #[arg(long, hide = true)]
-        floor: bool,
-    },
-}
 
 /// Exit code for a config that fails validation, distinct from runtime failures.
 const EXIT_BAD_CONFIG: u8 = 2;
@@ -125,6 +36,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,netlink_packet_route=error")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal: the journal and log files get plain
+        // text, one event a line. NO_COLOR (no-color.org) turns them off at a terminal too.
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()))
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -146,6 +60,11 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string(&g)?);
             Ok(())
         })()),
+        Command::Completions { shell } => report((|| {
+            std::io::stdout().write_all(&manual::completions(shell))?;
+            Ok(())
+        })()),
+        Command::Manual { out } => report(write_manual(&out)),
         other => report(client(&cli.socket, cli.json, other)),
     }
 }
@@ -202,9 +121,12 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
             Request::Weight { service: service.clone(), backend: backend.clone(), weight: *weight }
         }
         Command::Reload => Request::Reload {},
-        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } | Command::Generate { .. } => {
-            unreachable!("handled in main")
-        }
+        Command::Run { .. }
+        | Command::CheckConfig { .. }
+        | Command::XdpPass { .. }
+        | Command::Generate { .. }
+        | Command::Completions { .. }
+        | Command::Manual { .. } => unreachable!("handled in main"),
     };
     let call = |req: &Request| Asker { socket, req: req.clone() };
     let out = match cmd {
@@ -253,9 +175,8 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
             call(&req).get::<()>()?;
             if json { "null\n".into() } else { "ok\n".into() }
         }
-        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } | Command::Generate { .. } => {
-            unreachable!("handled in main")
-        }
+        // The match above lists them; they never get here.
+        _ => unreachable!("handled in main"),
     };
     print!("{out}");
     Ok(())
@@ -276,6 +197,16 @@ impl Asker<'_> {
 /// `--json` output: pretty JSON and a newline.
 fn pretty<T: serde::Serialize>(v: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(v)? + "\n")
+}
+
+fn write_manual(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for page in manual::pages()? {
+        let path = dir.join(&page.file);
+        std::fs::write(&path, &page.roff).with_context(|| format!("writing {}", path.display()))?;
+        println!("{}", path.display());
+    }
+    Ok(())
 }
 
 fn xdp_pass(interfaces: &[String], floor: bool) -> anyhow::Result<()> {

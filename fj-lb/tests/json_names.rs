@@ -54,6 +54,8 @@ fn backend() -> BackendReport {
         mac: Some("02:00:00:00:00:11".into()),
         up: true,
         health_reason: "ok".into(),
+        last_check: Some("2026-01-01T00:00:00Z".into()),
+        last_check_ms: Some(1.5),
         weight: 1,
         config_weight: 1,
         slots: 1,

@@ -144,6 +144,18 @@ impl Daemon {
     /// runs (for measuring the start itself). `log_filter` is its RUST_LOG; `None`: `$RUST_LOG`
     /// if set, else info with fj-lb's debug messages.
     pub fn spawn_on(topo: &mut Topology, lb: usize, config: &Config, log_filter: Option<&str>) -> Daemon {
+        Daemon::spawn_with_env(topo, lb, config, log_filter, &[])
+    }
+
+    /// [`Daemon::spawn_on`] with extra environment variables for the daemon (as systemd sets
+    /// `NOTIFY_SOCKET` and `WATCHDOG_USEC`).
+    pub fn spawn_with_env(
+        topo: &mut Topology,
+        lb: usize,
+        config: &Config,
+        log_filter: Option<&str>,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Daemon {
         crate::assert_root();
         ensure_bpffs();
         let bin = fj_lb_bin();
@@ -155,7 +167,7 @@ impl Daemon {
         std::fs::write(&config_path, config.render()).expect("writing the daemon config");
         let log = dir.join("fj-lb.log");
         let mut cmd = Command::new(&bin);
-        cmd.arg("run").arg("--config").arg(&config_path).env("NO_COLOR", "1");
+        cmd.arg("run").arg("--config").arg(&config_path).env("NO_COLOR", "1").envs(env.iter().copied());
         match log_filter {
             Some(f) => {
                 cmd.env("RUST_LOG", f);

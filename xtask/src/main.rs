@@ -7,6 +7,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod deb;
 mod setup;
 
 #[derive(Parser)]
@@ -38,6 +39,9 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// Build the Debian package target/debian/fj-lb_VERSION_amd64.deb (release build, with
+    /// the systemd unit, /etc/fj-lb/fj-lb.toml as a conffile, man pages and completions).
+    Deb,
     /// Run every test: unit, XDP program fixtures, namespace integration.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -98,10 +102,18 @@ fn main() -> Result<()> {
             setup::bench_tools()?;
             bench(quick)
         }
+        Cmd::Deb => {
+            setup::setup()?;
+            deb::release()
+        }
         Cmd::Test { args } => {
             setup::setup()?;
             let bin = build_fj_lb(false)?;
+            // The package's tests look at a .deb of the debug build just made: the same
+            // packaging as `cargo xtask deb` in seconds, without a release build.
+            let deb = deb::build(&bin, deb::Profile::Dev, &workspace_root().join("target/debian-test"))?;
             let mut c = cargo();
+            c.env("FJ_LB_DEB", &deb);
             // Run as root, nothing may skip: a privileged test that finds itself without root
             // fails instead (see fj_lb_tests::require_root!).
             c.arg("test").args(&args).env("FJ_LB_BIN", &bin).env("FJT_REQUIRE_PRIVILEGED", "1");

@@ -8,8 +8,14 @@ use crate::run;
 
 /// Debian packages the tests and the lab use: `iproute2` for namespaces, `nginx` as the
 /// backends' HTTP server, `util-linux` for nsenter, keepalived as the VRRP peer fj-lb must
-/// interoperate with, tshark to check fj-lb's adverts on the wire.
-const APT_PACKAGES: &[&str] = &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark"];
+/// interoperate with, tshark to check fj-lb's adverts on the wire, chromium to load the stats
+/// page in a real browser, lintian to check the Debian package.
+const APT_PACKAGES: &[&str] =
+    &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark", "chromium", "lintian"];
+
+/// cargo-deb, pinned: `cargo xtask test` packages the debug build, which 3.x does with a
+/// warning and a later release may refuse.
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// What the end-to-end benchmark adds: load generators and the proxy we compare against.
 const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "iperf3"];
@@ -101,9 +107,19 @@ fn bpf_linker() -> Result<()> {
         .env("LLVM_PREFIX", &sysroot))
 }
 
+/// cargo-deb, for `cargo xtask deb` and the package's tests (a few minutes to build, once).
+fn cargo_deb() -> Result<()> {
+    if Command::new("cargo").args(["deb", "--version"]).output().is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-deb {CARGO_DEB_VERSION} (builds the Debian package; a few minutes, once)");
+    run(Command::new("cargo").args(["install", "cargo-deb", "--locked", "--version", CARGO_DEB_VERSION]))
+}
+
 pub fn setup() -> Result<()> {
     apt(APT_PACKAGES)?;
     nightly()?;
     bpf_linker()?;
+    cargo_deb()?;
     Ok(())
 }

@@ -55,7 +55,7 @@ impl Daemon {
         }
     }
 
-    fn status(&mut self) -> status::Status {
+    pub(super) fn status(&mut self) -> status::Status {
         let now = self.read_sample();
         let services = status::services(&self.balancer, &now, self.samples.front());
         status::Status {

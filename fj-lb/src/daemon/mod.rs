@@ -9,6 +9,7 @@ mod reload;
 mod sampling;
 mod start;
 mod stop;
+mod systemd;
 mod tracking;
 
 use std::{
@@ -98,6 +99,8 @@ pub struct Daemon {
     /// Installed before start-up begins, so a SIGHUP or SIGTERM during start-up waits for the
     /// loop instead of killing a half-started daemon.
     signals: Signals,
+    /// systemd's watchdog, pinged from this loop (see `systemd`).
+    watchdog: systemd::Watchdog,
     /// This daemon's claim on its bpffs directory.
     _bpffs_lock: BpffsLock,
     flow_walks: flow_walks::FlowWalks,
@@ -130,6 +133,7 @@ enum Event {
     /// The VRRP instance's status changed (a transition, an advert).
     Vrrp,
     Tick,
+    Watchdog,
 }
 
 async fn vrrp_changed(v: Option<&mut vrrp::Vrrp>) -> bool {
@@ -153,6 +157,7 @@ impl Daemon {
                 Some(pending) = self.control_rx.recv() => Event::Control(pending),
                 true = vrrp_changed(self.vrrp.as_mut()) => Event::Vrrp,
                 _ = tick.tick() => Event::Tick,
+                _ = self.watchdog.due() => Event::Watchdog,
             };
             match event {
                 Event::Stop(signal) => {
@@ -171,6 +176,7 @@ impl Daemon {
                 }
                 Event::Vrrp => self.on_vrrp(),
                 Event::Tick => self.on_tick().await,
+                Event::Watchdog => self.watchdog.ping(),
             }
         }
         self.stop().await;

@@ -30,11 +30,17 @@ pub enum ReloadError {
 
 impl Daemon {
     pub(super) async fn reload(&mut self) -> Result<ReloadReply, ReloadError> {
+        super::systemd::reloading();
         let result = self.try_reload().await;
         match &result {
             Ok(r) => info!(message = %r.message, "config reloaded"),
             Err(e) => error!(error = %e, "reload failed"),
         }
+        // Ready again either way: a refused reload leaves the running config in force.
+        super::systemd::ready(&match &result {
+            Ok(r) => r.message.clone(),
+            Err(e) => e.to_string(),
+        });
         result
     }
 

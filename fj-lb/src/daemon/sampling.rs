@@ -52,9 +52,17 @@ impl Daemon {
         }
     }
 
-    /// Answers a scrape. Counting the flow table walks up to millions of entries, so that
-    /// part runs off the main loop, on the pinned map, and the rest is read here.
-    pub(super) fn on_scrape(&mut self, reply: ScrapeRequest) {
+    /// Answers a request of the metrics listener: the status (stats page, /status.json) or a
+    /// scrape. Counting the flow table walks up to millions of entries, so that part of a
+    /// scrape runs off the main loop, on the pinned map, and the rest is read here.
+    pub(super) fn on_scrape(&mut self, request: ScrapeRequest) {
+        let reply = match request {
+            ScrapeRequest::Metrics(reply) => reply,
+            ScrapeRequest::Status(reply) => {
+                let _ = reply.send(self.status());
+                return;
+            }
+        };
         let now = self.read_sample();
         let services = status::services(&self.balancer, &now, self.samples.front());
         let stats = self.dp.stats().map(|v| v.into_iter().map(|(s, n)| (s.name().to_string(), n)).collect()).unwrap_or_default();

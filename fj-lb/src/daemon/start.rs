@@ -73,6 +73,7 @@ impl Daemon {
             tracked_down: false,
             told_settled: None,
             signals,
+            watchdog: super::systemd::Watchdog::from_env(),
             _bpffs_lock: lock,
             settings,
             flood: (0, false),
@@ -103,6 +104,12 @@ impl Daemon {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "fj-lb is balancing"
         );
+        super::systemd::ready(&format!(
+            "balancing {} services on {} (XDP {} mode)",
+            daemon.config.services.len(),
+            daemon.config.interface,
+            mode.as_str()
+        ));
         Ok(daemon)
     }
 

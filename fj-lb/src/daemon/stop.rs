@@ -12,6 +12,7 @@ const VRRP_SHUTDOWN: Duration = Duration::from_secs(5);
 
 impl Daemon {
     pub(super) async fn stop(mut self) {
+        super::systemd::stopping();
         if let Some(v) = self.vrrp.take() {
             let (tx, rx) = tokio::sync::oneshot::channel();
             if v.commands.send(vrrp::Command::Shutdown(tx)).await.is_ok() {

@@ -1,12 +1,12 @@
 //! Health results into the balancer, and the balancer's state into VRRP: a host whose tracked
 //! service has no healthy backend lowers its priority so the peer can take over.
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use fj_lb_common::Settings;
 use tracing::{error, info, info_span, warn};
 
 use super::{Daemon, sampling::count_update};
-use crate::{health::CheckResult, report::metrics::BackendLabels, vrrp};
+use crate::{health::CheckResult, model::health::LastCheck, report::metrics::BackendLabels, vrrp};
 
 impl Daemon {
     pub(super) fn on_health(&mut self, r: CheckResult) {
@@ -17,6 +17,9 @@ impl Daemon {
             .check_latency
             .get_or_create(&BackendLabels { service: r.service.clone(), backend: r.backend.to_string() })
             .observe(r.latency.as_secs_f64());
+        // Stamped on arrival: results are handled as they come, within a tick of their end.
+        let last = LastCheck { at: SystemTime::now(), took: r.latency };
+        self.balancer.note_check(&r.service, r.backend, last);
         let _span = info_span!("health", service = %r.service, backend = %r.backend).entered();
         let started = Instant::now();
         match self.balancer.health_result(&r.service, r.backend, &r.result, &mut self.dp) {

@@ -14,7 +14,7 @@ use tracing::{error, info, warn};
 use super::{
     addr::{Mac, addr_bytes, format_mac},
     config::{Config, HealthCheck, Service, WhenAllDown},
-    health::{CheckOutcome, HealthState, Transition},
+    health::{CheckOutcome, HealthState, LastCheck, Transition},
     maglev,
 };
 
@@ -665,6 +665,15 @@ impl Balancer {
         Ok(t)
     }
 
+    /// Notes when a backend's check finished and how long it took, whatever its result: what
+    /// status shows as the last check.
+    pub fn note_check(&mut self, service: &str, backend: IpAddr, last: LastCheck) {
+        let found = self.services.get_mut(service).and_then(|st| st.backends.iter_mut().find(|b| b.address == backend));
+        if let Some(b) = found {
+            b.health.last_check = Some(last);
+        }
+    }
+
     /// Sets (Some) or clears (None) a run-time weight. Weight 0 drains: no new flows, the
     /// established ones stay.
     pub fn set_weight(
@@ -1040,6 +1049,24 @@ mod tests {
         let taken: Vec<u32> = next.services().flat_map(|s| s.backends.iter().map(|b| b.id)).collect();
         let unique: HashSet<u32> = taken.iter().copied().collect();
         assert_eq!(unique.len(), taken.len(), "ids are unique: {taken:?}");
+    }
+
+    #[test]
+    fn the_last_check_is_noted_per_backend_and_kept_across_a_reload() {
+        let c = cfg(vec![checked(svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)]), WhenAllDown::Drop)]);
+        let mut b = Balancer::new(&c);
+        let mut m = FakeMaps::default();
+        let all = macs(&["10.0.0.11", "10.0.0.12"]);
+        b.apply(&c, &all, &mut m).unwrap();
+        let at = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let last = LastCheck { at, took: std::time::Duration::from_millis(3) };
+        b.note_check("web", "10.0.0.12".parse().unwrap(), last);
+        b.note_check("nope", "10.0.0.12".parse().unwrap(), last);
+        let checks = |b: &Balancer| b.service("web").unwrap().backends.iter().map(|x| x.health.last_check).collect::<Vec<_>>();
+        assert_eq!(checks(&b), [None, Some(last)]);
+        let more = cfg(vec![checked(svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 2)]), WhenAllDown::Drop)]);
+        b.apply(&more, &all, &mut m).unwrap();
+        assert_eq!(checks(&b), [None, Some(last)], "a reload keeps what was checked");
     }
 
     #[test]

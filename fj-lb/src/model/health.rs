@@ -1,5 +1,6 @@
 //! Health as a state: consecutive check results turned into up/down with hysteresis, and
 //! why a check failed. Pure; the probes that produce results live in `crate::health`.
+use std::time::{Duration, SystemTime};
 
 /// Why one check failed. The texts are what `fj-lb backends` shows as the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +33,16 @@ pub struct HealthState {
     pub checks: u32,
     /// Why the last check failed, or "ok".
     pub reason: String,
+    /// When the last check finished and how long it took; `None` before the first. The
+    /// daemon's clock, handed in: this file reads none.
+    pub last_check: Option<LastCheck>,
+}
+
+/// The last completed check of one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct LastCheck {
+    pub at: SystemTime,
+    pub took: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +53,14 @@ pub enum Transition {
 
 impl HealthState {
     pub fn new(up: bool) -> Self {
-        Self { up, passes: 0, failures: 0, checks: 0, reason: if up { "assumed up".into() } else { "not checked yet".into() } }
+        Self {
+            up,
+            passes: 0,
+            failures: 0,
+            checks: 0,
+            reason: if up { "assumed up".into() } else { "not checked yet".into() },
+            last_check: None,
+        }
     }
 
     /// Records one check result; returns the transition it caused, if any.

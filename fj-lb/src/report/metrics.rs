@@ -159,6 +159,8 @@ mod tests {
                 mac: None,
                 up: true,
                 health_reason: "ok".into(),
+                last_check: None,
+                last_check_ms: None,
                 weight: 100,
                 config_weight: 100,
                 slots: 1,

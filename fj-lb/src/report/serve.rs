@@ -1,6 +1,11 @@
-//! The metrics endpoint: `GET /metrics` over HTTP/1.1 (requests parsed with httparse); each
-//! scrape asks the daemon's loop for the text. I/O edge.
-use std::{net::SocketAddr, time::Duration};
+//! The metrics listener over HTTP/1.1 (requests parsed with httparse): `GET /metrics`
+//! (Prometheus text), `GET /` (the HTML stats page) and `GET /status.json` (what
+//! `fj-lb status --json` prints). Each request asks the daemon's loop for what it needs.
+//! Read-only: nothing here changes the daemon. I/O edge.
+use std::{
+    net::SocketAddr,
+    time::{Duration, SystemTime},
+};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -10,10 +15,16 @@ use tokio::{
 };
 use tracing::{info, warn};
 
+use super::{page, status::Status};
 use crate::net::serving::Gate;
 
-/// Where the text of one scrape goes.
-pub type ScrapeRequest = oneshot::Sender<String>;
+/// What one request asks the daemon's loop for, and where the answer goes.
+pub enum ScrapeRequest {
+    /// Prometheus text.
+    Metrics(oneshot::Sender<String>),
+    /// The status model, for the stats page and /status.json.
+    Status(oneshot::Sender<Status>),
+}
 
 /// The longest request head read; a longer one is answered 431 and closed.
 const MAX_HEAD: usize = 8192;
@@ -26,6 +37,8 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, PartialEq, Eq)]
 enum Ask {
     Metrics,
+    Page,
+    StatusJson,
     NotFound,
     BadMethod,
     Malformed,
@@ -37,8 +50,10 @@ fn ask(head: &[u8]) -> Option<Ask> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => Some(match (req.method, req.path) {
+        Ok(httparse::Status::Complete(_)) => Some(match (req.method, req.path.map(|p| p.split('?').next().unwrap_or(p))) {
             (Some("GET"), Some("/metrics")) => Ask::Metrics,
+            (Some("GET"), Some("/" | "/index.html")) => Ask::Page,
+            (Some("GET"), Some("/status.json")) => Ask::StatusJson,
             (Some("GET"), _) => Ask::NotFound,
             _ => Ask::BadMethod,
         }),
@@ -49,10 +64,45 @@ fn ask(head: &[u8]) -> Option<Ask> {
     }
 }
 
-/// Serves `GET /metrics` on `addr`.
+/// Asks the loop for its answer to `ask` and renders it: status, content type, body.
+async fn answer(ask: Ask, tx: &mpsc::Sender<ScrapeRequest>) -> (&'static str, &'static str, String) {
+    let stopping = || ("503 Service Unavailable", "text/plain", "fj-lb is stopping\n".to_string());
+    match ask {
+        Ask::BadMethod => ("405 Method Not Allowed", "text/plain", "only GET\n".to_string()),
+        Ask::NotFound => ("404 Not Found", "text/plain", "here are / (stats page), /status.json and /metrics\n".to_string()),
+        Ask::Malformed => ("400 Bad Request", "text/plain", "not an HTTP/1.1 request\n".to_string()),
+        Ask::TooLarge => ("431 Request Header Fields Too Large", "text/plain", "request head too large\n".to_string()),
+        Ask::Metrics => {
+            let (otx, orx) = oneshot::channel();
+            if tx.send(ScrapeRequest::Metrics(otx)).await.is_err() {
+                return stopping();
+            }
+            match orx.await {
+                Ok(text) => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", text),
+                Err(_) => stopping(),
+            }
+        }
+        Ask::Page | Ask::StatusJson => {
+            let (otx, orx) = oneshot::channel();
+            if tx.send(ScrapeRequest::Status(otx)).await.is_err() {
+                return stopping();
+            }
+            let Ok(st) = orx.await else { return stopping() };
+            if ask == Ask::Page {
+                ("200 OK", "text/html; charset=utf-8", page::render(&st, SystemTime::now()))
+            } else {
+                // The same text `fj-lb status --json` prints.
+                let json = serde_json::to_string_pretty(&st).expect("the status model serialises") + "\n";
+                ("200 OK", "application/json", json)
+            }
+        }
+    }
+}
+
+/// Serves `GET /metrics`, `/` and `/status.json` on `addr`.
 pub async fn serve(addr: SocketAddr, tx: mpsc::Sender<ScrapeRequest>) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
-    info!(%addr, "serving Prometheus metrics at /metrics");
+    info!(%addr, "serving Prometheus metrics at /metrics, the stats page at / and /status.json");
     Ok(tokio::spawn(async move {
         let mut gate = Gate::new("metrics", MAX_CONNECTIONS);
         loop {
@@ -78,24 +128,9 @@ pub async fn serve(addr: SocketAddr, tx: mpsc::Sender<ScrapeRequest>) -> std::io
                         Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
                     }
                 };
-                let (status, ctype, body) = match ask {
-                    Ask::BadMethod => ("405 Method Not Allowed", "text/plain", "only GET\n".to_string()),
-                    Ask::NotFound => ("404 Not Found", "text/plain", "metrics are at /metrics\n".to_string()),
-                    Ask::Malformed => ("400 Bad Request", "text/plain", "not an HTTP/1.1 request\n".to_string()),
-                    Ask::TooLarge => ("431 Request Header Fields Too Large", "text/plain", "request head too large\n".to_string()),
-                    Ask::Metrics => {
-                        let (otx, orx) = oneshot::channel();
-                        if tx.send(otx).await.is_err() {
-                            return;
-                        }
-                        match orx.await {
-                            Ok(text) => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", text),
-                            Err(_) => ("503 Service Unavailable", "text/plain", "fj-lb is stopping\n".to_string()),
-                        }
-                    }
-                };
+                let (status, ctype, body) = answer(ask, &tx).await;
                 let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 match timeout(IO_TIMEOUT, stream.write_all(resp.as_bytes())).await {
@@ -115,7 +150,10 @@ mod tests {
     #[test]
     fn requests_are_read_by_method_and_path() {
         assert_eq!(ask(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Some(Ask::Metrics));
-        assert_eq!(ask(b"GET / HTTP/1.1\r\n\r\n"), Some(Ask::NotFound));
+        assert_eq!(ask(b"GET / HTTP/1.1\r\n\r\n"), Some(Ask::Page));
+        assert_eq!(ask(b"GET /?refresh HTTP/1.1\r\n\r\n"), Some(Ask::Page));
+        assert_eq!(ask(b"GET /status.json HTTP/1.1\r\n\r\n"), Some(Ask::StatusJson));
+        assert_eq!(ask(b"GET /admin HTTP/1.1\r\n\r\n"), Some(Ask::NotFound));
         assert_eq!(ask(b"POST /metrics HTTP/1.1\r\n\r\n"), Some(Ask::BadMethod));
         assert_eq!(ask(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"), None, "head not complete yet");
         assert_eq!(ask(b"\x16\x03\x01 tls hello\r\n\r\n"), Some(Ask::Malformed));

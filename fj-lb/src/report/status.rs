@@ -1,7 +1,11 @@
 //! What the daemon reports over the control socket: plain data with stable field names (the
 //! README documents them for scripts using `--json`; a test pins them), built from the
 //! balancer's state and the counters. No I/O here.
-use std::{collections::BTreeMap, net::IpAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    time::{Duration, SystemTime},
+};
 
 use fj_lb_common::{Counters, FlowKey, NO_BACKEND, hash::flow_hash};
 use serde::{Deserialize, Serialize};
@@ -50,6 +54,10 @@ pub struct BackendReport {
     pub mac: Option<String>,
     pub up: bool,
     pub health_reason: String,
+    /// When the last health check finished (RFC 3339, UTC), and how long it took; null before
+    /// the first and without checks.
+    pub last_check: Option<String>,
+    pub last_check_ms: Option<f64>,
     pub weight: u32,
     pub config_weight: u32,
     pub slots: usize,
@@ -76,6 +84,12 @@ fn rate(now: &Counters, then: Option<&Counters>, secs: f64) -> (f64, f64) {
         ),
         _ => (0.0, 0.0),
     }
+}
+
+/// A time as status shows it: RFC 3339 to the second, UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    // humantime panics before the epoch; a clock set that far back reads as the epoch.
+    humantime::format_rfc3339_seconds(t.max(SystemTime::UNIX_EPOCH)).to_string()
 }
 
 fn slot_counts(st: &ServiceState) -> BTreeMap<u32, usize> {
@@ -109,6 +123,8 @@ pub fn services(b: &Balancer, now: &Sample, then: Option<&Sample>) -> Vec<Servic
                         } else {
                             be.health.reason.clone()
                         },
+                        last_check: be.health.last_check.map(|c| rfc3339(c.at)),
+                        last_check_ms: be.health.last_check.map(|c| c.took.as_secs_f64() * 1000.0),
                         weight: be.effective_weight(),
                         config_weight: be.weight,
                         slots,

@@ -45,7 +45,7 @@ pub fn duration(secs: u64) -> String {
     if d > 0 { format!("{d}d{h:02}h{m:02}m") } else if h > 0 { format!("{h}h{m:02}m{s:02}s") } else { format!("{m}m{s:02}s") }
 }
 
-fn endpoint(s: &ServiceReport) -> String {
+pub fn endpoint(s: &ServiceReport) -> String {
     match s.vip {
         std::net::IpAddr::V6(v) => format!("[{v}]:{}", s.port),
         v => format!("{v}:{}", s.port),
