@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
 mod deb;
+mod fuzz;
 mod setup;
 
 #[derive(Parser)]
@@ -44,11 +45,20 @@ enum Cmd {
     Deb,
     /// Run every test: unit, XDP program fixtures, namespace integration.
     Test {
-        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        /// Extra arguments for `cargo test` (e.g. a test name filter). With none, the fuzz
+        /// targets also run, a few seconds each.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run every fuzz target (fuzz/) for a while; new inputs are added to fuzz/corpus.
+    Fuzz {
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+    },
 }
+
+/// Seconds per fuzz target in `cargo xtask test`.
+const FUZZ_IN_TEST_S: u64 = 8;
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
@@ -117,7 +127,16 @@ fn main() -> Result<()> {
             // Run as root, nothing may skip: a privileged test that finds itself without root
             // fails instead (see fj_lb_tests::require_root!).
             c.arg("test").args(&args).env("FJ_LB_BIN", &bin).env("FJT_REQUIRE_PRIVILEGED", "1");
-            run(&mut c)
+            run(&mut c)?;
+            if args.is_empty() {
+                fuzz::fuzz(std::time::Duration::from_secs(FUZZ_IN_TEST_S), false)?;
+            }
+            Ok(())
+        }
+        Cmd::Fuzz { minutes } => {
+            setup::setup()?;
+            let each = std::time::Duration::from_secs(minutes * 60 / fuzz::TARGETS.len() as u64);
+            fuzz::fuzz(each, true)
         }
     }
 }

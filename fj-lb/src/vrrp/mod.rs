@@ -8,7 +8,7 @@ pub mod packet;
 mod runner;
 mod socket;
 pub mod status;
-mod validate;
+pub mod validate;
 mod vmac;
 
 pub use runner::{Command, Vrrp, VrrpError, start};
