@@ -51,6 +51,7 @@ impl Daemon {
             }
         };
         let (scrape_tx, scrape_rx) = mpsc::channel(4);
+        let neigh_handle = neigh.handle().clone();
         let mut daemon = Self {
             config_path: config_path.to_path_buf(),
             config,
@@ -68,6 +69,7 @@ impl Daemon {
             scrape_rx,
             metrics_task: None,
             vrrp: None,
+            announcing: super::announcing::Announcing::new(neigh_handle),
             tracked_down: false,
             told_settled: None,
             signals,
@@ -90,6 +92,8 @@ impl Daemon {
         // Preemption waits until the tracked services' checks have a verdict.
         daemon.track();
         daemon.checkers.restart(&daemon.balancer);
+        // Announced once attached and balancing: a router may send the first flow at once.
+        daemon.adopt_routes().await;
         info!(
             interface = %daemon.config.interface,
             mode = mode.as_str(),
