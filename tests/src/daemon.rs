@@ -117,6 +117,8 @@ pub struct Daemon {
     /// "lb", "lb1", "lb2".
     host: String,
     dir: TempDir,
+    /// Leave the bpffs directory on Drop: a daemon started after this one adopts its pins.
+    keep_bpffs: bool,
 }
 
 impl Daemon {
@@ -174,6 +176,7 @@ impl Daemon {
             socket: config.control_socket.clone(),
             host,
             dir,
+            keep_bpffs: false,
         }
     }
 
@@ -300,6 +303,14 @@ impl Daemon {
             .unwrap_or_else(|| panic!("fj-lb on {} (pid {}) still runs 10 s after SIGKILL", self.host, self.pid()))
     }
 
+    /// [`Daemon::kill`], and this guard leaves the pins (and with them the XDP link, still
+    /// forwarding) for the next daemon on the same bpffs directory to adopt; that one's guard
+    /// removes them.
+    pub fn crash_keeping_pins(&mut self) -> ExitStatus {
+        self.keep_bpffs = true;
+        self.kill()
+    }
+
     /// Waits up to `timeout` for the daemon to exit (after a signal); its status, or `None`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         poll_until(timeout, Duration::from_millis(5), || self.child.try_status())
@@ -314,7 +325,7 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.child.stop_and_report(Duration::from_secs(10), &format!("fj-lb daemon on {}", self.host));
-        if self.bpffs.starts_with("/sys/fs/bpf/") && self.bpffs.exists() {
+        if !self.keep_bpffs && self.bpffs.starts_with("/sys/fs/bpf/") && self.bpffs.exists() {
             let _ = std::fs::remove_dir_all(&self.bpffs);
         }
     }

@@ -8,8 +8,9 @@ use crate::run;
 
 /// Debian packages the tests and the lab use: `iproute2` for namespaces, `nginx` as the
 /// backends' HTTP server, `util-linux` for nsenter, keepalived as the VRRP peer fj-lb must
-/// interoperate with, tshark to check fj-lb's adverts on the wire.
-const APT_PACKAGES: &[&str] = &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark"];
+/// interoperate with, tshark to check fj-lb's adverts on the wire, BIRD 2 as the BGP speaker of
+/// the ECMP lab and tests (router and LB hosts; fj-lb only keeps the routes it exports).
+const APT_PACKAGES: &[&str] = &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark", "bird2"];
 
 /// What the end-to-end benchmark adds: load generators and the proxy we compare against.
 const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "iperf3"];
