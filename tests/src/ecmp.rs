@@ -2,7 +2,7 @@
 //! with `[announce]` and a BIRD that exports fj-lb's table to the router, and nginx backends
 //! on the LAN. Used by the ECMP test, `cargo xtask lab --ecmp` and the benchmark.
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::{Ipv4Addr, SocketAddrV4},
     time::{Duration, Instant},
 };
@@ -12,6 +12,7 @@ use crate::{
     cli,
     config::{AnnounceSettings, Config},
     daemon::{Daemon, Readiness},
+    http::KeepAliveConn,
     ns::run,
     poll_until,
     topology::{ROUTER_IP, Topology, VIP, lb_ip},
@@ -148,6 +149,35 @@ impl EcmpLab {
 
     pub fn vip_addr(&self) -> SocketAddrV4 {
         self.topo.vip_addr()
+    }
+
+    /// Opens `n` keep-alive connections to the VIP from the client, each asked once: the
+    /// connections and the backend (1-based) that answered each. Panics on a failure.
+    pub fn open_conns(&self, n: usize, timeout: Duration) -> Vec<(KeepAliveConn, usize)> {
+        let vip = self.vip_addr();
+        self.topo.client().run_in(|| {
+            (0..n)
+                .map(|k| {
+                    let mut c = KeepAliveConn::connect(vip, timeout, None).unwrap_or_else(|e| panic!("connection {k}: {e}"));
+                    let b = self.topo.served_by(&c.request("/")).unwrap_or_else(|e| panic!("connection {k} through the VIP: {e}"));
+                    (c, b)
+                })
+                .collect()
+        })
+    }
+
+    /// How many of `conns` each of the LB hosts `lbs` carries: the one whose flow table holds
+    /// the connection's source port.
+    pub fn carriers(&self, lbs: &[usize], conns: &[(KeepAliveConn, usize)]) -> BTreeMap<usize, usize> {
+        let tables: Vec<(usize, BTreeSet<u16>)> = lbs.iter().map(|&i| (i, self.flow_ports(i))).collect();
+        let mut per_lb = BTreeMap::new();
+        for (c, _) in conns {
+            let port = c.local_addr().port();
+            if let Some((i, _)) = tables.iter().find(|(_, t)| t.contains(&port)) {
+                *per_lb.entry(*i).or_insert(0) += 1;
+            }
+        }
+        per_lb
     }
 }
 

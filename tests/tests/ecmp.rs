@@ -8,13 +8,13 @@
 //! Every wait is a bounded poll. The bound asserted for a dead host is BGP's own: the router
 //! gives up on a session `hold time` after the last keepalive it got.
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeSet,
     net::Ipv4Addr,
     time::Duration,
 };
 
 use fj_lb_tests::{
-    AnnounceSettings, HealthSettings, KeepAliveConn, Topology, lb_ip, one_at_a_time, poll_until, require_root,
+    AnnounceSettings, HealthSettings, lb_ip, one_at_a_time, poll_until, require_root,
     backends::TcpAcceptor,
     bird::BgpTimers,
     ecmp::{ANNOUNCE_TABLE, EcmpLab},
@@ -37,38 +37,6 @@ fn hops(lbs: &[usize]) -> BTreeSet<Ipv4Addr> {
     lbs.iter().map(|&i| lb_ip(i)).collect()
 }
 
-/// Opens `n` keep-alive connections to the VIP from the client, each asked once: the
-/// connections and the backend (1-based) that answered each.
-fn open_conns(lab: &EcmpLab, n: usize) -> Vec<(KeepAliveConn, usize)> {
-    let vip = lab.vip_addr();
-    lab.topo.client().run_in(|| {
-        (0..n)
-            .map(|k| {
-                let mut c = KeepAliveConn::connect(vip, CONN_TIMEOUT, None).unwrap_or_else(|e| panic!("connection {k}: {e}"));
-                let b = served(&lab.topo, &c.request("/"), k);
-                (c, b)
-            })
-            .collect()
-    })
-}
-
-fn served(topo: &Topology, answer: &fj_lb_tests::Answer, k: usize) -> usize {
-    topo.served_by(answer).unwrap_or_else(|e| panic!("connection {k} through the VIP: {e}"))
-}
-
-/// Which LB host carries each connection: the one whose flow table holds its source port.
-fn carriers(lab: &EcmpLab, lbs: &[usize], conns: &[(KeepAliveConn, usize)]) -> BTreeMap<usize, usize> {
-    let tables: Vec<(usize, BTreeSet<u16>)> = lbs.iter().map(|&i| (i, lab.flow_ports(i))).collect();
-    let mut per_lb = BTreeMap::new();
-    for (c, _) in conns {
-        let port = c.local_addr().port();
-        if let Some((i, _)) = tables.iter().find(|(_, t)| t.contains(&port)) {
-            *per_lb.entry(*i).or_insert(0) += 1;
-        }
-    }
-    per_lb
-}
-
 #[test]
 fn flows_survive_losing_an_lb_host_and_a_host_without_healthy_backends_withdraws() {
     require_root!();
@@ -87,8 +55,8 @@ fn flows_survive_losing_an_lb_host_and_a_host_without_healthy_backends_withdraws
     }
 
     // 1. Thirty long-lived connections, spread by the router's L4 hash over the hosts.
-    let mut conns = open_conns(&lab, CONNS);
-    let spread = carriers(&lab, &[1, 2, 3], &conns);
+    let mut conns = lab.open_conns(CONNS, CONN_TIMEOUT);
+    let spread = lab.carriers(&[1, 2, 3], &conns);
     assert_eq!(spread.values().sum::<usize>(), CONNS, "every connection is in one host's flow table: {spread:?}");
     assert!(spread.len() >= 2, "{CONNS} connections all went through one LB host: {spread:?}");
     eprintln!("connections per LB host: {spread:?}");
@@ -107,15 +75,15 @@ fn flows_survive_losing_an_lb_host_and_a_host_without_healthy_backends_withdraws
     let topo = &lab.topo;
     topo.client().run_in(|| {
         for (k, (c, b)) in conns.iter_mut().enumerate() {
-            let now = served(topo, &c.request("/"), k);
+            let now = topo.served_by(&c.request("/")).unwrap_or_else(|e| panic!("connection {k} after lb{victim} died: {e}"));
             assert_eq!(now, *b, "connection {k} ({}) was served by b{b}, after lb{victim} died by b{now}", c.local_addr());
         }
     });
-    let moved = carriers(&lab, &[survivor, 3], &conns);
+    let moved = lab.carriers(&[survivor, 3], &conns);
     assert_eq!(moved.values().sum::<usize>(), CONNS, "after the failure every connection is on a live host: {moved:?}");
     // New connections work and spread over the two hosts left.
-    let fresh = open_conns(&lab, NEW_CONNS);
-    let fresh_spread = carriers(&lab, &[survivor, 3], &fresh);
+    let fresh = lab.open_conns(NEW_CONNS, CONN_TIMEOUT);
+    let fresh_spread = lab.carriers(&[survivor, 3], &fresh);
     assert_eq!(fresh_spread.values().sum::<usize>(), NEW_CONNS, "{fresh_spread:?}");
     eprintln!("new connections per LB host after lb{victim} died: {fresh_spread:?}");
 
@@ -131,9 +99,9 @@ fn flows_survive_losing_an_lb_host_and_a_host_without_healthy_backends_withdraws
     assert!(!announced && reason.contains("no service on this VIP has a healthy backend"), "lb3: {announced} {reason:?}");
     assert!(lab.announced(survivor).expect("status").0, "lb{survivor} still announces");
     let before = lab.web_packets(3);
-    let last = open_conns(&lab, NEW_CONNS);
+    let last = lab.open_conns(NEW_CONNS, CONN_TIMEOUT);
     assert_eq!(lab.web_packets(3), before, "the router still sends new connections to lb3");
-    assert_eq!(carriers(&lab, &[survivor], &last).values().sum::<usize>(), NEW_CONNS);
+    assert_eq!(lab.carriers(&[survivor], &last).values().sum::<usize>(), NEW_CONNS);
 }
 
 #[test]
