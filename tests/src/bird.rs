@@ -187,6 +187,33 @@ mod tests {
         assert!(c.contains("hold time 3;"), "{c}");
     }
 
+    /// BIRD's own parser (`bird -p`, no root needed) on every config the lab writes and on
+    /// deploy/bird.conf; skipped with a line where BIRD is not installed, unless the run
+    /// requires everything (`cargo xtask test`).
+    #[test]
+    fn bird_parses_the_configs() {
+        let Some(bin) = ["/usr/sbin/bird", "/usr/bin/bird"].into_iter().find(|p| Path::new(p).is_file()) else {
+            assert!(std::env::var_os(crate::REQUIRE_PRIVILEGED_ENV).is_none(), "bird is not installed (cargo xtask setup)");
+            eprintln!("skipping: bird is not installed");
+            return;
+        };
+        let dir = std::env::temp_dir().join(format!("fj-lb-bird-parse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (me, peer) = (Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 1));
+        let deploy = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/bird.conf")).expect("deploy/bird.conf");
+        for (name, conf) in [
+            ("lb", lb_conf(me, peer, 100, BgpTimers::default())),
+            ("router", router_conf(peer, &[me], BgpTimers::default())),
+            ("deploy", deploy),
+        ] {
+            let path = dir.join(format!("{name}.conf"));
+            std::fs::write(&path, conf).unwrap();
+            let r = try_run(Command::new(bin).arg("-p").arg("-c").arg(&path));
+            assert!(r.is_ok(), "bird -p on the {name} config: {r:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn the_router_merges_paths_and_peers_with_each_host() {
         let c = router_conf(Ipv4Addr::new(10, 0, 0, 1), &[Ipv4Addr::new(10, 0, 0, 10), Ipv4Addr::new(10, 0, 0, 9)], BgpTimers::default());

@@ -30,6 +30,8 @@ pub struct EcmpLab {
     pub daemons: Vec<Option<Daemon>>,
     /// Per LB host: its BIRD, `None` once killed.
     pub birds: Vec<Option<Bird>>,
+    /// Per LB host: its daemon's config, for restarts.
+    pub configs: Vec<Config>,
     pub router_bird: Bird,
     pub timers: BgpTimers,
     // Last: the namespaces go after every process in them.
@@ -60,12 +62,14 @@ impl EcmpLab {
         let router_bird = Bird::start(topo.router(), &topo.tmp().join("bird-router"), &router_conf(ROUTER_IP, &lb_ips, timers));
         let mut daemons = Vec::new();
         let mut birds = Vec::new();
+        let mut configs = Vec::new();
         for i in 1..=lbs {
-            let base = topo.lb_config(i, &all, None).announce(Some(&AnnounceSettings::new(ANNOUNCE_TABLE)));
-            daemons.push(Some(Daemon::start_on(&mut topo, i, &config(i, base), Readiness::Attached)));
+            let c = config(i, topo.lb_config(i, &all, None).announce(Some(&AnnounceSettings::new(ANNOUNCE_TABLE))));
+            daemons.push(Some(Daemon::start_on(&mut topo, i, &c, Readiness::Attached)));
             birds.push(Some(Self::start_lb_bird(&topo, i, timers)));
+            configs.push(c);
         }
-        let lab = EcmpLab { daemons, birds, router_bird, timers, topo };
+        let lab = EcmpLab { daemons, birds, configs, router_bird, timers, topo };
         let want: BTreeSet<Ipv4Addr> = lb_ips.into_iter().collect();
         if lab.wait_next_hops(&want, CONVERGE_TIMEOUT).is_none() {
             panic!(
@@ -115,6 +119,23 @@ impl EcmpLab {
         if let Some(mut b) = self.birds[i - 1].take() {
             b.kill();
         }
+    }
+
+    /// (Re)starts fj-lb on LB host `i` with its config; returns once it answers.
+    pub fn restart_daemon(&mut self, i: usize) {
+        drop(self.daemons[i - 1].take());
+        let c = self.configs[i - 1].clone();
+        self.daemons[i - 1] = Some(Daemon::start_on(&mut self.topo, i, &c, Readiness::Attached));
+    }
+
+    /// Brings LB host `i` back after [`EcmpLab::crash`]: link up (and its default route, which
+    /// went with the link), BIRD, fj-lb.
+    pub fn revive(&mut self, i: usize) {
+        let host = self.topo.lb_n(i);
+        host.set_eth0(true);
+        host.ns.ip(&["route", "replace", "default", "via", &ROUTER_IP.to_string()]);
+        self.birds[i - 1] = Some(Self::start_lb_bird(&self.topo, i, self.timers));
+        self.restart_daemon(i);
     }
 
     /// `fj-lb status --json`'s `announce.vips[0]` of host `i`: (announced, reason).
