@@ -95,15 +95,7 @@ template bgp lbhost {{
 
 /// The bird binary: `$BIRD_BIN`, else Debian's.
 fn bird_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("BIRD_BIN") {
-        return PathBuf::from(p);
-    }
-    for p in ["/usr/sbin/bird", "/usr/bin/bird", "/usr/local/sbin/bird"] {
-        if Path::new(p).is_file() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("no bird: install BIRD 2 (`apt-get install bird2`, or `cargo xtask setup`) or set BIRD_BIN");
+    crate::ns::system_binary("bird", "BIRD_BIN", "bird2")
 }
 
 /// BIRD in a host's namespace, in the foreground, its config, control socket and pid file in

@@ -333,15 +333,7 @@ impl Drop for Daemon {
 
 /// The keepalived binary: `$KEEPALIVED_BIN`, else `keepalived` from Debian's package.
 pub fn keepalived_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("KEEPALIVED_BIN") {
-        return PathBuf::from(p);
-    }
-    for p in ["/usr/sbin/keepalived", "/usr/bin/keepalived", "/usr/local/sbin/keepalived"] {
-        if Path::new(p).is_file() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("no keepalived: install it (`apt-get install keepalived`, or `cargo xtask setup`) or set KEEPALIVED_BIN");
+    crate::ns::system_binary("keepalived", "KEEPALIVED_BIN", "keepalived")
 }
 
 /// A keepalived VRRP instance: the same knobs as fj-lb's `[vrrp]`. [`KeepalivedSettings::new`]

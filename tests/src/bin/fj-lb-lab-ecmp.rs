@@ -116,21 +116,17 @@ fn main() {
     bars(&per_backend(&fresh));
     let clean = same == CONNS;
 
-    if unsafe { libc::isatty(0) == 1 && libc::isatty(1) == 1 } {
-        println!("\nThe lab is up (lb1 is dead). Namespaces:");
-        for h in lab.topo.hosts() {
-            println!("  {:<7} {:<18} {}", h.name, h.ns.name(), h.ip);
-        }
-        println!(
-            "Try: ip netns exec {} curl -s http://{VIP}/   or   ip -n {} route show {VIP}   or   fj-lb --socket {} status\nCtrl-C tears everything down.",
+    fj_lb_tests::ns::hold_on_terminal(
+        &signals,
+        "The lab is up (lb1 is dead).",
+        &lab.topo,
+        &format!(
+            "ip netns exec {} curl -s http://{VIP}/   or   ip -n {} route show {VIP}   or   fj-lb --socket {} status",
             lab.topo.client().ns.name(),
             lab.topo.router().ns.name(),
             lab.daemon(2).control_socket().display()
-        );
-        let mut sig = 0;
-        unsafe { libc::sigwait(&signals, &mut sig) };
-        println!("\nsignal {sig}: tearing down");
-    }
+        ),
+    );
     drop(conns);
     drop(fresh);
     drop(lab);
