@@ -8,15 +8,19 @@
 //! 3. packet rate of new UDP flows (`fj-lb generate`) through the balancer, next to the
 //!    MAC-swap XDP_TX floor program on the same interface;
 //! 4. daemon start to first request forwarded, next to `fj-lb check-config` of the same file;
-//! 5. resident memory with 1,000 services, next to the same daemon with one.
+//! 5. resident memory with 1,000 services, next to the same daemon with one;
+//! 6. ECMP: an LB host's failure (clean stop, last backend's health lost, crash) to the
+//!    router's route withdrawn, next to the bound of each (`ecmp.rs`).
 //!
 //! Writes `target/bench/e2e.md` and `target/bench/e2e.json` under the workspace root and prints
 //! the Markdown. Reports; never fails on a number. A setup step that fails (namespaces, nginx,
 //! HAProxy, the daemon not coming up) panics at once, the guards tearing the lab down; a
 //! measurement whose tool fails is reported as such and makes the exit status 1 at the end.
 //!
-//! Needs root, `FJ_LB_BIN` (a release build of fj-lb), and wrk, haproxy, iperf3, nsenter.
-//! `FJ_LB_BENCH_ONLY=http,iperf,pps,start,mem` runs a subset (for working on this file).
+//! Needs root, `FJ_LB_BIN` (a release build of fj-lb), and wrk, haproxy, iperf3, nsenter, bird.
+//! `FJ_LB_BENCH_ONLY=http,iperf,pps,start,mem,ecmp` runs a subset (for working on this file).
+mod ecmp;
+
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
@@ -967,6 +971,12 @@ fn main() {
     let foreign_after = foreign_ns(Some(&topo_id));
     drop(lab);
 
+    // ---- 6. ECMP withdrawal, in a lab of its own (router, three LB hosts) ----
+    let ecmp_result = wants(&only, "ecmp").then(|| {
+        eprintln!("fj-lb-bench-e2e: ECMP lab: failure to withdrawal");
+        ecmp::measure()
+    });
+
     // ------------------------------------------------------------------------------------------
     // Report.
     if wants(&only, "http") {
@@ -1323,6 +1333,10 @@ fn main() {
             "max_backends": 4096, "one_service": jm(one), "many_services": jm(many),
             "rss_ratio": ratio_v(many.rss_kib as f64, one.rss_kib as f64),
             "rss_without_map_mmap_ratio": ratio_v(many.rss_kib.saturating_sub(many.map_mmap_kib) as f64, one.rss_kib.saturating_sub(one.map_mmap_kib) as f64)}));
+    }
+
+    if let Some(result) = ecmp_result {
+        ecmp::report(&mut r, result);
     }
 
     let total = started.elapsed().as_secs_f64();

@@ -2,8 +2,10 @@
 //! `serve`), `control::protocol`, and `vrrp`'s `machine`, `packet`, `validate` and `status` —
 //! never imports aya, tokio, libc or netlink (`tests/layout.rs` checks it). The edges that talk
 //! to the kernel and the network are `datapath`, `net`, `health`, `control`'s server and client,
-//! the rest of `vrrp` and `report::serve`; `daemon` ties them together. `cli` is the command
-//! line, with the man pages and completions generated from it.
+//! the rest of `vrrp`, `announce` (host routes for a BGP speaker) and `report::serve`; `daemon`
+//! ties them together. `cli` is the command line, with the man pages and completions
+//! generated from it.
+pub mod announce;
 pub mod cli;
 pub mod control;
 pub mod daemon;

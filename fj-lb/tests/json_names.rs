@@ -8,7 +8,7 @@ use std::{
 
 use fj_lb::{
     control::protocol::FlowsReply,
-    report::status::{BackendReport, FlowReport, LookupReport, MaglevReport, MaglevShare, ServiceReport, Status},
+    report::status::{AnnounceStatus, BackendReport, FlowReport, LookupReport, MaglevReport, MaglevShare, ServiceReport, Status, VipAnnounce},
     vrrp::{VrrpStatus, machine::State},
 };
 use serde::Serialize;
@@ -108,6 +108,11 @@ fn status_names_match_the_readme() {
             adverts_received: 0,
             rejected: BTreeMap::from([("ttl".to_string(), 1)]),
             virtual_addresses: vec![],
+        }),
+        announce: Some(AnnounceStatus {
+            table: 100,
+            when: "healthy".into(),
+            vips: vec![VipAnnounce { vip: "10.0.0.100".parse().unwrap(), announced: true, reason: "serving".into() }],
         }),
         services: vec![],
     };

@@ -26,6 +26,7 @@ pub struct Config {
     /// `[metrics] listen = "..."`.
     pub metrics_listen: Option<SocketAddrV4>,
     pub vrrp: Option<VrrpSettings>,
+    pub announce: Option<AnnounceSettings>,
     pub services: Vec<Service>,
 }
 
@@ -44,6 +45,7 @@ impl Config {
             max_backends: None,
             metrics_listen: None,
             vrrp: None,
+            announce: None,
             services: Vec::new(),
         }
     }
@@ -78,6 +80,11 @@ impl Config {
         self
     }
 
+    pub fn announce(mut self, a: Option<&AnnounceSettings>) -> Self {
+        self.announce = a.cloned();
+        self
+    }
+
     pub fn service(mut self, s: Service) -> Self {
         self.services.push(s);
         self
@@ -94,7 +101,8 @@ impl Config {
         self
     }
 
-    /// The TOML text: top-level keys, then `[metrics]`, `[vrrp]` and the services in order.
+    /// The TOML text: top-level keys, then `[metrics]`, `[vrrp]`, `[announce]` and the services
+    /// in order.
     pub fn render(&self) -> String {
         let mut s = format!(
             "interface = {:?}\nxdp_mode = {:?}\nbpffs = \"{}\"\ncontrol_socket = \"{}\"\n",
@@ -118,6 +126,9 @@ impl Config {
         }
         if let Some(v) = &self.vrrp {
             write!(s, "\n{}", v.render()).unwrap();
+        }
+        if let Some(a) = &self.announce {
+            write!(s, "\n{}", a.render()).unwrap();
         }
         for svc in &self.services {
             svc.render_into(&mut s);
@@ -366,6 +377,40 @@ impl VrrpSettings {
     }
 }
 
+/// The `[announce]` table: host routes for the VIPs in kernel table `table`, for the BGP
+/// speaker to export. `when` and `vips` at `None` / empty are left out (the daemon's defaults:
+/// "healthy", every service's VIP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceSettings {
+    pub table: u32,
+    /// "healthy" or "always".
+    pub when: Option<String>,
+    pub vips: Vec<String>,
+}
+
+impl AnnounceSettings {
+    pub fn new(table: u32) -> AnnounceSettings {
+        AnnounceSettings { table, when: None, vips: Vec::new() }
+    }
+
+    pub fn when(mut self, when: &str) -> Self {
+        self.when = Some(when.into());
+        self
+    }
+
+    fn render(&self) -> String {
+        let mut s = format!("[announce]\ntable = {}\n", self.table);
+        if let Some(w) = &self.when {
+            writeln!(s, "when = {w:?}").unwrap();
+        }
+        if !self.vips.is_empty() {
+            let list = self.vips.iter().map(|v| format!("{v:?}")).collect::<Vec<_>>().join(", ");
+            writeln!(s, "vips = [{list}]").unwrap();
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,6 +431,12 @@ mod tests {
                     [service.health]\n  check = \"tcp\"\n  interval_ms = 200\n  timeout_ms = 100\n  rise = 2\n  \
                     fall = 3\n  port = 8081\n\n  [[service.backend]]\n  address = \"10.0.0.11\"\n  weight = 100\n";
         assert_eq!(c, want);
+    }
+
+    #[test]
+    fn renders_announce() {
+        let c = Config::new(Path::new("/b"), Path::new("/s")).announce(Some(&AnnounceSettings::new(100).when("always"))).render();
+        assert!(c.ends_with("\n[announce]\ntable = 100\nwhen = \"always\"\n"), "{c}");
     }
 
     #[test]

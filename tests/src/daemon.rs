@@ -117,6 +117,8 @@ pub struct Daemon {
     /// "lb", "lb1", "lb2".
     host: String,
     dir: TempDir,
+    /// Leave the bpffs directory on Drop: a daemon started after this one adopts its pins.
+    keep_bpffs: bool,
 }
 
 impl Daemon {
@@ -186,6 +188,7 @@ impl Daemon {
             socket: config.control_socket.clone(),
             host,
             dir,
+            keep_bpffs: false,
         }
     }
 
@@ -312,6 +315,14 @@ impl Daemon {
             .unwrap_or_else(|| panic!("fj-lb on {} (pid {}) still runs 10 s after SIGKILL", self.host, self.pid()))
     }
 
+    /// [`Daemon::kill`], and this guard leaves the pins (and with them the XDP link, still
+    /// forwarding) for the next daemon on the same bpffs directory to adopt; that one's guard
+    /// removes them.
+    pub fn crash_keeping_pins(&mut self) -> ExitStatus {
+        self.keep_bpffs = true;
+        self.kill()
+    }
+
     /// Waits up to `timeout` for the daemon to exit (after a signal); its status, or `None`.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         poll_until(timeout, Duration::from_millis(5), || self.child.try_status())
@@ -326,7 +337,7 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.child.stop_and_report(Duration::from_secs(10), &format!("fj-lb daemon on {}", self.host));
-        if self.bpffs.starts_with("/sys/fs/bpf/") && self.bpffs.exists() {
+        if !self.keep_bpffs && self.bpffs.starts_with("/sys/fs/bpf/") && self.bpffs.exists() {
             let _ = std::fs::remove_dir_all(&self.bpffs);
         }
     }
@@ -334,15 +345,7 @@ impl Drop for Daemon {
 
 /// The keepalived binary: `$KEEPALIVED_BIN`, else `keepalived` from Debian's package.
 pub fn keepalived_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("KEEPALIVED_BIN") {
-        return PathBuf::from(p);
-    }
-    for p in ["/usr/sbin/keepalived", "/usr/bin/keepalived", "/usr/local/sbin/keepalived"] {
-        if Path::new(p).is_file() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("no keepalived: install it (`apt-get install keepalived`, or `cargo xtask setup`) or set KEEPALIVED_BIN");
+    crate::ns::system_binary("keepalived", "KEEPALIVED_BIN", "keepalived")
 }
 
 /// A keepalived VRRP instance: the same knobs as fj-lb's `[vrrp]`. [`KeepalivedSettings::new`]

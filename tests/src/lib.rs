@@ -6,7 +6,10 @@
 //!
 //! One module per concern, each the only one of its kind:
 //! - [`ns`]: namespaces, commands, child processes and temp dirs behind guards; bpffs;
-//! - [`topology`]: the lab (client, LB hosts, nginx backends on one bridge);
+//! - [`topology`]: the lab (client, LB hosts, nginx backends on one bridge; or the client
+//!   behind a router);
+//! - [`bird`]: BIRD 2, the BGP speaker of the ECMP lab (router and LB hosts);
+//! - [`ecmp`]: the ECMP lab: router, N fj-lb hosts announcing the VIP over BGP, backends;
 //! - [`config`]: the daemon's TOML config, built in code;
 //! - [`daemon`]: the `fj-lb run` guard (and keepalived's);
 //! - [`cli`]: the `fj-lb` CLI and the control socket, and what tests read from them;
@@ -22,9 +25,11 @@
 //! per test binary) for a normal user, so a plain `cargo test` passes quietly.
 
 pub mod backends;
+pub mod bird;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod ecmp;
 pub mod http;
 pub mod ns;
 pub mod topology;
@@ -32,11 +37,11 @@ pub mod topology;
 use std::{io::Write as _, os::fd::AsRawFd as _, path::Path, sync::Once, time::Duration};
 
 pub use cli::{CliRun, fj_lb, fj_lb_bin};
-pub use config::{Config, HealthSettings, Service, VrrpSettings};
+pub use config::{AnnounceSettings, Config, HealthSettings, Service, VrrpSettings};
 pub use daemon::{Daemon, Readiness, XdpInfo, xdp_info};
 pub use http::{Answer, KeepAliveConn, get, get_from};
 pub use ns::{ChildGuard, Netns, TempDir, in_netns, sweep_stale};
-pub use topology::{CLIENT_IP, HTTP_PORT, Host, LB_IP, Topology, TopologyBuilder, VIP, backend_ip, lb_ip};
+pub use topology::{CLIENT_IP, HTTP_PORT, Host, LB_IP, ROUTED_CLIENT_IP, ROUTER_IP, Topology, TopologyBuilder, VIP, backend_ip, lb_ip};
 
 /// What a normal user sees instead of the privileged tests.
 pub const SKIP_LINE: &str = "skipping: needs root (CAP_NET_ADMIN, CAP_BPF); run `cargo xtask test`";

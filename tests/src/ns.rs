@@ -169,6 +169,37 @@ pub fn run(cmd: &mut Command) -> String {
     try_run(cmd).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A system program the harness runs: `$ENV` if set, else `name` from /usr/sbin, /usr/bin or
+/// /usr/local/sbin; panics saying which Debian package to install.
+pub fn system_binary(name: &str, env: &str, package: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(env) {
+        return PathBuf::from(p);
+    }
+    ["/usr/sbin", "/usr/bin", "/usr/local/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no {name}: install it (`apt-get install {package}`, or `cargo xtask setup`) or set {env}"))
+}
+
+/// For the lab binaries: on a terminal, prints `intro` and the lab's namespaces and waits for
+/// SIGINT or SIGTERM (blocked beforehand with [`block_stop_signals`]), so the lab stays up to
+/// be looked at; returns at once when not on a terminal.
+pub fn hold_on_terminal(signals: &libc::sigset_t, intro: &str, topo: &crate::Topology, try_lines: &str) {
+    if unsafe { libc::isatty(0) != 1 || libc::isatty(1) != 1 } {
+        return;
+    }
+    println!("\n{intro} Namespaces:");
+    for h in topo.hosts() {
+        println!("  {:<7} {:<18} {}", h.name, h.ns.name(), h.ip);
+    }
+    println!("  switch  {}", topo.switch().name());
+    println!("Try: {try_lines}\nCtrl-C tears everything down.");
+    let mut sig = 0;
+    unsafe { libc::sigwait(signals, &mut sig) };
+    println!("\nsignal {sig}: tearing down");
+}
+
 /// A network namespace, deleted on Drop (with whatever still runs in it).
 #[derive(Debug)]
 pub struct Netns {

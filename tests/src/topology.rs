@@ -17,6 +17,16 @@
 //!   b1..bN           ─┘       VIP 10.0.0.100: on no LB at first (VRRP's master adds it to its
 //!                             eth0), on every backend's lo (DSR)
 //! ```
+//!
+//! With [`TopologyBuilder::routed`] the client sits behind a router instead, for ECMP: the
+//! router forwards the VIP to the LB hosts that announce it over BGP (see [`crate::ecmp`]).
+//!
+//! ```text
+//!   client 10.1.0.2 ── eth1 10.1.0.1 router 10.0.0.1 ─┐
+//!                      lb1 10.0.0.10, lb2 .9, lb3 .8 ─┼─ br0
+//!                      b1..bN (default route via .1) ─┘  VIP 10.0.0.100: on no LB; on every
+//!                                                        backend's lo (DSR)
+//! ```
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
     path::{Path, PathBuf},
@@ -32,6 +42,12 @@ use crate::{
 };
 
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+/// The client of a routed lab, on its own link to the router.
+pub const ROUTED_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
+/// The router of a routed lab on the LAN (its BGP address, the hosts' default gateway)...
+pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+/// ...and on the client's link.
+pub const ROUTER_CLIENT_SIDE_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
 /// The LB of a one-LB lab, and `lb1` of a two-LB lab.
 pub const LB_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 10);
 /// `lb2` of a two-LB lab.
@@ -49,12 +65,14 @@ pub fn backend_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, 10 + i as u8)
 }
 
-/// Address of LB host `i` (1-based): lb1 10.0.0.10 ([`LB_IP`]), lb2 10.0.0.9 ([`LB2_IP`]).
+/// Address of LB host `i` (1-based): lb1 10.0.0.10 ([`LB_IP`]), lb2 10.0.0.9 ([`LB2_IP`]),
+/// lb3 10.0.0.8.
 pub fn lb_ip(i: usize) -> Ipv4Addr {
     match i {
         1 => LB_IP,
         2 => LB2_IP,
-        _ => panic!("LB index {i} out of 1..=2"),
+        3 => Ipv4Addr::new(10, 0, 0, 8),
+        _ => panic!("LB index {i} out of 1..=3"),
     }
 }
 
@@ -117,6 +135,7 @@ pub struct TopologyBuilder {
     nginx: bool,
     lbs: usize,
     lb_flood: Option<bool>,
+    routed: bool,
 }
 
 impl TopologyBuilder {
@@ -138,8 +157,17 @@ impl TopologyBuilder {
     /// neither: a VRRP master (fj-lb's `[vrrp]`, or keepalived) adds it, so the client's ARP
     /// for the VIP resolves to whichever is master.
     pub fn lbs(mut self, n: usize) -> Self {
-        assert!((1..=2).contains(&n), "1 or 2 LB hosts, not {n}");
+        assert!((1..=3).contains(&n), "1 to 3 LB hosts, not {n}");
         self.lbs = n;
+        self
+    }
+
+    /// The client behind a router (see the module's picture) instead of on the LAN: for ECMP,
+    /// where the router spreads the VIP over the LB hosts that announce it. The VIP is on no
+    /// LB; every backend and LB host has the router as default gateway. The router forwards
+    /// with `fib_multipath_hash_policy = 1` (the L4 5-tuple picks the next hop).
+    pub fn routed(mut self) -> Self {
+        self.routed = true;
         self
     }
 
@@ -184,16 +212,42 @@ impl TopologyBuilder {
             }
             Host { name: role.to_string(), ip, port, ns }
         };
-        let client = plug("client", CLIENT_IP);
-        let lbs = if self.lbs == 1 {
+        let (client, router) = if self.routed {
+            let router = plug("router", ROUTER_IP);
+            router.ns.sysctl("net.ipv4.ip_forward", "1");
+            router.ns.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
+            let client = Netns::new(&id, "client");
+            // The client's link: a veth pair straight between the two namespaces.
+            router.ns.ip(&["link", "add", "name", "eth1", "type", "veth", "peer", "name", "eth0", "netns", client.name()]);
+            router.ns.ip(&["addr", "add", &format!("{ROUTER_CLIENT_SIDE_IP}/24"), "dev", "eth1"]);
+            router.ns.ip(&["link", "set", "eth1", "up"]);
+            client.ip(&["addr", "add", &format!("{ROUTED_CLIENT_IP}/24"), "dev", "eth0"]);
+            client.ip(&["link", "set", "eth0", "up"]);
+            client.ip(&["route", "add", "default", "via", &ROUTER_CLIENT_SIDE_IP.to_string()]);
+            // The client's frames cross an LB's XDP: complete checksums (see `plug`).
+            client.set_tx_checksum("eth0", false);
+            for conf in ["all", "default", "eth1"] {
+                router.ns.sysctl(&format!("net.ipv4.conf.{conf}.rp_filter"), "0");
+            }
+            (Host { name: "client".into(), ip: ROUTED_CLIENT_IP, port: String::new(), ns: client }, Some(router))
+        } else {
+            (plug("client", CLIENT_IP), None)
+        };
+        let lbs = if self.lbs == 1 && !self.routed {
             let lb = plug("lb", LB_IP);
             // The LB answers ARP for the VIP, so the client sends VIP traffic to it.
             lb.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"]);
             vec![lb]
         } else {
-            // VRRP decides which of them holds the VIP; the harness gives it to neither.
+            // VRRP decides which of them holds the VIP, or (routed) BGP which of them gets it:
+            // the harness gives it to none.
             (1..=self.lbs).map(|i| plug(&format!("lb{i}"), lb_ip(i))).collect()
         };
+        if self.routed {
+            for lb in &lbs {
+                lb.ns.ip(&["route", "add", "default", "via", &ROUTER_IP.to_string()]);
+            }
+        }
         if !self.lb_flood.unwrap_or(self.lbs == 1) {
             for lb in &lbs {
                 switch.ip(&["link", "set", &lb.port, "type", "bridge_slave", "flood", "off"]);
@@ -208,9 +262,13 @@ impl TopologyBuilder {
                 b.ns.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
                 b.ns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
             }
+            if self.routed {
+                // Direct return to a client behind the router.
+                b.ns.ip(&["route", "add", "default", "via", &ROUTER_IP.to_string()]);
+            }
             backends.push(b);
         }
-        let mut topo = Topology { id, xdp_pass: None, nginx: Vec::new(), client, lbs, backends, switch, tmp, daemons_started: 0 };
+        let mut topo = Topology { id, xdp_pass: None, nginx: Vec::new(), client, router, lbs, backends, switch, tmp, daemons_started: 0 };
         if self.nginx {
             topo.start_nginx();
         }
@@ -225,7 +283,9 @@ pub struct Topology {
     xdp_pass: Option<ChildGuard>,
     nginx: Vec<ChildGuard>,
     client: Host,
-    /// `[lb]`, or `[lb1, lb2]`.
+    /// The router of a routed lab.
+    router: Option<Host>,
+    /// `[lb]`, or `[lb1, lb2]`, or `[lb1, lb2, lb3]`.
     lbs: Vec<Host>,
     backends: Vec<Host>,
     switch: Netns,
@@ -236,7 +296,7 @@ pub struct Topology {
 
 impl Topology {
     pub fn builder() -> TopologyBuilder {
-        TopologyBuilder { backends: 3, nginx: true, lbs: 1, lb_flood: None }
+        TopologyBuilder { backends: 3, nginx: true, lbs: 1, lb_flood: None, routed: false }
     }
 
     /// `fjt-<pid>-<seq>`: prefix of every namespace of this lab.
@@ -246,6 +306,11 @@ impl Topology {
 
     pub fn client(&self) -> &Host {
         &self.client
+    }
+
+    /// The router of a routed lab ([`TopologyBuilder::routed`]).
+    pub fn router(&self) -> &Host {
+        self.router.as_ref().expect("a routed lab (TopologyBuilder::routed) has a router")
     }
 
     /// The LB host: `lb`, or `lb1` in a two-LB lab.
@@ -264,9 +329,10 @@ impl Topology {
         &self.lbs[i - 1]
     }
 
-    /// Whether this is a two-LB (VRRP) lab, where the harness puts the VIP on no LB.
+    /// Whether this is a lab of several LB hosts (VRRP, or ECMP behind a router), where the
+    /// harness puts the VIP on no LB and each daemon gets its own bpffs dir and socket.
     pub fn is_vrrp(&self) -> bool {
-        self.lbs.len() > 1
+        self.lbs.len() > 1 || self.router.is_some()
     }
 
     pub fn switch(&self) -> &Netns {
@@ -421,7 +487,7 @@ impl Topology {
             return;
         }
         let mut args: Vec<String> = vec!["xdp-pass".into()];
-        for h in self.hosts() {
+        for h in self.bridged() {
             args.push("--interface".into());
             args.push(h.port.clone());
         }
@@ -429,7 +495,7 @@ impl Topology {
         let mut cmd = std::process::Command::new(bin);
         cmd.args(&args).env("NO_COLOR", "1");
         let mut child = self.switch.spawn_command("fj-lb xdp-pass", cmd, &log);
-        let ports: Vec<String> = self.hosts().map(|h| h.port.clone()).collect();
+        let ports: Vec<String> = self.bridged().map(|h| h.port.clone()).collect();
         let ok = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
             child.assert_running();
             ports.iter().all(|p| xdp_info(self.switch.name(), p).is_some()).then_some(())
@@ -440,9 +506,14 @@ impl Topology {
         self.xdp_pass = Some(child);
     }
 
-    /// Every host: client, the LB(s), then the backends.
+    /// Every host: client, the router (routed lab), the LB(s), then the backends.
     pub fn hosts(&self) -> impl Iterator<Item = &Host> {
-        std::iter::once(&self.client).chain(self.lbs.iter()).chain(self.backends.iter())
+        std::iter::once(&self.client).chain(self.router.iter()).chain(self.lbs.iter()).chain(self.backends.iter())
+    }
+
+    /// The hosts with a port on the bridge: all but a routed lab's client.
+    fn bridged(&self) -> impl Iterator<Item = &Host> {
+        self.hosts().filter(|h| !h.port.is_empty())
     }
 
     /// Which backend served `body` ("b2\n" -> 2), if any.

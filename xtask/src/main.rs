@@ -30,9 +30,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Build a client, an LB and three backends in network namespaces, run fj-lb with the
-    /// embedded default config, send requests through the VIP and show who answered.
-    Lab,
+    /// Build a client, two LB hosts (VRRP) and three backends in network namespaces, run
+    /// fj-lb with the embedded default config, send requests through the VIP, show who
+    /// answered, then kill the master.
+    Lab {
+        /// Instead: a router running BIRD 2 with ECMP and three LB hosts announcing the VIP over
+        /// BGP (fj-lb's `[announce]`); kills one host and shows the flows surviving.
+        #[arg(long)]
+        ecmp: bool,
+    },
     /// Benchmarks: per-packet cost and scaling in the kernel, control-plane timings, and end to
     /// end against HAProxy and direct; a Markdown report and a PNG chart in target/bench/.
     Bench {
@@ -100,11 +106,12 @@ fn main() -> Result<()> {
             }
             exec_as_root(&bin, &args)
         }
-        Cmd::Lab => {
+        Cmd::Lab { ecmp } => {
             setup::setup()?;
             let bin = build_fj_lb(false)?;
             let mut c = cargo();
-            c.args(["run", "--quiet", "--package", "fj-lb-tests", "--bin", "fj-lb-lab"]).env("FJ_LB_BIN", &bin);
+            let lab = if ecmp { "fj-lb-lab-ecmp" } else { "fj-lb-lab" };
+            c.args(["run", "--quiet", "--package", "fj-lb-tests", "--bin", lab]).env("FJ_LB_BIN", &bin);
             run(&mut c)
         }
         Cmd::Bench { quick } => {

@@ -9,9 +9,10 @@ use crate::run;
 /// Debian packages the tests and the lab use: `iproute2` for namespaces, `nginx` as the
 /// backends' HTTP server, `util-linux` for nsenter, keepalived as the VRRP peer fj-lb must
 /// interoperate with, tshark to check fj-lb's adverts on the wire, chromium to load the stats
-/// page in a real browser, lintian to check the Debian package.
+/// page in a real browser, lintian to check the Debian package, BIRD 2 as the BGP speaker of
+/// the ECMP lab and tests (router and LB hosts; fj-lb only keeps the routes it exports).
 const APT_PACKAGES: &[&str] =
-    &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark", "chromium", "lintian"];
+    &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark", "chromium", "lintian", "bird2"];
 
 /// cargo-deb, pinned: `cargo xtask test` packages the debug build, which 3.x does with a
 /// warning and a later release may refuse.

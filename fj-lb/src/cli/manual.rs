@@ -182,14 +182,14 @@ mod tests {
     fn the_config_reference_is_read_key_by_key() {
         let (tables, notes) = config_reference(README).expect("the README has the reference");
         let headers: Vec<&str> = tables.iter().map(|t| t.header.as_str()).collect();
-        assert_eq!(headers, ["", "[metrics]", "[vrrp]", "[[service]]", "[service.health]", "[[service.backend]]"]);
+        assert_eq!(headers, ["", "[metrics]", "[vrrp]", "[announce]", "[[service]]", "[service.health]", "[[service.backend]]"]);
         let key = |t: usize, name: &str| tables[t].keys.iter().find(|k| k.name == name).cloned();
         let seed = key(0, "hash_seed").expect("hash_seed");
         assert!(seed.doc.contains("same on every LB host"), "{seed:?}");
         // A comment on a line of its own continues the key above it.
         let accept = key(2, "accept_mode").expect("accept_mode");
         assert!(accept.doc.contains("RFC 5798") && accept.doc.contains("owner (255) always accepts"), "{accept:?}");
-        assert_eq!(key(4, "path").map(|k| k.example), Some("\"/healthz\"".into()));
+        assert_eq!(key(5, "path").map(|k| k.example), Some("\"/healthz\"".into()));
         assert!(notes.contains("unknown keys"), "{notes}");
     }
 

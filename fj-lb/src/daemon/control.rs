@@ -65,6 +65,7 @@ impl Daemon {
             uptime_s: self.started.elapsed().as_secs(),
             config: self.config_path.display().to_string(),
             vrrp: self.vrrp_status(),
+            announce: self.announce_status(),
             services,
         }
     }

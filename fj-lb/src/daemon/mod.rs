@@ -1,6 +1,7 @@
 //! `fj-lb run`: start-up (`start`), the loop that turns each event into its handler (`run`),
 //! and shutdown (`stop`). The daemon owns all state; everything else reaches it through
 //! channels. Depends on every other room; nothing depends on it but the binary.
+mod announcing;
 mod checkers;
 mod control;
 mod flow_walks;
@@ -93,6 +94,8 @@ pub struct Daemon {
     scrape_rx: mpsc::Receiver<ScrapeRequest>,
     metrics_task: Option<JoinHandle<()>>,
     vrrp: Option<vrrp::Vrrp>,
+    /// `[announce]`: the host routes this daemon keeps and why.
+    announcing: announcing::Announcing,
     /// What VRRP was last told about the tracked services.
     tracked_down: bool,
     told_settled: Option<bool>,
@@ -168,7 +171,7 @@ impl Daemon {
                     let span = info_span!("reload", trigger = "SIGHUP", config = %self.config_path.display());
                     let _ = self.reload().instrument(span).await;
                 }
-                Event::Health(result) => self.on_health(result),
+                Event::Health(result) => self.on_health(result).await,
                 Event::Scrape(reply) => self.on_scrape(reply),
                 Event::Control((req, reply)) => {
                     let span = info_span!("control", request = ?req);
@@ -183,7 +186,8 @@ impl Daemon {
         Ok(())
     }
 
-    /// Once a second: re-read the neighbour table, sample the counters, re-check tracking.
+    /// Once a second: re-read the neighbour table, sample the counters, re-check tracking and
+    /// what to announce.
     async fn on_tick(&mut self) {
         if let Err(e) = self.refresh_neighbours().await {
             warn!(error = %e, "reading the neighbour table failed");
@@ -191,5 +195,6 @@ impl Daemon {
         self.sample();
         self.track();
         self.watch_flood();
+        self.announce_tick().await;
     }
 }

@@ -81,6 +81,8 @@ impl Daemon {
         self.config = new;
         self.checkers.restart(&self.balancer);
         self.track();
+        // A VIP the new config drops loses its route; a new one is announced once it serves.
+        self.announce().await;
         Ok(ReloadReply { message })
     }
 }

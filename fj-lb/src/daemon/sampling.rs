@@ -67,6 +67,7 @@ impl Daemon {
         let services = status::services(&self.balancer, &now, self.samples.front());
         let stats = self.dp.stats().map(|v| v.into_iter().map(|(s, n)| (s.name().to_string(), n)).collect()).unwrap_or_default();
         let vrrp_state = self.vrrp_status().map(|v| v.state.as_str());
+        let announced = self.announce_status().map(|a| a.vips.into_iter().map(|v| (v.vip.to_string(), v.announced)).collect()).unwrap_or_default();
         // The capacity a user can count on: flow_table_size flows whatever the RSS spread (the
         // map holds up to that many per CPU).
         let (metrics, capacity) = (self.metrics.clone(), self.config.flow_table_size as u64);
@@ -75,7 +76,7 @@ impl Daemon {
             let flow_entries = walks.entries();
             let text = metrics::render(
                 &metrics,
-                &metrics::Snapshot { services: &services, stats, flow_entries, flow_capacity: capacity, vrrp_state },
+                &metrics::Snapshot { services: &services, stats, flow_entries, flow_capacity: capacity, vrrp_state, announced },
             );
             let _ = reply.send(text);
         });

@@ -53,6 +53,7 @@ impl Daemon {
         };
         let (scrape_tx, scrape_rx) = mpsc::channel(4);
         let flow_walks = super::flow_walks::FlowWalks::new(config.bpffs.join(fj_lb_common::map_names::FLOWS));
+        let neigh_handle = neigh.handle().clone();
         let mut daemon = Self {
             config_path: config_path.to_path_buf(),
             config,
@@ -70,6 +71,7 @@ impl Daemon {
             scrape_rx,
             metrics_task: None,
             vrrp: None,
+            announcing: super::announcing::Announcing::new(neigh_handle),
             tracked_down: false,
             told_settled: None,
             signals,
@@ -96,6 +98,8 @@ impl Daemon {
         // Preemption waits until the tracked services' checks have a verdict.
         daemon.track();
         daemon.checkers.restart(&daemon.balancer);
+        // Announced once attached and balancing: a router may send the first flow at once.
+        daemon.adopt_routes().await;
         info!(
             interface = %daemon.config.interface,
             mode = mode.as_str(),

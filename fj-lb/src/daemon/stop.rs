@@ -1,5 +1,5 @@
-//! Shutdown: VRRP hands over first (priority 0, then the VIPs go), then checkers, sockets,
-//! XDP and the pins. A clean stop leaves nothing behind.
+//! Shutdown: the announced routes go first, VRRP hands over (priority 0, then the VIPs go),
+//! then checkers, sockets, XDP and the pins. A clean stop leaves nothing behind.
 use std::time::Duration;
 
 use tracing::info;
@@ -12,6 +12,9 @@ const VRRP_SHUTDOWN: Duration = Duration::from_secs(5);
 
 impl Daemon {
     pub(super) async fn stop(mut self) {
+        // Withdrawn first, while XDP still forwards: the routers move flows to the other hosts
+        // before this one stops taking them.
+        self.withdraw_all().await;
         super::systemd::stopping();
         if let Some(v) = self.vrrp.take() {
             let (tx, rx) = tokio::sync::oneshot::channel();

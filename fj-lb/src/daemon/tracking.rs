@@ -1,5 +1,6 @@
-//! Health results into the balancer, and the balancer's state into VRRP: a host whose tracked
-//! service has no healthy backend lowers its priority so the peer can take over.
+//! Health results into the balancer, and the balancer's state into VRRP and `[announce]`: a
+//! host whose tracked service has no healthy backend lowers its priority so the peer can take
+//! over, and one whose VIP has none withdraws the VIP's route.
 use std::time::{Instant, SystemTime};
 
 use fj_lb_common::Settings;
@@ -9,7 +10,7 @@ use super::{Daemon, sampling::count_update};
 use crate::{health::CheckResult, model::health::LastCheck, report::metrics::BackendLabels, vrrp};
 
 impl Daemon {
-    pub(super) fn on_health(&mut self, r: CheckResult) {
+    pub(super) async fn on_health(&mut self, r: CheckResult) {
         if !self.checkers.is_current(&r) {
             return;
         }
@@ -26,6 +27,7 @@ impl Daemon {
             Ok(Some(_)) => {
                 count_update(&self.metrics, "health", started);
                 self.track();
+                self.announce().await;
             }
             Ok(None) => {}
             Err(e) => error!(error = %e, "applying a health change to the maps failed"),

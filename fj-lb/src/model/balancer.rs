@@ -833,6 +833,7 @@ mod tests {
             hash_seed: 1,
             control_socket: "/run/x.sock".into(),
             metrics_listen: None,
+            announce: None,
             vrrp: None,
             services,
         }

@@ -11,6 +11,9 @@ use std::{
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use super::announce::AnnounceConfig;
+use super::announce::{RESERVED_TABLES, When};
+
 /// Longest interface name the kernel takes, with its NUL (IFNAMSIZ in <net/if.h>).
 const IFNAMSIZ: usize = 16;
 
@@ -175,6 +178,8 @@ pub struct Config {
     /// Where Prometheus scrapes `/metrics`; none when the `[metrics]` table is absent.
     pub metrics_listen: Option<std::net::SocketAddr>,
     pub vrrp: Option<VrrpConfig>,
+    /// `[announce]`: host routes for the VIPs in a kernel table a BGP speaker exports.
+    pub announce: Option<AnnounceConfig>,
     pub services: Vec<Service>,
 }
 
@@ -238,8 +243,17 @@ struct RawConfig {
     control_socket: Option<Spanned<String>>,
     metrics: Option<RawMetrics>,
     vrrp: Option<Spanned<RawVrrp>>,
+    announce: Option<Spanned<RawAnnounce>>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnnounce {
+    table: Spanned<u32>,
+    when: Option<Spanned<String>>,
+    vips: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -616,6 +630,10 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         None => None,
         Some(v) => Some(validate_vrrp(v.get_ref(), &interface, &services, cx, host)?),
     };
+    let announce = match &raw.announce {
+        None => None,
+        Some(a) => Some(validate_announce(a, &services, vrrp.as_ref(), cx)?),
+    };
     Ok(Config {
         interface,
         xdp_mode,
@@ -629,8 +647,64 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         control_socket,
         metrics_listen,
         vrrp,
+        announce,
         services,
     })
+}
+
+fn validate_announce(a: &Spanned<RawAnnounce>, services: &[Service], vrrp: Option<&VrrpConfig>, cx: &Ctx<'_>) -> Result<AnnounceConfig, ConfigError> {
+    let raw = a.get_ref();
+    let table = *raw.table.get_ref();
+    if RESERVED_TABLES.contains(&table) {
+        return Err(cx.err(
+            raw.table.span(),
+            "announce.table",
+            format!("{table} is a table of the kernel's own (0 unspec, 253 default, 254 main, 255 local): give fj-lb a table of its own, e.g. 100, and let the BGP speaker export it"),
+        ));
+    }
+    let when = match raw.when.as_ref().map(|w| (w.get_ref().as_str(), w.span())) {
+        None | Some(("healthy", _)) => When::Healthy,
+        Some(("always", _)) => When::Always,
+        Some((other, span)) => return Err(cx.err(span, "announce.when", format!("{other:?} is not \"healthy\" or \"always\""))),
+    };
+    let mut vips: Vec<(IpAddr, Range<usize>)> = Vec::new();
+    match &raw.vips {
+        // Every service's VIP, once each, in the order the services come.
+        None => {
+            for s in services {
+                if !vips.iter().any(|(v, _)| *v == s.vip) {
+                    vips.push((s.vip, a.span()));
+                }
+            }
+        }
+        Some(list) => {
+            for v in list {
+                let ip: IpAddr = v.get_ref().parse().map_err(|_| {
+                    cx.err(v.span(), "announce.vips", format!("{:?} is not an IPv4 or IPv6 address (no prefix length: each VIP is announced as a host route)", v.get_ref()))
+                })?;
+                if !services.iter().any(|s| s.vip == ip) {
+                    return Err(cx.err(v.span(), "announce.vips", format!("{ip} is the VIP of no service: this host could not serve what it announced")));
+                }
+                if vips.iter().any(|(x, _)| *x == ip) {
+                    return Err(cx.err(v.span(), "announce.vips", format!("{ip} is listed twice")));
+                }
+                vips.push((ip, v.span()));
+            }
+        }
+    }
+    // One VIP, one way of reaching it: a VRRP master takes the VIP onto its interface for the
+    // whole segment while ECMP spreads it over every announcing host; both at once would split
+    // its traffic between the master and the routers' choice.
+    if let Some(v) = vrrp
+        && let Some((ip, span)) = vips.iter().find(|(ip, _)| v.virtual_addresses.iter().any(|(va, _)| va == ip))
+    {
+        return Err(cx.err(
+            span.clone(),
+            "announce",
+            format!("{ip} is both a [vrrp] virtual address and announced by [announce]: they are alternatives for a VIP (see \"Scaling out: ECMP\" in the README); list the VIPs to announce in announce.vips"),
+        ));
+    }
+    Ok(AnnounceConfig { table, when, vips: vips.into_iter().map(|(ip, _)| ip).collect() })
 }
 
 fn validate_vrrp(
@@ -1152,6 +1226,55 @@ forward = "dsr"
         for (v, want) in cases {
             assert_eq!(refuse(&with_vrrp(&v)).1, want, "{v}");
         }
+    }
+
+    fn with_announce(a: &str) -> String {
+        GOOD.replacen("\n[[service]]", &format!("\n[announce]\n{a}\n[[service]]"), 1)
+    }
+
+    #[test]
+    fn announce_section_is_read_with_every_vip_by_default() {
+        let c = parse(&with_announce("table = 100\n"), "x", &FakeHost).unwrap();
+        let a = c.announce.unwrap();
+        assert_eq!((a.table, a.when), (100, When::Healthy));
+        assert_eq!(a.vips, vec!["10.0.0.100".parse::<IpAddr>().unwrap()]);
+        let text = second_service("10.0.0.101", 80, "api", "10.0.0.11").replacen("\n[[service]]", "\n[announce]\ntable = 7\nwhen = \"always\"\nvips = [\"10.0.0.101\"]\n\n[[service]]", 1);
+        let a = parse(&text, "x", &FakeHost).unwrap().announce.unwrap();
+        assert_eq!((a.table, a.when, a.vips), (7, When::Always, vec!["10.0.0.101".parse().unwrap()]));
+        assert!(parse(GOOD, "x", &FakeHost).unwrap().announce.is_none());
+    }
+
+    #[test]
+    fn refuses_bad_announce_settings() {
+        let cases = [
+            ("table = 254\n", "announce.table"),
+            ("table = 0\n", "announce.table"),
+            ("table = 255\n", "announce.table"),
+            // A missing key is serde's refusal; it names the key in the message.
+            ("when = \"healthy\"\n", "toml"),
+            ("table = 100\nwhen = \"sometimes\"\n", "announce.when"),
+            ("table = 100\nvips = [\"10.0.0.100/32\"]\n", "announce.vips"),
+            ("table = 100\nvips = [\"10.0.0.200\"]\n", "announce.vips"),
+            ("table = 100\nvips = [\"10.0.0.100\", \"10.0.0.100\"]\n", "announce.vips"),
+            ("table = 100\nhold_time = 3\n", "hold_time"),
+        ];
+        for (a, want) in cases {
+            let (_, field, msg) = refuse(&with_announce(a));
+            assert_eq!(field, want, "{a}: {msg}");
+        }
+    }
+
+    #[test]
+    fn refuses_announce_and_vrrp_for_the_same_vip() {
+        let both = with_announce("table = 100\n").replacen("\n[announce]", &format!("{VRRP}\n[announce]"), 1);
+        let (_, field, msg) = refuse(&both);
+        assert_eq!(field, "announce");
+        assert!(msg.contains("alternatives"), "{msg}");
+        // VRRP for one VIP, ECMP for another: fine.
+        let text = second_service("10.0.0.101", 80, "api", "10.0.0.11")
+            .replacen("\n[[service]]", &format!("{VRRP}\n[announce]\ntable = 100\nvips = [\"10.0.0.101\"]\n\n[[service]]"), 1);
+        let c = parse(&text, "x", &FakeHost).unwrap();
+        assert!(c.vrrp.is_some() && c.announce.is_some());
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub struct StateLabels {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VipLabels {
+    pub vip: String,
+}
+
 /// What the daemon records as it goes.
 #[derive(Clone)]
 pub struct Metrics {
@@ -65,6 +70,8 @@ pub struct Snapshot<'a> {
     pub flow_entries: u64,
     pub flow_capacity: u64,
     pub vrrp_state: Option<&'a str>,
+    /// `[announce]`: each announced VIP and whether its route is in the table now.
+    pub announced: Vec<(String, bool)>,
 }
 
 pub const VRRP_STATES: [&str; 3] = ["initialize", "backup", "master"];
@@ -123,6 +130,13 @@ pub fn render(m: &Metrics, s: &Snapshot<'_>) -> String {
         }
         r.register("vrrp_state", "1 for the VRRP state this host is in", g);
     }
+    if !s.announced.is_empty() {
+        let g = Family::<VipLabels, Gauge>::default();
+        for (vip, on) in &s.announced {
+            g.get_or_create(&VipLabels { vip: vip.clone() }).set(*on as i64);
+        }
+        r.register("vip_announced", "1 while the VIP's route is in the [announce] table (the BGP speaker announces it)", g);
+    }
     let mut out = String::new();
     encode(&mut out, &r).expect("encoding into a String cannot fail");
     out
@@ -179,6 +193,7 @@ mod tests {
                 flow_entries: 7,
                 flow_capacity: 1024,
                 vrrp_state: Some("master"),
+                announced: vec![("10.0.0.100".into(), true)],
             },
         );
         for want in [
@@ -188,6 +203,7 @@ mod tests {
             "fj_lb_flow_table_entries 7",
             "fj_lb_vrrp_state{state=\"master\"} 1",
             "fj_lb_vrrp_state{state=\"backup\"} 0",
+            "fj_lb_vip_announced{vip=\"10.0.0.100\"} 1",
             "fj_lb_health_check_duration_seconds_count{service=\"web\",backend=\"10.0.0.11\"} 1",
             "fj_lb_map_updates_total{cause=\"health\"} 1",
         ] {

@@ -116,6 +116,21 @@ pub fn render(st: &Status, now: SystemTime) -> String {
         Some(v) => vrrp(&mut h, v, now),
         None => h.push_str("<div class=\"vrrp none\" id=\"vrrp\" data-state=\"none\">VRRP: not configured</div>\n"),
     }
+    if let Some(a) = &st.announce {
+        for v in &a.vips {
+            let state = if v.announced { "master" } else { "backup" };
+            let _ = writeln!(
+                h,
+                "<div class=\"vrrp {state}\" data-announce=\"{}\">announce {} (table {}, {}): <span class=\"state\">{}</span> · {}</div>",
+                v.vip,
+                v.vip,
+                a.table,
+                esc(&a.when),
+                if v.announced { "announced" } else { "withdrawn" },
+                esc(&v.reason),
+            );
+        }
+    }
     h.push_str(
         "<div class=\"legend\">backend: <span style=\"background:#c6efc6\">up</span>\
          <span style=\"background:#ffb3b3\">down</span><span style=\"background:#b9d3ff\">drained (weight 0)</span></div><br>\n",
@@ -236,6 +251,7 @@ mod tests {
             uptime_s: 3700,
             config: "/etc/fj-lb/fj-lb.toml".into(),
             vrrp: None,
+            announce: None,
             services: vec![ServiceReport {
                 name: "web<&>".into(),
                 vip: "10.0.0.100".parse().unwrap(),
@@ -285,6 +301,19 @@ mod tests {
         }
         assert!(!page.contains("web<&>") && page.contains("web&lt;&amp;&gt;"), "names are escaped");
         assert!(!page.contains("<form") && !page.contains("<button"), "read-only");
+    }
+
+    #[test]
+    fn announced_vips_show_whether_their_route_is_in() {
+        let mut st = status();
+        st.announce = Some(crate::report::status::AnnounceStatus {
+            table: 100,
+            when: "healthy".into(),
+            vips: vec![crate::report::status::VipAnnounce { vip: "10.0.0.100".parse().unwrap(), announced: false, reason: "no healthy backend".into() }],
+        });
+        let page = render(&st, SystemTime::UNIX_EPOCH);
+        assert!(page.contains("data-announce=\"10.0.0.100\""), "{page}");
+        assert!(page.contains("withdrawn</span> · no healthy backend"), "{page}");
     }
 
     #[test]

@@ -27,7 +27,25 @@ pub struct Status {
     pub uptime_s: u64,
     pub config: String,
     pub vrrp: Option<VrrpStatus>,
+    /// `[announce]`: per VIP, whether its host route is in the table and why (not).
+    pub announce: Option<AnnounceStatus>,
     pub services: Vec<ServiceReport>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AnnounceStatus {
+    pub table: u32,
+    /// "healthy" or "always".
+    pub when: String,
+    pub vips: Vec<VipAnnounce>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct VipAnnounce {
+    pub vip: IpAddr,
+    /// The host route is in the table, so the speaker announces the VIP.
+    pub announced: bool,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -73,6 +73,13 @@ pub fn status(st: &Status) -> String {
             v.last_transition.as_deref().unwrap_or("never")
         )),
     }
+    if let Some(a) = &st.announce {
+        out.push_str(&format!("Announce: table {}, when {}\n", a.table, a.when));
+        for v in &a.vips {
+            let state = if v.announced { "announced" } else { "not announced" };
+            out.push_str(&format!("  {:<16} {state}: {}\n", v.vip.to_string(), v.reason));
+        }
+    }
     out.push('\n');
     out + &services(&st.services)
 }

@@ -174,21 +174,12 @@ fn main() {
     }
     let clean = counts.keys().all(|k| k.starts_with('b')) && after.iter().rev().take(10).all(|(_, r)| r.is_ok());
 
-    if unsafe { libc::isatty(0) == 1 && libc::isatty(1) == 1 } {
-        println!("\nThe lab is up (lb1's daemon is dead, lb2 is master). Namespaces:");
-        for h in topo.hosts() {
-            println!("  {:<7} {:<18} {}", h.name, h.ns.name(), h.ip);
-        }
-        println!("  switch  {}", topo.switch().name());
-        println!(
-            "Try: ip netns exec {} curl -s http://{VIP}/   or   fj-lb --socket {} status\nCtrl-C tears everything down.",
-            topo.client().ns.name(),
-            d2.control_socket().display()
-        );
-        let mut sig = 0;
-        unsafe { libc::sigwait(&signals, &mut sig) };
-        println!("\nsignal {sig}: tearing down");
-    }
+    fj_lb_tests::ns::hold_on_terminal(
+        &signals,
+        "The lab is up (lb1's daemon is dead, lb2 is master).",
+        &topo,
+        &format!("ip netns exec {} curl -s http://{VIP}/   or   fj-lb --socket {} status", topo.client().ns.name(), d2.control_socket().display()),
+    );
     drop(d2);
     drop(d1);
     drop(topo);
