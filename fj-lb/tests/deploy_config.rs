@@ -14,7 +14,7 @@ fn the_example_two_host_config_is_valid() {
     let text = std::fs::read_to_string(path).expect("deploy/fj-lb.toml exists");
     let c = config::parse(&text, path, &AnyHost).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.services.len(), 5);
-    let v = c.vrrp.expect("the example runs VRRP");
+    let v = c.vrrp.first().expect("the example runs VRRP");
     assert_eq!((v.vrid, v.priority), (51, 150));
     let host_b = config::parse(&text.replace("priority = 150", "priority = 100"), path, &AnyHost).unwrap();
     assert_eq!(host_b.services, c.services, "host B differs only in its VRRP priority");

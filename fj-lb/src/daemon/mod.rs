@@ -89,10 +89,11 @@ pub struct Daemon {
     metrics: Metrics,
     scrape_rx: mpsc::Receiver<ScrapeRequest>,
     metrics_task: Option<JoinHandle<()>>,
-    vrrp: Option<vrrp::Vrrp>,
-    /// What VRRP was last told about the tracked services.
-    tracked_down: bool,
-    told_settled: Option<bool>,
+    /// The VRRP instances, when configured.
+    vrrp: Option<vrrp::VrrpSet>,
+    /// What each instance was last told about its tracked services.
+    tracked_down: Vec<bool>,
+    told_settled: Vec<Option<bool>>,
     /// Installed before start-up begins, so a SIGHUP or SIGTERM during start-up waits for the
     /// loop instead of killing a half-started daemon.
     signals: Signals,

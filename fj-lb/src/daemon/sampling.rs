@@ -58,20 +58,22 @@ impl Daemon {
         let now = self.read_sample();
         let services = status::services(&self.balancer, &now, self.samples.front());
         let stats = self.dp.stats().map(|v| v.into_iter().map(|(s, n)| (s.name().to_string(), n)).collect()).unwrap_or_default();
-        let vrrp_state = self.vrrp_status().map(|v| v.state.as_str());
+        let vrrp = self.vrrp_statuses();
+        let vrrp_states: Vec<(String, &str)> = vrrp.iter().map(|v| (v.name.clone(), v.state.as_str())).collect();
         let (metrics, capacity) = (self.metrics.clone(), self.config.flow_table_size as u64);
         let flows_pin = self.config.bpffs.join(map_names::FLOWS);
         tokio::task::spawn_blocking(move || {
             let flow_entries = datapath::count_entries(&flows_pin).unwrap_or(0);
             let text = metrics::render(
                 &metrics,
-                &metrics::Snapshot { services: &services, stats, flow_entries, flow_capacity: capacity, vrrp_state },
+                &metrics::Snapshot { services: &services, stats, flow_entries, flow_capacity: capacity, vrrp_states },
             );
             let _ = reply.send(text);
         });
     }
 
-    pub(super) fn vrrp_status(&self) -> Option<crate::vrrp::VrrpStatus> {
-        self.vrrp.as_ref().map(|v| v.status.borrow().clone())
+    /// Every instance's status, in config order.
+    pub(super) fn vrrp_statuses(&self) -> Vec<crate::vrrp::VrrpStatus> {
+        self.vrrp.iter().flat_map(|set| set.instances.iter().map(|v| v.status.borrow().clone())).collect()
     }
 }

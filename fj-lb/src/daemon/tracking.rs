@@ -28,23 +28,26 @@ impl Daemon {
         }
     }
 
-    /// Tells VRRP when the answer to "has a tracked service lost every healthy backend?"
-    /// changes.
+    /// Tells each VRRP instance when the answer to "has one of its tracked services lost
+    /// every healthy backend?" changes, and when their checks have settled.
     pub(super) fn track(&mut self) {
-        let (Some(v), Some(cfg)) = (&self.vrrp, &self.config.vrrp) else { return };
-        let down = self.balancer.any_service_down(&cfg.track_services);
-        if down != self.tracked_down {
-            self.tracked_down = down;
-            if v.commands.try_send(vrrp::Command::ServicesDown(down)).is_err() {
-                warn!("VRRP did not take the tracking update");
+        let Some(set) = &self.vrrp else { return };
+        for (i, (v, cfg)) in set.instances.iter().zip(&self.config.vrrp).enumerate() {
+            let down = self.balancer.any_service_down(&cfg.track_services);
+            if down != self.tracked_down[i] {
+                if v.commands.try_send(vrrp::Command::ServicesDown(down)).is_ok() {
+                    self.tracked_down[i] = down;
+                } else {
+                    warn!(instance = %cfg.name, "VRRP did not take the tracking update");
+                }
             }
-        }
-        let settled = self.balancer.services_settled(&cfg.track_services);
-        if Some(settled) != self.told_settled {
-            if v.commands.try_send(vrrp::Command::HealthSettled(settled)).is_ok() {
-                self.told_settled = Some(settled);
-            } else {
-                warn!("VRRP did not take the health-settled update");
+            let settled = self.balancer.services_settled(&cfg.track_services);
+            if Some(settled) != self.told_settled[i] {
+                if v.commands.try_send(vrrp::Command::HealthSettled(settled)).is_ok() {
+                    self.told_settled[i] = Some(settled);
+                } else {
+                    warn!(instance = %cfg.name, "VRRP did not take the health-settled update");
+                }
             }
         }
     }

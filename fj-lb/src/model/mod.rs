@@ -5,6 +5,8 @@
 pub mod addr;
 pub mod balancer;
 pub mod checksum;
+pub mod command;
 pub mod config;
 pub mod health;
 pub mod maglev;
+pub mod vrrp_config;

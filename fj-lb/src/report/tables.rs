@@ -61,17 +61,26 @@ pub fn status(st: &Status) -> String {
         duration(st.uptime_s),
         st.config
     );
-    match &st.vrrp {
-        None => out.push_str("VRRP: not configured\n"),
-        Some(v) => out.push_str(&format!(
-            "VRRP: {} (vrid {}, priority {}), master {} priority {}, last transition {}\n",
+    // An older daemon sends `vrrp` alone.
+    let instances: Vec<&crate::vrrp::VrrpStatus> = if st.vrrp_instances.is_empty() { st.vrrp.iter().collect() } else { st.vrrp_instances.iter().collect() };
+    if instances.is_empty() {
+        out.push_str("VRRP: not configured\n");
+    }
+    for v in &instances {
+        // One instance keeps the line it always had; several are told apart by name.
+        let label = if instances.len() == 1 { "VRRP".to_string() } else { format!("VRRP {}", v.name) };
+        let unicast = if v.unicast_peers.is_empty() { String::new() } else { format!(", unicast to {}", v.unicast_peers.join(" ")) };
+        let group = v.sync_group.as_ref().map_or(String::new(), |g| format!(", sync group {g}"));
+        out.push_str(&format!(
+            "{label}: {} (vrid {}, priority {}{unicast}{group}), master {} priority {}, last transition {}{}\n",
             v.state.as_str(),
             v.vrid,
             v.priority,
             v.master.map_or("unknown".into(), |m| m.to_string()),
             v.master_priority.map_or("null".into(), |p| p.to_string()),
-            v.last_transition.as_deref().unwrap_or("never")
-        )),
+            v.last_transition.as_deref().unwrap_or("never"),
+            v.last_transition_reason.as_ref().map_or(String::new(), |r| format!(" ({r})")),
+        ));
     }
     out.push('\n');
     out + &services(&st.services)

@@ -37,10 +37,14 @@ pub(super) async fn primary(handle: &rtnetlink::Handle, ifindex: u32, v6: bool, 
 /// a link we cannot see.
 pub(super) async fn carrier(handle: &rtnetlink::Handle, ifindex: u32) -> bool {
     let mut links = handle.link().get().match_index(ifindex).execute();
-    match links.try_next().await {
-        Ok(Some(l)) => l.header.flags.contains(&LinkFlag::LowerUp),
-        _ => false,
-    }
+    matches!(links.try_next().await, Ok(Some(l)) if l.header.flags.contains(&LinkFlag::LowerUp))
+}
+
+/// The carrier of a tracked interface, looked up by name each time: it may be recreated (a
+/// bond, a VLAN) under another index. One that does not exist has no carrier.
+pub(super) async fn carrier_by_name(handle: &rtnetlink::Handle, name: &str) -> bool {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    matches!(links.try_next().await, Ok(Some(l)) if l.header.flags.contains(&LinkFlag::LowerUp))
 }
 
 /// Failures are logged, not returned: one address that cannot be added must not keep a new

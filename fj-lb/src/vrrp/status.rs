@@ -6,6 +6,8 @@ use super::machine::State;
 /// What `fj-lb status` shows and metrics export.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct VrrpStatus {
+    /// The instance's name (`[vrrp] name`, by default `vrid<N>`).
+    pub name: String,
     pub state: State,
     pub vrid: u8,
     pub interface: String,
@@ -20,5 +22,8 @@ pub struct VrrpStatus {
     pub adverts_received: u64,
     pub rejected: BTreeMap<String, u64>,
     pub virtual_addresses: Vec<String>,
+    /// Empty: multicast.
+    pub unicast_peers: Vec<String>,
+    pub sync_group: Option<String>,
 }
 
