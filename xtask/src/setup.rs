@@ -8,11 +8,14 @@ use crate::run;
 
 /// Debian packages the tests and the lab use: `iproute2` for namespaces, `nginx` as the
 /// backends' HTTP server, `util-linux` for nsenter, keepalived as the VRRP peer fj-lb must
-/// interoperate with, tshark to check fj-lb's adverts on the wire.
-const APT_PACKAGES: &[&str] = &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark"];
+/// interoperate with, tshark to check fj-lb's adverts on the wire, nftables for a switch that
+/// drops multicast VRRP, and haproxy for the example configs `fj-lb import` is tested on
+/// (keepalived's samples come with keepalived): /usr/share/doc/haproxy/examples.
+const APT_PACKAGES: &[&str] = &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark", "nftables", "haproxy"];
 
-/// What the end-to-end benchmark adds: load generators and the proxy we compare against.
-const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "iperf3"];
+/// What the end-to-end benchmark adds: load generators (haproxy, the proxy we compare
+/// against, is installed for the tests already).
+const BENCH_PACKAGES: &[&str] = &["wrk", "iperf3"];
 
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;

@@ -118,7 +118,7 @@ impl Daemon {
             };
             specs.push(vrrp::InstanceSpec { cfg: v.clone(), ifindex, mac, siblings: vrrp_config::sibling_vrids(&self.config.vrrp, v) });
         }
-        let set = vrrp::start_all(specs, &self.config.vrrp_sync_groups, self.neigh.handle()).await?;
+        let set = vrrp::start_all(specs, &self.config.vrrp_sync_groups).await?;
         self.tracked_down = vec![false; set.instances.len()];
         self.told_settled = vec![None; set.instances.len()];
         self.vrrp = Some(set);

@@ -66,10 +66,17 @@ pub(super) async fn add_addresses(handle: &rtnetlink::Handle, ifindex: u32, addr
 pub(super) async fn remove_addresses(handle: &rtnetlink::Handle, ifindex: u32, addrs: &[(IpAddr, u8)]) {
     for (ip, _) in addrs {
         let mut found = handle.address().get().set_link_index_filter(ifindex).set_address_filter(*ip).execute();
-        while let Ok(Some(msg)) = found.try_next().await {
-            match handle.address().del(msg).execute().await {
-                Ok(()) => info!(address = %ip, "virtual address removed"),
-                Err(e) => error!(address = %ip, error = %e, "removing the virtual address failed"),
+        loop {
+            match found.try_next().await {
+                Ok(Some(msg)) => match handle.address().del(msg).execute().await {
+                    Ok(()) => info!(address = %ip, "virtual address removed"),
+                    Err(e) => error!(address = %ip, error = %e, "removing the virtual address failed"),
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    error!(address = %ip, error = %e, "listing the interface's addresses failed: the virtual address may stay");
+                    break;
+                }
             }
         }
     }

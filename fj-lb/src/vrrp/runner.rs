@@ -98,7 +98,7 @@ impl VrrpSet {
 
 /// Starts every instance, backup (or master if priority 255) from the first moment, and the
 /// sync groups over them. If one cannot start, those already started are stopped again.
-pub async fn start_all(specs: Vec<InstanceSpec>, groups: &[SyncGroupConfig], handle: &rtnetlink::Handle) -> Result<VrrpSet, VrrpError> {
+pub async fn start_all(specs: Vec<InstanceSpec>, groups: &[SyncGroupConfig]) -> Result<VrrpSet, VrrpError> {
     let mut links: Vec<(mpsc::UnboundedSender<group::Report>, mpsc::UnboundedReceiver<group::Report>)> =
         groups.iter().map(|_| mpsc::unbounded_channel()).collect();
     let mut set = VrrpSet { instances: Vec::with_capacity(specs.len()), groups: Vec::new() };
@@ -108,7 +108,7 @@ pub async fn start_all(specs: Vec<InstanceSpec>, groups: &[SyncGroupConfig], han
             let member = g.instances.iter().position(|n| *n == spec.cfg.name)?;
             Some(GroupLink { member, tx: links[gi].0.clone() })
         });
-        match start(spec, handle.clone(), link).await {
+        match start(spec, link).await {
             Ok(v) => set.instances.push(v),
             Err(e) => {
                 set.shutdown(Duration::from_secs(5)).await;
@@ -140,6 +140,8 @@ struct Runner {
     destinations: Vec<IpAddr>,
     siblings: Vec<u8>,
     handle: rtnetlink::Handle,
+    /// The task driving `handle`'s connection; it ends with the runner.
+    connection: tokio::task::JoinHandle<()>,
     ifindex: u32,
     /// Where the virtual addresses live and adverts leave: the interface, or the virtual-MAC
     /// macvlan on it.
@@ -175,8 +177,12 @@ struct Runner {
 }
 
 /// Starts one instance: backup (or master if priority 255) from the first moment.
-async fn start(spec: InstanceSpec, handle: rtnetlink::Handle, group: Option<GroupLink>) -> Result<Vrrp, VrrpError> {
+async fn start(spec: InstanceSpec, group: Option<GroupLink>) -> Result<Vrrp, VrrpError> {
     let InstanceSpec { cfg, ifindex, mac, siblings } = spec;
+    // A netlink connection of its own: the kernel serves one dump at a time per socket, and
+    // instances sharing one would see EBUSY when they list addresses at the same moment.
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(VrrpError::Socket)?;
+    let connection = tokio::spawn(connection);
     let v6 = cfg.is_ipv6();
     let vips: Vec<IpAddr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
     let owner = cfg.priority == 255;
@@ -261,6 +267,7 @@ async fn start(spec: InstanceSpec, handle: rtnetlink::Handle, group: Option<Grou
         siblings,
         cfg,
         handle,
+        connection,
         ifindex,
         vip_ifindex,
         send_dev,
@@ -449,6 +456,7 @@ impl Runner {
         }
         // The stop's scripts run after the peer has been told and the addresses are gone.
         self.notifier.finish(Duration::from_millis(self.cfg.notify.timeout_ms)).await;
+        self.connection.abort();
     }
 
     /// Why this instance is in fault of its own, if it is: its interface is down, or (with
@@ -588,7 +596,7 @@ impl Runner {
                     if to == State::Master {
                         self.status.master = Some(self.primary);
                         self.status.master_priority = Some(self.machine.priority());
-                    } else if to == State::Initialize {
+                    } else if matches!(to, State::Initialize | State::Fault) {
                         self.status.master = None;
                         self.status.master_priority = None;
                     }
