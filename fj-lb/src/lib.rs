@@ -1,5 +1,6 @@
 //! fj-lb's daemon and CLI, one room per concern. The pure core — `model`, `report` (but its
-//! `serve`), `control::protocol`, and `vrrp`'s `machine`, `packet`, `validate` and `status` —
+//! `serve`), `control::protocol`, `import`, and `vrrp`'s `machine`, `packet`, `validate`,
+//! `status`, `sync` and `hooks` —
 //! never imports aya, tokio, libc or netlink (`tests/layout.rs` checks it). The edges that talk
 //! to the kernel and the network are `datapath`, `net`, `health`, `control`'s server and client,
 //! the rest of `vrrp` and `report::serve`; `daemon` ties them together.
@@ -7,6 +8,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod health;
+pub mod import;
 pub mod model;
 pub mod net;
 pub mod report;

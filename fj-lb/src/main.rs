@@ -85,6 +85,12 @@ enum Command {
     Weight { service: String, backend: String, weight: u32 },
     /// Re-read the config file and apply the difference (same as SIGHUP).
     Reload,
+    /// Print an fj-lb.toml made from a keepalived.conf or haproxy.cfg; what could not be
+    /// carried over goes to stderr with its file and line. Exit 0 if everything was, 3 if not.
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Benchmark packet source: send UDP frames out of an interface as fast as possible, each a
     /// new 5-tuple (BPF_PROG_TEST_RUN live frames); prints a JSON summary.
     #[command(hide = true)]
@@ -115,8 +121,23 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ImportFrom {
+    /// keepalived.conf, with what it includes: vrrp_instance, vrrp_sync_group, virtual_server.
+    Keepalived {
+        path: PathBuf,
+        /// keepalived's config id (its `-i`): which `@id` lines apply.
+        #[arg(long)]
+        config_id: Option<String>,
+    },
+    /// haproxy.cfg: frontend/backend/listen sections in mode tcp.
+    Haproxy { path: PathBuf },
+}
+
 /// Exit code for a config that fails validation, distinct from runtime failures.
 const EXIT_BAD_CONFIG: u8 = 2;
+/// Exit code of `fj-lb import` when some constructs were not carried over.
+const EXIT_PARTIAL_IMPORT: u8 = 3;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -140,6 +161,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, assume_healthy } => run_daemon(config, Options { assume_healthy }),
+        Command::Import { from } => import(from),
         Command::XdpPass { interfaces, floor } => report(xdp_pass(&interfaces, floor)),
         Command::Generate { interface, src_mac, dst_mac, src, dst, port, packets } => report((|| {
             let g = datapath::generate(&interface, parse_mac(&src_mac)?, parse_mac(&dst_mac)?, src, dst, port, packets)?;
@@ -202,7 +224,7 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
             Request::Weight { service: service.clone(), backend: backend.clone(), weight: *weight }
         }
         Command::Reload => Request::Reload {},
-        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } | Command::Generate { .. } => {
+        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } | Command::Generate { .. } | Command::Import { .. } => {
             unreachable!("handled in main")
         }
     };
@@ -253,7 +275,7 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
             call(&req).get::<()>()?;
             if json { "null\n".into() } else { "ok\n".into() }
         }
-        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } | Command::Generate { .. } => {
+        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } | Command::Generate { .. } | Command::Import { .. } => {
             unreachable!("handled in main")
         }
     };
@@ -276,6 +298,43 @@ impl Asker<'_> {
 /// `--json` output: pretty JSON and a newline.
 fn pretty<T: serde::Serialize>(v: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(v)? + "\n")
+}
+
+/// The file system, for the importer (which is pure and reads through this).
+struct Files;
+
+impl fj_lb::import::Source for Files {
+    fn read(&self, path: &std::path::Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+    fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        std::fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned())).collect()
+    }
+}
+
+fn import(from: ImportFrom) -> ExitCode {
+    let result = match &from {
+        ImportFrom::Keepalived { path, config_id } => fj_lb::import::keepalived(path, &Files, config_id.as_deref()),
+        ImportFrom::Haproxy { path } => fj_lb::import::haproxy(path, &Files),
+    };
+    match result {
+        Ok(imported) => {
+            print!("{}", imported.toml);
+            for n in &imported.notes {
+                eprintln!("not carried over: {n}");
+            }
+            if imported.notes.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{} construct(s) not carried over (or not exactly): see above", imported.notes.len());
+                ExitCode::from(EXIT_PARTIAL_IMPORT)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
 }
 
 fn xdp_pass(interfaces: &[String], floor: bool) -> anyhow::Result<()> {
