@@ -100,25 +100,7 @@ fn status_names_match_the_readme() {
 }
 
 fn vrrp_status() -> VrrpStatus {
-    VrrpStatus {
-        name: "VI_1".into(),
-        state: State::Master,
-        vrid: 51,
-        interface: "eth0".into(),
-        priority: 100,
-        configured_priority: 100,
-        master: None,
-        master_priority: None,
-        last_transition: None,
-        last_transition_reason: None,
-        transitions: 0,
-        adverts_sent: 0,
-        adverts_received: 0,
-        rejected: BTreeMap::from([("ttl".to_string(), 1)]),
-        virtual_addresses: vec![],
-        unicast_peers: vec![],
-        sync_group: None,
-    }
+    VrrpStatus { state: State::Master, rejected: BTreeMap::from([("ttl".to_string(), 1)]), ..VrrpStatus::initial("VI_1", 51, "eth0", 100, vec![]) }
 }
 
 #[test]

@@ -181,6 +181,40 @@ mod tests {
         assert_eq!(t, "A     LONGER\nxxxx  y\nz     w\n");
     }
 
+    fn status_with(vrrp: Vec<crate::vrrp::VrrpStatus>) -> String {
+        let st = Status {
+            interface: "eth0".into(),
+            xdp_mode: "native".into(),
+            program_id: Some(7),
+            uptime_s: 61,
+            config: "/etc/fj-lb.toml".into(),
+            vrrp: vrrp.first().cloned(),
+            vrrp_instances: vrrp,
+            services: vec![],
+        };
+        status(&st)
+    }
+
+    #[test]
+    fn status_shows_each_vrrp_instance() {
+        use crate::vrrp::{VrrpStatus, machine::State};
+        let a = VrrpStatus { state: State::Master, master: Some("10.0.0.10".parse().unwrap()), master_priority: Some(150), ..VrrpStatus::initial("A", 51, "eth0", 150, vec![]) };
+        let one = status_with(vec![a.clone()]);
+        assert!(one.contains("\nVRRP: master (vrid 51, priority 150), master 10.0.0.10 priority 150, last transition never\n"), "{one}");
+        let b = VrrpStatus {
+            state: State::Fault,
+            unicast_peers: vec!["10.0.0.9".into()],
+            sync_group: Some("G".into()),
+            last_transition_reason: Some("fault: the interface is down".into()),
+            ..VrrpStatus::initial("B", 52, "eth0", 100, vec![])
+        };
+        let two = status_with(vec![a, b]);
+        assert!(two.contains("\nVRRP A: master (vrid 51"), "{two}");
+        assert!(two.contains("\nVRRP B: fault (vrid 52, priority 100, unicast to 10.0.0.9, sync group G), master unknown"), "{two}");
+        assert!(two.contains("(fault: the interface is down)\n"), "{two}");
+        assert!(status_with(vec![]).contains("VRRP: not configured"));
+    }
+
     #[test]
     fn units() {
         assert_eq!(rate(1_500_000.0, "b/s"), "1.5 Mb/s");

@@ -1,7 +1,6 @@
 //! The VRRP task: opens the sockets, then feeds the state machine what arrives (adverts, the
 //! clock, tracking, the carrier) and carries out what it decides.
 use std::{
-    collections::BTreeMap,
     io,
     net::IpAddr,
     os::fd::OwnedFd,
@@ -231,23 +230,9 @@ async fn start(spec: InstanceSpec, group: Option<GroupLink>) -> Result<Vrrp, Vrr
         gated: group.is_some(),
     });
     let status = VrrpStatus {
-        name: cfg.name.clone(),
-        state: State::Initialize,
-        vrid: cfg.vrid,
-        interface: cfg.interface.clone(),
-        priority: cfg.priority,
-        configured_priority: cfg.priority,
-        master: None,
-        master_priority: None,
-        last_transition: None,
-        last_transition_reason: None,
-        transitions: 0,
-        adverts_sent: 0,
-        adverts_received: 0,
-        rejected: BTreeMap::new(),
-        virtual_addresses: cfg.virtual_addresses.iter().map(|(a, p)| format!("{a}/{p}")).collect(),
         unicast_peers: cfg.unicast_peers.iter().map(|p| p.to_string()).collect(),
         sync_group: cfg.sync_group.clone(),
+        ..VrrpStatus::initial(&cfg.name, cfg.vrid, &cfg.interface, cfg.priority, cfg.virtual_addresses.iter().map(|(a, p)| format!("{a}/{p}")).collect())
     };
     let (status_tx, status_rx) = watch::channel(status.clone());
     let (cmd_tx, cmd_rx) = mpsc::channel(8);

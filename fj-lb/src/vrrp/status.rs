@@ -27,3 +27,27 @@ pub struct VrrpStatus {
     pub sync_group: Option<String>,
 }
 
+impl VrrpStatus {
+    /// An instance as it starts: initialize, nothing heard, nothing sent.
+    pub fn initial(name: &str, vrid: u8, interface: &str, priority: u8, virtual_addresses: Vec<String>) -> VrrpStatus {
+        VrrpStatus {
+            name: name.to_string(),
+            state: State::Initialize,
+            vrid,
+            interface: interface.to_string(),
+            priority,
+            configured_priority: priority,
+            master: None,
+            master_priority: None,
+            last_transition: None,
+            last_transition_reason: None,
+            transitions: 0,
+            adverts_sent: 0,
+            adverts_received: 0,
+            rejected: BTreeMap::new(),
+            virtual_addresses,
+            unicast_peers: Vec::new(),
+            sync_group: None,
+        }
+    }
+}
