@@ -88,9 +88,48 @@ pub struct SyncGroupConfig {
     pub notify: NotifyConfig,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawVrrp {
+/// The notify keys, which `[vrrp]` and `[[vrrp_sync_group]]` share.
+struct RawNotify<'a> {
+    notify_master: &'a Option<Spanned<String>>,
+    notify_backup: &'a Option<Spanned<String>>,
+    notify_fault: &'a Option<Spanned<String>>,
+    notify_stop: &'a Option<Spanned<String>>,
+    notify: &'a Option<Spanned<String>>,
+    notify_timeout_ms: &'a Option<Spanned<u64>>,
+}
+
+/// Declares a raw table with its own keys and then the notify keys, and `notify_keys()` to
+/// read those. (Not a flattened struct: serde would buffer it and lose the spans.)
+macro_rules! with_notify_keys {
+    ($name:ident { $($(#[$fm:meta])* $field:ident: $ty:ty,)* }) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub(super) struct $name {
+            $($(#[$fm])* $field: $ty,)*
+            notify_master: Option<Spanned<String>>,
+            notify_backup: Option<Spanned<String>>,
+            notify_fault: Option<Spanned<String>>,
+            notify_stop: Option<Spanned<String>>,
+            notify: Option<Spanned<String>>,
+            notify_timeout_ms: Option<Spanned<u64>>,
+        }
+
+        impl $name {
+            fn notify_keys(&self) -> RawNotify<'_> {
+                RawNotify {
+                    notify_master: &self.notify_master,
+                    notify_backup: &self.notify_backup,
+                    notify_fault: &self.notify_fault,
+                    notify_stop: &self.notify_stop,
+                    notify: &self.notify,
+                    notify_timeout_ms: &self.notify_timeout_ms,
+                }
+            }
+        }
+    };
+}
+
+with_notify_keys!(RawVrrp {
     name: Option<Spanned<String>>,
     interface: Option<Spanned<String>>,
     vrid: Spanned<u32>,
@@ -111,50 +150,12 @@ pub(super) struct RawVrrp {
     garp_repeat: Option<Spanned<u32>>,
     garp_interval_ms: Option<Spanned<u32>>,
     checksum: Option<Spanned<String>>,
-    notify_master: Option<Spanned<String>>,
-    notify_backup: Option<Spanned<String>>,
-    notify_fault: Option<Spanned<String>>,
-    notify_stop: Option<Spanned<String>>,
-    notify: Option<Spanned<String>>,
-    notify_timeout_ms: Option<Spanned<u64>>,
-}
+});
 
-/// The notify keys, which `[vrrp]` and `[[vrrp_sync_group]]` share. (Not a flattened struct:
-/// serde would buffer it and lose the spans.)
-struct RawNotify<'a> {
-    notify_master: &'a Option<Spanned<String>>,
-    notify_backup: &'a Option<Spanned<String>>,
-    notify_fault: &'a Option<Spanned<String>>,
-    notify_stop: &'a Option<Spanned<String>>,
-    notify: &'a Option<Spanned<String>>,
-    notify_timeout_ms: &'a Option<Spanned<u64>>,
-}
-
-macro_rules! raw_notify {
-    ($v:expr) => {
-        RawNotify {
-            notify_master: &$v.notify_master,
-            notify_backup: &$v.notify_backup,
-            notify_fault: &$v.notify_fault,
-            notify_stop: &$v.notify_stop,
-            notify: &$v.notify,
-            notify_timeout_ms: &$v.notify_timeout_ms,
-        }
-    };
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawSyncGroup {
+with_notify_keys!(RawSyncGroup {
     name: Spanned<String>,
     instances: Spanned<Vec<Spanned<String>>>,
-    notify_master: Option<Spanned<String>>,
-    notify_backup: Option<Spanned<String>>,
-    notify_fault: Option<Spanned<String>>,
-    notify_stop: Option<Spanned<String>>,
-    notify: Option<Spanned<String>>,
-    notify_timeout_ms: Option<Spanned<u64>>,
-}
+});
 
 /// `[vrrp]` or `[[vrrp]]`: a table or an array of tables under one key. Read with a visitor
 /// rather than an untagged enum, which would buffer the value and lose the line numbers (and
@@ -276,7 +277,7 @@ pub(super) fn validate(
         if members.len() < 2 {
             return Err(cx.err(g.instances.span(), format!("{prefix}.instances"), "a sync group needs at least two instances"));
         }
-        let notify = validate_notify(&raw_notify!(g), cx, &prefix)?;
+        let notify = validate_notify(&g.notify_keys(), cx, &prefix)?;
         sync_groups.push(SyncGroupConfig { name, instances: members, notify });
     }
     Ok((instances, sync_groups))
@@ -404,7 +405,7 @@ fn validate_instance(
             return Err(cx.err(span, f("checksum"), format!("{other:?} is not \"rfc5798\" (pseudo-header, keepalived's default) or \"rfc9568\" (keepalived's v3_checksum_as_v2)")));
         }
     };
-    let notify = validate_notify(&raw_notify!(v), cx, prefix)?;
+    let notify = validate_notify(&v.notify_keys(), cx, prefix)?;
     Ok(VrrpConfig {
         name,
         interface,
