@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use fj_lb::{
-    cli::{Cli, Command, manual},
+    cli::{Cli, Command, ImportFrom, manual},
     control::{
         self, Request,
         protocol::{FlowsReply, ReloadReply, StatsReply},
@@ -28,6 +28,8 @@ use fj_lb::{
 
 /// Exit code for a config that fails validation, distinct from runtime failures.
 const EXIT_BAD_CONFIG: u8 = 2;
+/// Exit code of `fj-lb import` when some constructs were not carried over.
+const EXIT_PARTIAL_IMPORT: u8 = 3;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, assume_healthy } => run_daemon(config, Options { assume_healthy }),
+        Command::Import { from } => import(from),
         Command::XdpPass { interfaces, floor } => report(xdp_pass(&interfaces, floor)),
         Command::Generate { interface, src_mac, dst_mac, src, dst, port, packets } => report((|| {
             let g = datapath::generate(&interface, parse_mac(&src_mac)?, parse_mac(&dst_mac)?, src, dst, port, packets)?;
@@ -126,7 +129,8 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
         | Command::XdpPass { .. }
         | Command::Generate { .. }
         | Command::Completions { .. }
-        | Command::Manual { .. } => unreachable!("handled in main"),
+        | Command::Manual { .. }
+        | Command::Import { .. } => unreachable!("handled in main"),
     };
     let call = |req: &Request| Asker { socket, req: req.clone() };
     let out = match cmd {
@@ -207,6 +211,43 @@ fn write_manual(dir: &std::path::Path) -> anyhow::Result<()> {
         println!("{}", path.display());
     }
     Ok(())
+}
+
+/// The file system, for the importer (which is pure and reads through this).
+struct Files;
+
+impl fj_lb::import::Source for Files {
+    fn read(&self, path: &std::path::Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+    fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        std::fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned())).collect()
+    }
+}
+
+fn import(from: ImportFrom) -> ExitCode {
+    let result = match &from {
+        ImportFrom::Keepalived { path, config_id } => fj_lb::import::keepalived(path, &Files, config_id.as_deref()),
+        ImportFrom::Haproxy { path } => fj_lb::import::haproxy(path, &Files),
+    };
+    match result {
+        Ok(imported) => {
+            print!("{}", imported.toml);
+            for n in &imported.notes {
+                eprintln!("not carried over: {n}");
+            }
+            if imported.notes.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{} construct(s) not carried over (or not exactly): see above", imported.notes.len());
+                ExitCode::from(EXIT_PARTIAL_IMPORT)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
 }
 
 fn xdp_pass(interfaces: &[String], floor: bool) -> anyhow::Result<()> {

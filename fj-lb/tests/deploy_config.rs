@@ -14,7 +14,7 @@ fn the_example_two_host_config_is_valid() {
     let text = std::fs::read_to_string(path).expect("deploy/fj-lb.toml exists");
     let c = config::parse(&text, path, &AnyHost).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.services.len(), 5);
-    let v = c.vrrp.expect("the example runs VRRP");
+    let v = c.vrrp.first().expect("the example runs VRRP");
     assert_eq!((v.vrid, v.priority), (51, 150));
     let host_b = config::parse(&text.replace("priority = 150", "priority = 100"), path, &AnyHost).unwrap();
     assert_eq!(host_b.services, c.services, "host B differs only in its VRRP priority");
@@ -28,7 +28,7 @@ fn the_example_ecmp_config_is_valid_and_announces_its_vip() {
     let a = c.announce.expect("the example announces");
     assert_eq!(a.table, 100);
     assert_eq!(a.vips, vec!["10.0.0.100".parse::<std::net::IpAddr>().unwrap()], "two services, one VIP, one route");
-    assert!(c.vrrp.is_none(), "[announce] and [vrrp] are alternatives");
+    assert!(c.vrrp.is_empty(), "[announce] and [vrrp] are alternatives");
     // deploy/bird.conf exports that same table.
     let bird = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/bird.conf")).expect("deploy/bird.conf exists");
     let source = format!("krt_source = {}", fj_lb::model::announce::ROUTE_PROTOCOL);

@@ -87,28 +87,15 @@ fn service() -> ServiceReport {
 
 #[test]
 fn status_names_match_the_readme() {
+    let vrrp = vrrp_status();
     let st = Status {
         interface: "eth0".into(),
         xdp_mode: "native".into(),
         program_id: Some(1),
         uptime_s: 1,
         config: "/etc/fj-lb/fj-lb.toml".into(),
-        vrrp: Some(VrrpStatus {
-            state: State::Master,
-            vrid: 51,
-            interface: "eth0".into(),
-            priority: 100,
-            configured_priority: 100,
-            master: None,
-            master_priority: None,
-            last_transition: None,
-            last_transition_reason: None,
-            transitions: 0,
-            adverts_sent: 0,
-            adverts_received: 0,
-            rejected: BTreeMap::from([("ttl".to_string(), 1)]),
-            virtual_addresses: vec![],
-        }),
+        vrrp: Some(vrrp.clone()),
+        vrrp_instances: vec![vrrp],
         announce: Some(AnnounceStatus {
             table: 100,
             when: "healthy".into(),
@@ -117,6 +104,10 @@ fn status_names_match_the_readme() {
         services: vec![],
     };
     assert_eq!(keys(&st), readme_names("status"));
+}
+
+fn vrrp_status() -> VrrpStatus {
+    VrrpStatus { state: State::Master, rejected: BTreeMap::from([("ttl".to_string(), 1)]), ..VrrpStatus::initial("VI_1", 51, "eth0", 100, vec![]) }
 }
 
 #[test]

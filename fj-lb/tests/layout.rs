@@ -15,12 +15,15 @@ const PURE: &[&str] = &[
     "vrrp/packet.rs",
     "vrrp/status.rs",
     "vrrp/validate.rs",
+    "vrrp/sync.rs",
+    "vrrp/hooks.rs",
+    "import",
 ];
 
 /// Crates that do I/O.
 const IO_CRATES: &[&str] = &["aya", "tokio", "libc", "netlink_packet_route", "rtnetlink", "futures"];
 /// Rooms of this crate that do I/O; the pure core may not reach into them.
-const IO_ROOMS: &[&str] = &["datapath", "net", "announce", "health", "daemon", "control::server", "control::client", "report::serve", "vrrp::socket", "vrrp::announce", "vrrp::addresses", "vrrp::vmac", "vrrp::runner"];
+const IO_ROOMS: &[&str] = &["datapath", "net", "announce", "health", "daemon", "control::server", "control::client", "report::serve", "vrrp::socket", "vrrp::announce", "vrrp::addresses", "vrrp::vmac", "vrrp::runner", "vrrp::notify", "vrrp::group"];
 
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")

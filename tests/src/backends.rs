@@ -66,6 +66,14 @@ pub fn restart_nginx_with_healthz(topo: &Topology, i: usize, status: u16) -> Chi
     let new_conf = dir.join(format!("nginx-healthz-{status}.conf"));
     std::fs::write(&new_conf, format!("{}{block}{}", &text[..start], &text[end..])).expect("writing the new nginx.conf");
 
+    stop_nginx(topo, i);
+    launch_nginx(topo, i, &new_conf, status, &format!("/healthz {status}"))
+}
+
+/// Stops backend `i`'s nginx (SIGTERM, by pid) and waits (bounded) until it is gone: the
+/// backend refuses connections, as a crashed server would. [`start_nginx`] brings it back.
+pub fn stop_nginx(topo: &Topology, i: usize) {
+    let host = topo.backend(i);
     let pids = nginx_pids(host);
     assert!(!pids.is_empty(), "no nginx runs in {}'s namespace", host.name);
     for pid in &pids {
@@ -74,7 +82,6 @@ pub fn restart_nginx_with_healthz(topo: &Topology, i: usize, status: u16) -> Chi
     if poll_until(Duration::from_secs(5), Duration::from_millis(5), || nginx_pids(host).is_empty().then_some(())).is_none() {
         panic!("nginx on {} (pids {pids:?}) still runs 5 s after SIGTERM", host.name);
     }
-    launch_nginx(topo, i, &new_conf, status, &format!("/healthz {status}"))
 }
 
 /// Runs nginx on backend `i` with `conf` and waits (bounded) until its `/healthz` answers

@@ -25,8 +25,13 @@ pub struct Config {
     pub max_backends: Option<u32>,
     /// `[metrics] listen = "..."`.
     pub metrics_listen: Option<SocketAddrV4>,
+    /// A single `[vrrp]` table.
     pub vrrp: Option<VrrpSettings>,
     pub announce: Option<AnnounceSettings>,
+    /// `[[vrrp]]` tables (instead of `vrrp`).
+    pub vrrp_instances: Vec<VrrpSettings>,
+    /// `[[vrrp_sync_group]]`: name and member instances.
+    pub sync_groups: Vec<(String, Vec<String>)>,
     pub services: Vec<Service>,
 }
 
@@ -46,6 +51,8 @@ impl Config {
             metrics_listen: None,
             vrrp: None,
             announce: None,
+            vrrp_instances: Vec::new(),
+            sync_groups: Vec::new(),
             services: Vec::new(),
         }
     }
@@ -82,6 +89,18 @@ impl Config {
 
     pub fn announce(mut self, a: Option<&AnnounceSettings>) -> Self {
         self.announce = a.cloned();
+        self
+    }
+
+    /// Adds a `[[vrrp]]` instance (the array form, for several).
+    pub fn vrrp_instance(mut self, v: VrrpSettings) -> Self {
+        self.vrrp_instances.push(v);
+        self
+    }
+
+    /// Adds a `[[vrrp_sync_group]]` of the named instances.
+    pub fn sync_group(mut self, name: &str, instances: &[&str]) -> Self {
+        self.sync_groups.push((name.to_string(), instances.iter().map(|i| i.to_string()).collect()));
         self
     }
 
@@ -125,7 +144,14 @@ impl Config {
             write!(s, "\n[metrics]\nlisten = \"{listen}\"\n").unwrap();
         }
         if let Some(v) = &self.vrrp {
-            write!(s, "\n{}", v.render()).unwrap();
+            write!(s, "\n{}", v.render("[vrrp]")).unwrap();
+        }
+        for v in &self.vrrp_instances {
+            write!(s, "\n{}", v.render("[[vrrp]]")).unwrap();
+        }
+        for (name, members) in &self.sync_groups {
+            let list = members.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", ");
+            write!(s, "\n[[vrrp_sync_group]]\nname = {name:?}\ninstances = [{list}]\n").unwrap();
         }
         if let Some(a) = &self.announce {
             write!(s, "\n{}", a.render()).unwrap();
@@ -298,6 +324,14 @@ pub struct VrrpSettings {
     pub checksum: Option<String>,
     pub use_virtual_mac: Option<bool>,
     pub accept_mode: Option<bool>,
+    /// `name` (default: the daemon's, `vrid<N>`).
+    pub name: Option<String>,
+    /// "ADDRESS" strings; empty: multicast.
+    pub unicast_peers: Vec<String>,
+    pub track_interfaces: Vec<String>,
+    /// Notify keys (`notify_master`, ..., `notify`) and their command lines.
+    pub notify: Vec<(String, String)>,
+    pub notify_timeout_ms: Option<u64>,
 }
 
 impl VrrpSettings {
@@ -325,7 +359,37 @@ impl VrrpSettings {
             checksum: None,
             use_virtual_mac: None,
             accept_mode: None,
+            name: None,
+            unicast_peers: Vec::new(),
+            track_interfaces: Vec::new(),
+            notify: Vec::new(),
+            notify_timeout_ms: None,
         }
+    }
+
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+
+    /// `unicast_peers`: adverts to these addresses instead of the multicast group.
+    pub fn unicast(mut self, peers: &[std::net::Ipv4Addr]) -> Self {
+        self.unicast_peers = peers.iter().map(|p| p.to_string()).collect();
+        self
+    }
+
+    /// Sets notify key `key` (`notify_master`, `notify_backup`, `notify_fault`, `notify_stop`,
+    /// `notify`) to the command line `command`.
+    pub fn notify(mut self, key: &str, command: &str) -> Self {
+        self.notify.push((key.to_string(), command.to_string()));
+        self
+    }
+
+    /// Tracks `services` with `delta` (0: FAULT instead of a lower priority).
+    pub fn track(mut self, services: &[&str], delta: u8) -> Self {
+        self.track_services = services.iter().map(|s| s.to_string()).collect();
+        self.track_priority_delta = Some(delta);
+        self
     }
 
     pub fn preempt(mut self, on: bool) -> Self {
@@ -355,10 +419,11 @@ impl VrrpSettings {
         Duration::from_millis(u64::from(self.advert_interval_ms)) * 3 + self.skew_time()
     }
 
-    fn render(&self) -> String {
+    /// The table, under `header` (`[vrrp]` or `[[vrrp]]`).
+    fn render(&self, header: &str) -> String {
         let list = |v: &[String]| v.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
         let mut s = format!(
-            "[vrrp]\nvrid = {}\npriority = {}\nadvert_interval_ms = {}\n",
+            "{header}\nvrid = {}\npriority = {}\nadvert_interval_ms = {}\n",
             self.vrid, self.priority, self.advert_interval_ms
         );
         let mut key = |k: &str, v: Option<String>| {
@@ -373,6 +438,13 @@ impl VrrpSettings {
         key("track_services", (!self.track_services.is_empty()).then(|| format!("[{}]", list(&self.track_services))));
         key("track_priority_delta", self.track_priority_delta.map(|d| d.to_string()));
         key("checksum", self.checksum.as_ref().map(|c| format!("{c:?}")));
+        key("name", self.name.as_ref().map(|n| format!("{n:?}")));
+        key("unicast_peers", (!self.unicast_peers.is_empty()).then(|| format!("[{}]", list(&self.unicast_peers))));
+        key("track_interfaces", (!self.track_interfaces.is_empty()).then(|| format!("[{}]", list(&self.track_interfaces))));
+        for (k, command) in &self.notify {
+            key(k, Some(format!("{command:?}")));
+        }
+        key("notify_timeout_ms", self.notify_timeout_ms.map(|t| t.to_string()));
         s
     }
 }
@@ -448,5 +520,18 @@ mod tests {
         assert!(!c.contains("flow_table_size") && !c.contains("preempt") && !c.contains("track_"), "{c}");
         assert!(c.contains("virtual_addresses = [\"2001:db8::1/64\"]\n"), "{c}");
         assert!(c.ends_with("  [[service.backend]]\n  address = \"10.0.0.11\"\n"), "{c}");
+    }
+
+    #[test]
+    fn renders_several_instances_and_a_sync_group() {
+        let a = VrrpSettings::bare(51, 150, "10.0.0.100/24").name("A").unicast(&[Ipv4Addr::new(10, 0, 0, 9)]).notify("notify", "/x y");
+        let c = Config::new(Path::new("/b"), Path::new("/s"))
+            .vrrp_instance(a)
+            .vrrp_instance(VrrpSettings::bare(52, 100, "10.0.0.101/24").name("B"))
+            .sync_group("G", &["A", "B"])
+            .render();
+        assert!(c.contains("\n[[vrrp]]\nvrid = 51\n") && c.contains("\n[[vrrp]]\nvrid = 52\n") && !c.contains("[vrrp]\n"), "{c}");
+        assert!(c.contains("name = \"A\"\nunicast_peers = [\"10.0.0.9\"]\nnotify = \"/x y\"\n"), "{c}");
+        assert!(c.contains("[[vrrp_sync_group]]\nname = \"G\"\ninstances = [\"A\", \"B\"]\n"), "{c}");
     }
 }

@@ -60,7 +60,9 @@ pub enum Readiness {
 /// What `fj-lb status --json` says about VRRP (the fields the tests look at).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VrrpStatus {
-    /// "master", "backup" or "initialize".
+    /// The instance's name.
+    pub name: String,
+    /// "master", "backup", "fault" or "initialize".
     pub state: String,
     pub priority: u64,
     pub master: Option<String>,
@@ -77,6 +79,17 @@ impl VrrpStatus {
     /// Reads the `vrrp` object of a status; `Err` if it is null or lacks a field.
     pub fn from_status(status: &serde_json::Value) -> Result<VrrpStatus, String> {
         let v = status.get("vrrp").filter(|v| !v.is_null()).ok_or_else(|| format!("status has no vrrp: {status}"))?;
+        VrrpStatus::parse(v)
+    }
+
+    /// Every entry of a status's `vrrp_instances`, in config order.
+    pub fn instances(status: &serde_json::Value) -> Result<Vec<VrrpStatus>, String> {
+        let list = status.get("vrrp_instances").and_then(|l| l.as_array()).ok_or_else(|| format!("status has no vrrp_instances: {status}"))?;
+        list.iter().map(VrrpStatus::parse).collect()
+    }
+
+    /// One instance's object (an entry of `vrrp_instances`, or `vrrp`).
+    pub fn parse(v: &serde_json::Value) -> Result<VrrpStatus, String> {
         let u = |k: &str| v.get(k).and_then(|x| x.as_u64()).ok_or_else(|| format!("vrrp.{k} missing or not a number: {v}"));
         let opt_s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
         let rejected = match v.get("rejected") {
@@ -85,6 +98,7 @@ impl VrrpStatus {
             Some(other) => return Err(format!("vrrp.rejected is not an object: {other}")),
         };
         Ok(VrrpStatus {
+            name: opt_s("name").ok_or_else(|| format!("vrrp.name missing: {v}"))?,
             state: v.get("state").and_then(|x| x.as_str()).ok_or_else(|| format!("vrrp.state missing: {v}"))?.to_string(),
             priority: u("priority")?,
             master: opt_s("master"),
@@ -103,6 +117,10 @@ impl VrrpStatus {
 
     pub fn is_backup(&self) -> bool {
         self.state == "backup"
+    }
+
+    pub fn is_fault(&self) -> bool {
+        self.state == "fault"
     }
 }
 
@@ -254,6 +272,18 @@ impl Daemon {
         VrrpStatus::from_status(&data)
     }
 
+    /// Every VRRP instance of `fj-lb status --json` (`vrrp_instances`), straight over the
+    /// control socket.
+    pub fn vrrp_instances_fast(&self) -> Result<Vec<VrrpStatus>, String> {
+        let data = control_request(&self.socket, &serde_json::json!({"cmd": "status"}), Duration::from_secs(2))?;
+        VrrpStatus::instances(&data)
+    }
+
+    /// The VRRP instance `name`, straight over the control socket.
+    pub fn vrrp_instance_fast(&self, name: &str) -> Result<VrrpStatus, String> {
+        self.vrrp_instances_fast()?.into_iter().find(|v| v.name == name).ok_or_else(|| format!("no VRRP instance {name:?} on {}", self.host))
+    }
+
     /// Rewrites the config file (atomically) with `new_toml` and sends SIGHUP. The effect is
     /// asynchronous: poll for it.
     pub fn reload_with(&self, new_toml: &str) {
@@ -358,6 +388,8 @@ pub struct KeepalivedSettings {
     pub advert_int: f64,
     pub preempt: bool,
     pub virtual_addresses: Vec<String>,
+    /// `unicast_src_ip` and `unicast_peer { ... }`: unicast adverts instead of multicast.
+    pub unicast: Option<(String, Vec<String>)>,
 }
 
 impl KeepalivedSettings {
@@ -368,7 +400,14 @@ impl KeepalivedSettings {
             advert_int: 0.1,
             preempt: true,
             virtual_addresses: vec![format!("{}/{}", crate::VIP, crate::topology::PREFIX_LEN)],
+            unicast: None,
         }
+    }
+
+    /// Unicast adverts from `src` to `peers`, as keepalived's `unicast_src_ip` / `unicast_peer`.
+    pub fn unicast(mut self, src: std::net::Ipv4Addr, peers: &[std::net::Ipv4Addr]) -> Self {
+        self.unicast = Some((src.to_string(), peers.iter().map(|p| p.to_string()).collect()));
+        self
     }
 
     /// keepalived.conf for one VRRPv3 instance `VI_1` on eth0, starting as backup.
@@ -376,6 +415,14 @@ impl KeepalivedSettings {
         let mut addrs = String::new();
         for a in &self.virtual_addresses {
             writeln!(addrs, "        {a} dev eth0").unwrap();
+        }
+        let mut unicast = String::new();
+        if let Some((src, peers)) = &self.unicast {
+            writeln!(unicast, "    unicast_src_ip {src}\n    unicast_peer {{").unwrap();
+            for p in peers {
+                writeln!(unicast, "        {p}").unwrap();
+            }
+            unicast.push_str("    }\n");
         }
         format!(
             r#"# keepalived for {router_id} of an fj-lb test lab
@@ -390,7 +437,7 @@ vrrp_instance VI_1 {{
     priority {}
     advert_int {}
     {}
-    virtual_ipaddress {{
+{unicast}    virtual_ipaddress {{
 {addrs}    }}
 }}
 "#,

@@ -14,7 +14,8 @@
 //! - [`daemon`]: the `fj-lb run` guard (and keepalived's);
 //! - [`cli`]: the `fj-lb` CLI and the control socket, and what tests read from them;
 //! - [`http`]: the HTTP client the "client" host uses;
-//! - [`backends`]: what tests do to the backends (stop or change nginx, a bare TCP listener).
+//! - [`backends`]: what tests do to the backends (stop or change nginx, a bare TCP listener);
+//! - [`vrrp`]: what the VRRP tests wait for and capture, and a switch that drops multicast VRRP.
 //!
 //! Everything lives inside namespaces named `fjt-<pid>-<seq>-<role>`; the root namespace's
 //! interfaces, routes and firewall are never touched. A crashed run leaves namespaces behind;
@@ -33,6 +34,7 @@ pub mod ecmp;
 pub mod http;
 pub mod ns;
 pub mod topology;
+pub mod vrrp;
 
 use std::{io::Write as _, os::fd::AsRawFd as _, path::Path, sync::Once, time::Duration};
 

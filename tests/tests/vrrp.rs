@@ -9,7 +9,6 @@
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
-    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -23,6 +22,7 @@ use fj_lb_tests::{
     daemon::{Keepalived, KeepalivedSettings, VrrpStatus},
     http::{self, Answer},
     in_netns, lb_ip, one_at_a_time, poll_until, require_root,
+    vrrp::{Capture, FAST_POLL, checksum_good, wait_backup_of, wait_master},
 };
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,8 +30,6 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 /// over rtnetlink, and the polling itself.
 const MARGIN: Duration = Duration::from_millis(100);
 const BACKENDS: [(usize, u32); 2] = [(1, 100), (2, 100)];
-/// How often the failover loops look at status and addresses.
-const FAST_POLL: Duration = Duration::from_millis(2);
 
 // ---- helpers ----------------------------------------------------------------------------
 
@@ -42,23 +40,6 @@ fn start_vrrp(topo: &mut Topology, lb: usize, v: &VrrpSettings) -> Daemon {
 
 fn vrrp(d: &Daemon) -> VrrpStatus {
     d.vrrp_status().unwrap_or_else(|e| panic!("fj-lb status on {}: {e}", d.host()))
-}
-
-/// Polls until `d` (on `host`) is master and holds the VIP on its eth0; when that was seen.
-fn wait_master(d: &Daemon, host: &Host, timeout: Duration) -> Option<Instant> {
-    poll_until(timeout, FAST_POLL, || {
-        let s = d.vrrp_status_fast().ok()?;
-        (s.is_master() && host.has_address(VIP)).then(Instant::now)
-    })
-}
-
-/// Polls until `d` is a backup that names `master` as master.
-fn wait_backup_of(d: &Daemon, master: Ipv4Addr, timeout: Duration) -> Option<VrrpStatus> {
-    let want = master.to_string();
-    poll_until(timeout, Duration::from_millis(10), || {
-        let s = d.vrrp_status_fast().ok()?;
-        (s.is_backup() && s.master.as_deref() == Some(want.as_str())).then_some(s)
-    })
 }
 
 /// Starts `lb1` with `v1`, waits until it is master, then `lb2` with `v2`, and waits until lb2
@@ -187,77 +168,6 @@ impl Drop for RequestLoop {
             let _ = h.join();
         }
     }
-}
-
-/// tshark capturing VRRP on the client's eth0 into a file, until stopped.
-struct Capture {
-    child: fj_lb_tests::ChildGuard,
-    file: std::path::PathBuf,
-}
-
-impl Capture {
-    fn start(topo: &Topology) -> Capture {
-        let file = topo.tmp().join("vrrp.pcapng");
-        let log = topo.tmp().join("tshark.log");
-        let args: Vec<std::ffi::OsString> = vec![
-            "-n".into(),
-            "-i".into(),
-            "eth0".into(),
-            "-f".into(),
-            "ip proto 112".into(),
-            "-w".into(),
-            file.clone().into(),
-        ];
-        let mut child = topo.client().ns.spawn("tshark", "tshark", &args, &log);
-        let ok = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
-            child.assert_running();
-            child.log().contains("Capturing on").then_some(())
-        });
-        assert!(ok.is_some(), "tshark did not start capturing within 10 s: {}", child.log());
-        Capture { child, file }
-    }
-
-    /// Stops the capture (SIGINT: tshark finishes the file).
-    fn stop(&mut self) {
-        self.child.signal(libc::SIGINT);
-        let ok = poll_until(Duration::from_secs(10), Duration::from_millis(20), || self.child.try_status());
-        assert!(ok.is_some(), "tshark did not stop within 10 s of SIGINT");
-    }
-
-    /// Dissects the (stopped) capture with the dissector preferences `prefs`: one map of field
-    /// name to value per VRRP packet.
-    fn dissect(&self, prefs: &[&str]) -> Vec<BTreeMap<String, String>> {
-        const FIELDS: [&str; 10] = [
-            "frame.time_relative",
-            "ip.src",
-            "ip.ttl",
-            "vrrp.version",
-            "vrrp.type",
-            "vrrp.virt_rtr_id",
-            "vrrp.prio",
-            "vrrp.short_adver_int",
-            "vrrp.ip_addr",
-            "vrrp.checksum.status",
-        ];
-        let mut cmd = Command::new("tshark");
-        cmd.arg("-n").arg("-r").arg(&self.file);
-        for p in prefs {
-            cmd.args(["-o", p]);
-        }
-        cmd.args(["-Y", "vrrp", "-T", "fields", "-E", "separator=|"]);
-        for f in FIELDS {
-            cmd.args(["-e", f]);
-        }
-        let out = fj_lb_tests::ns::run(&mut cmd);
-        out.lines()
-            .map(|l| FIELDS.iter().zip(l.split('|')).map(|(k, v)| (k.to_string(), v.to_string())).collect())
-            .collect()
-    }
-}
-
-/// tshark's checksum status of a packet: 1 is "Good" (0 bad, 2 unverified).
-fn checksum_good(p: &BTreeMap<String, String>) -> bool {
-    matches!(p.get("vrrp.checksum.status").map(String::as_str), Some("1") | Some("Good"))
 }
 
 // ---- a: crash ---------------------------------------------------------------------------
@@ -450,7 +360,7 @@ fn interoperates_with_keepalived() {
     require_root!();
     let _serial = one_at_a_time();
     let mut topo = Topology::builder().lbs(2).backends(2).build();
-    let mut capture = Capture::start(&topo);
+    let mut capture = Capture::start(&topo.client().ns, "eth0", topo.tmp(), "vrrp");
     let v1 = VrrpSettings::new(150);
 
     // A: fj-lb (150) master on lb1, keepalived (100) backup on lb2. lb2 also runs fj-lb, without
@@ -727,7 +637,7 @@ fn malformed_adverts_are_counted_not_acted_on() {
     require_root!();
     let _serial = one_at_a_time();
     let mut topo = Topology::builder().lbs(2).backends(2).build();
-    let mut capture = Capture::start(&topo);
+    let mut capture = Capture::start(&topo.client().ns, "eth0", topo.tmp(), "vrrp");
     // RFC 9568 checksums here (the message alone, keepalived's v3_checksum_as_v2), RFC 5798
     // ones in the keepalived test: tshark checks both below.
     let v1 = VrrpSettings::new(150).checksum("rfc9568");

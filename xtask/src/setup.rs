@@ -10,16 +10,21 @@ use crate::run;
 /// backends' HTTP server, `util-linux` for nsenter, keepalived as the VRRP peer fj-lb must
 /// interoperate with, tshark to check fj-lb's adverts on the wire, chromium to load the stats
 /// page in a real browser, lintian to check the Debian package, BIRD 2 as the BGP speaker of
-/// the ECMP lab and tests (router and LB hosts; fj-lb only keeps the routes it exports).
-const APT_PACKAGES: &[&str] =
-    &["iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark", "chromium", "lintian", "bird2"];
+/// the ECMP lab and tests (router and LB hosts; fj-lb only keeps the routes it exports),
+/// nftables for a switch that drops multicast VRRP, and haproxy for the example configs
+/// `fj-lb import` is tested on (keepalived's samples come with keepalived):
+/// /usr/share/doc/haproxy/examples.
+const APT_PACKAGES: &[&str] = &[
+    "iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark", "chromium", "lintian", "bird2", "nftables", "haproxy",
+];
 
 /// cargo-deb, pinned: `cargo xtask test` packages the debug build, which 3.x does with a
 /// warning and a later release may refuse.
 const CARGO_DEB_VERSION: &str = "3.8.0";
 
-/// What the end-to-end benchmark adds: load generators and the proxy we compare against.
-const BENCH_PACKAGES: &[&str] = &["wrk", "haproxy", "iperf3"];
+/// What the end-to-end benchmark adds: load generators (haproxy, the proxy we compare
+/// against, is installed for the tests already).
+const BENCH_PACKAGES: &[&str] = &["wrk", "iperf3"];
 
 fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;

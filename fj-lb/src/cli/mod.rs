@@ -74,6 +74,12 @@ pub enum Command {
     Weight { service: String, backend: String, weight: u32 },
     /// Re-read the config file and apply the difference (same as SIGHUP).
     Reload,
+    /// Print an fj-lb.toml made from a keepalived.conf or haproxy.cfg; what could not be
+    /// carried over goes to stderr with its file and line. Exit 0 if everything was, 3 if not.
+    Import {
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Benchmark packet source: send UDP frames out of an interface as fast as possible, each a
     /// new 5-tuple (BPF_PROG_TEST_RUN live frames); prints a JSON summary.
     #[command(hide = true)]
@@ -114,3 +120,15 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand)]
+pub enum ImportFrom {
+    /// keepalived.conf, with what it includes: vrrp_instance, vrrp_sync_group, virtual_server.
+    Keepalived {
+        path: PathBuf,
+        /// keepalived's config id (its `-i`): which `@id` lines apply.
+        #[arg(long)]
+        config_id: Option<String>,
+    },
+    /// haproxy.cfg: frontend/backend/listen sections in mode tcp.
+    Haproxy { path: PathBuf },
+}

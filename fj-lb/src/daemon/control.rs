@@ -58,13 +58,15 @@ impl Daemon {
     pub(super) fn status(&mut self) -> status::Status {
         let now = self.read_sample();
         let services = status::services(&self.balancer, &now, self.samples.front());
+        let vrrp_instances = self.vrrp_statuses();
         status::Status {
             interface: self.config.interface.clone(),
             xdp_mode: self.mode.as_str().into(),
             program_id: self.dp.program_id(),
             uptime_s: self.started.elapsed().as_secs(),
             config: self.config_path.display().to_string(),
-            vrrp: self.vrrp_status(),
+            vrrp: vrrp_instances.first().cloned(),
+            vrrp_instances,
             announce: self.announce_status(),
             services,
         }

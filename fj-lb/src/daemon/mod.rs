@@ -93,12 +93,13 @@ pub struct Daemon {
     metrics: Metrics,
     scrape_rx: mpsc::Receiver<ScrapeRequest>,
     metrics_task: Option<JoinHandle<()>>,
-    vrrp: Option<vrrp::Vrrp>,
+    /// The VRRP instances, when configured.
+    vrrp: Option<vrrp::VrrpSet>,
     /// `[announce]`: the host routes this daemon keeps and why.
     announcing: announcing::Announcing,
-    /// What VRRP was last told about the tracked services.
-    tracked_down: bool,
-    told_settled: Option<bool>,
+    /// What each instance was last told about its tracked services.
+    tracked_down: Vec<bool>,
+    told_settled: Vec<Option<bool>>,
     /// Installed before start-up begins, so a SIGHUP or SIGTERM during start-up waits for the
     /// loop instead of killing a half-started daemon.
     signals: Signals,
@@ -139,6 +140,8 @@ enum Event {
     Watchdog,
 }
 
+/// The instance with the virtual MAC (the config allows one) changed its status: the data
+/// path follows whether it is master.
 async fn vrrp_changed(v: Option<&mut vrrp::Vrrp>) -> bool {
     match v {
         Some(v) => v.status.changed().await.is_ok(),
@@ -158,7 +161,7 @@ impl Daemon {
                 Some(result) = self.checkers.rx.recv() => Event::Health(result),
                 Some(reply) = self.scrape_rx.recv() => Event::Scrape(reply),
                 Some(pending) = self.control_rx.recv() => Event::Control(pending),
-                true = vrrp_changed(self.vrrp.as_mut()) => Event::Vrrp,
+                true = vrrp_changed(tracking::vmac_instance(&self.config, self.vrrp.as_mut())) => Event::Vrrp,
                 _ = tick.tick() => Event::Tick,
                 _ = self.watchdog.due() => Event::Watchdog,
             };

@@ -66,7 +66,8 @@ impl Daemon {
         let now = self.read_sample();
         let services = status::services(&self.balancer, &now, self.samples.front());
         let stats = self.dp.stats().map(|v| v.into_iter().map(|(s, n)| (s.name().to_string(), n)).collect()).unwrap_or_default();
-        let vrrp_state = self.vrrp_status().map(|v| v.state.as_str());
+        let vrrp = self.vrrp_statuses();
+        let vrrp_states: Vec<(String, &str)> = vrrp.iter().map(|v| (v.name.clone(), v.state.as_str())).collect();
         let announced = self.announce_status().map(|a| a.vips.into_iter().map(|v| (v.vip.to_string(), v.announced)).collect()).unwrap_or_default();
         // The capacity a user can count on: flow_table_size flows whatever the RSS spread (the
         // map holds up to that many per CPU).
@@ -76,7 +77,7 @@ impl Daemon {
             let flow_entries = walks.entries();
             let text = metrics::render(
                 &metrics,
-                &metrics::Snapshot { services: &services, stats, flow_entries, flow_capacity: capacity, vrrp_state, announced },
+                &metrics::Snapshot { services: &services, stats, flow_entries, flow_capacity: capacity, vrrp_states, announced },
             );
             let _ = reply.send(text);
         });
@@ -101,7 +102,8 @@ impl Daemon {
         self.flood = (skipped, now_on);
     }
 
-    pub(super) fn vrrp_status(&self) -> Option<crate::vrrp::VrrpStatus> {
-        self.vrrp.as_ref().map(|v| v.status.borrow().clone())
+    /// Every instance's status, in config order.
+    pub(super) fn vrrp_statuses(&self) -> Vec<crate::vrrp::VrrpStatus> {
+        self.vrrp.iter().flat_map(|set| set.instances.iter().map(|v| v.status.borrow().clone())).collect()
     }
 }

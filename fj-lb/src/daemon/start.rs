@@ -14,6 +14,7 @@ use crate::{
         addr::Mac,
         balancer::{self, Balancer},
         config::{self, Config},
+        vrrp_config,
     },
     net::{LiveHost, Neighbours},
     report::{metrics::Metrics, serve},
@@ -72,8 +73,8 @@ impl Daemon {
             metrics_task: None,
             vrrp: None,
             announcing: super::announcing::Announcing::new(neigh_handle),
-            tracked_down: false,
-            told_settled: None,
+            tracked_down: Vec::new(),
+            told_settled: Vec::new(),
             signals,
             watchdog: super::systemd::Watchdog::from_env(),
             _bpffs_lock: lock,
@@ -120,14 +121,23 @@ impl Daemon {
     /// VRRP starts once the balancer is attached: a host that becomes master must be able to
     /// balance the first packet it attracts.
     async fn start_vrrp(&mut self) -> Result<(), DaemonError> {
-        let Some(v) = self.config.vrrp.clone() else { return Ok(()) };
-        let (ifindex, mac) = if v.interface == self.neigh.ifname {
-            (self.neigh.ifindex, self.neigh.mac)
-        } else {
-            let n = Neighbours::open(&v.interface).await?;
-            (n.ifindex, n.mac)
-        };
-        self.vrrp = Some(vrrp::start(v, self.neigh.handle().clone(), ifindex, mac).await?);
+        if self.config.vrrp.is_empty() {
+            return Ok(());
+        }
+        let mut specs = Vec::with_capacity(self.config.vrrp.len());
+        for v in &self.config.vrrp {
+            let (ifindex, mac) = if v.interface == self.neigh.ifname {
+                (self.neigh.ifindex, self.neigh.mac)
+            } else {
+                let n = Neighbours::open(&v.interface).await?;
+                (n.ifindex, n.mac)
+            };
+            specs.push(vrrp::InstanceSpec { cfg: v.clone(), ifindex, mac, siblings: vrrp_config::sibling_vrids(&self.config.vrrp, v) });
+        }
+        let set = vrrp::start_all(specs, &self.config.vrrp_sync_groups).await?;
+        self.tracked_down = vec![false; set.instances.len()];
+        self.told_settled = vec![None; set.instances.len()];
+        self.vrrp = Some(set);
         Ok(())
     }
 }
@@ -140,8 +150,13 @@ async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Starte
     let mut dp = Dataplane::load_adopting(balancer::sizes(config), inherited.flows.as_deref())?;
     info!(program_id = dp.program_id(), "XDP program loaded and verified");
     let mut flags = 0;
-    if let Some(v) = config.vrrp.as_ref().filter(|v| !v.accept_mode && v.priority != 255) {
-        let vips: Vec<IpAddr> = v.virtual_addresses.iter().map(|(a, _)| *a).collect();
+    let vips: Vec<IpAddr> = config
+        .vrrp
+        .iter()
+        .filter(|v| !v.accept_mode && v.priority != 255)
+        .flat_map(|v| v.virtual_addresses.iter().map(|(a, _)| *a))
+        .collect();
+    if !vips.is_empty() {
         dp.set_not_accepted(&vips)?;
         flags |= SETTINGS_NOT_ACCEPTED;
         info!(?vips, "accept_mode = false: traffic to the virtual addresses other than services is dropped");

@@ -5,9 +5,9 @@ use std::time::Duration;
 use tracing::info;
 
 use super::Daemon;
-use crate::{control, datapath, vrrp};
+use crate::{control, datapath};
 
-/// How long VRRP may take to say priority 0 and release its addresses.
+/// How long VRRP may take to say priority 0, release its addresses and run its stop scripts.
 const VRRP_SHUTDOWN: Duration = Duration::from_secs(5);
 
 impl Daemon {
@@ -17,11 +17,7 @@ impl Daemon {
         self.withdraw_all().await;
         super::systemd::stopping();
         if let Some(v) = self.vrrp.take() {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if v.commands.send(vrrp::Command::Shutdown(tx)).await.is_ok() {
-                let _ = tokio::time::timeout(VRRP_SHUTDOWN, rx).await;
-            }
-            v.task.abort();
+            v.shutdown(VRRP_SHUTDOWN).await;
         }
         self.checkers.stop();
         self.control_task.abort();

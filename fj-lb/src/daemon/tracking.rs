@@ -37,12 +37,11 @@ impl Daemon {
     /// The data path accepts frames for the VRRP virtual MAC only while this host is master: a
     /// switch that floods them reaches the backup too, which must not forward them as well.
     pub(super) fn on_vrrp(&mut self) {
-        let (Some(v), Some(cfg)) = (&self.vrrp, &self.config.vrrp) else { return };
-        if !cfg.use_virtual_mac {
-            return;
-        }
+        let Some(i) = self.config.vrrp.iter().position(|v| v.use_virtual_mac) else { return };
+        let Some(v) = self.vrrp.as_ref().and_then(|set| set.instances.get(i)) else { return };
+        let cfg = &self.config.vrrp[i];
         let master = v.status.borrow().state == vrrp::machine::State::Master;
-        let alt_mac = if master { vrrp::virtual_mac(cfg.vrid, cfg.virtual_addresses.iter().any(|(a, _)| a.is_ipv6())) } else { [0; 6] };
+        let alt_mac = if master { vrrp::virtual_mac(cfg.vrid, cfg.is_ipv6()) } else { [0; 6] };
         if alt_mac != self.settings.alt_mac {
             let settings = Settings { alt_mac, ..self.settings };
             match self.dp.write_settings(settings) {
@@ -55,24 +54,34 @@ impl Daemon {
         }
     }
 
-    /// Tells VRRP when the answer to "has a tracked service lost every healthy backend?"
-    /// changes.
+    /// Tells each VRRP instance when the answer to "has one of its tracked services lost
+    /// every healthy backend?" changes, and when their checks have settled.
     pub(super) fn track(&mut self) {
-        let (Some(v), Some(cfg)) = (&self.vrrp, &self.config.vrrp) else { return };
-        let down = self.balancer.any_service_down(&cfg.track_services);
-        if down != self.tracked_down {
-            self.tracked_down = down;
-            if v.commands.try_send(vrrp::Command::ServicesDown(down)).is_err() {
-                warn!("VRRP did not take the tracking update");
+        let Some(set) = &self.vrrp else { return };
+        for (i, (v, cfg)) in set.instances.iter().zip(&self.config.vrrp).enumerate() {
+            let down = self.balancer.any_service_down(&cfg.track_services);
+            if down != self.tracked_down[i] {
+                if v.commands.try_send(vrrp::Command::ServicesDown(down)).is_ok() {
+                    self.tracked_down[i] = down;
+                } else {
+                    warn!(instance = %cfg.name, "VRRP did not take the tracking update");
+                }
             }
-        }
-        let settled = self.balancer.services_settled(&cfg.track_services);
-        if Some(settled) != self.told_settled {
-            if v.commands.try_send(vrrp::Command::HealthSettled(settled)).is_ok() {
-                self.told_settled = Some(settled);
-            } else {
-                warn!("VRRP did not take the health-settled update");
+            let settled = self.balancer.services_settled(&cfg.track_services);
+            if Some(settled) != self.told_settled[i] {
+                if v.commands.try_send(vrrp::Command::HealthSettled(settled)).is_ok() {
+                    self.told_settled[i] = Some(settled);
+                } else {
+                    warn!(instance = %cfg.name, "VRRP did not take the health-settled update");
+                }
             }
         }
     }
+}
+
+/// The instance that carries the virtual MAC, if any (a free function: the event loop borrows
+/// the daemon's other fields at the same time).
+pub(super) fn vmac_instance<'a>(config: &crate::model::config::Config, set: Option<&'a mut vrrp::VrrpSet>) -> Option<&'a mut vrrp::Vrrp> {
+    let i = config.vrrp.iter().position(|v| v.use_virtual_mac)?;
+    set?.instances.get_mut(i)
 }

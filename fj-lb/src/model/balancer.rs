@@ -376,7 +376,8 @@ impl Balancer {
         differs("hash_seed", &f.hash_seed, &cfg.hash_seed)?;
         differs("control_socket", &f.control_socket, &cfg.control_socket)?;
         differs("metrics.listen", &f.metrics_listen, &cfg.metrics_listen)?;
-        differs("[vrrp]", &f.vrrp, &cfg.vrrp)
+        differs("[vrrp]", &f.vrrp, &cfg.vrrp)?;
+        differs("[[vrrp_sync_group]]", &f.vrrp_sync_groups, &cfg.vrrp_sync_groups)
     }
 
     /// Brings the maps from the current state to `cfg`, all or nothing: if a write fails
@@ -834,7 +835,8 @@ mod tests {
             control_socket: "/run/x.sock".into(),
             metrics_listen: None,
             announce: None,
-            vrrp: None,
+            vrrp: Vec::new(),
+            vrrp_sync_groups: Vec::new(),
             services,
         }
     }

@@ -13,6 +13,7 @@ use toml::Spanned;
 
 pub use super::announce::AnnounceConfig;
 use super::announce::{RESERVED_TABLES, When};
+use super::vrrp_config::{self, RawSyncGroup, RawVrrps};
 
 /// Longest interface name the kernel takes, with its NUL (IFNAMSIZ in <net/if.h>).
 const IFNAMSIZ: usize = 16;
@@ -134,29 +135,7 @@ impl Default for HealthConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct VrrpConfig {
-    pub interface: String,
-    pub vrid: u8,
-    pub priority: u8,
-    pub advert_interval_ms: u32,
-    pub preempt: bool,
-    /// After start-up, how long this host waits before preempting a lower-priority master
-    /// (keepalived's `preempt_delay`); it also waits for its health checks to settle.
-    pub preempt_delay_ms: u64,
-    /// RFC 5798 Accept_Mode: may the master accept traffic addressed to the virtual addresses
-    /// (beyond the balanced services)? The address owner (priority 255) always does.
-    pub accept_mode: bool,
-    /// Address and prefix length.
-    pub virtual_addresses: Vec<(IpAddr, u8)>,
-    pub use_virtual_mac: bool,
-    pub track_services: Vec<String>,
-    pub track_priority_delta: u8,
-    /// Gratuitous ARPs (unsolicited NAs) sent on becoming master, and again 5 s later.
-    pub garp_repeat: u32,
-    pub garp_interval_ms: u32,
-    pub checksum: crate::vrrp::packet::ChecksumMode,
-}
+pub use super::vrrp_config::{NotifyConfig, SyncGroupConfig, VrrpConfig};
 
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/fj-lb/control.sock";
 
@@ -177,7 +156,9 @@ pub struct Config {
     pub control_socket: PathBuf,
     /// Where Prometheus scrapes `/metrics`; none when the `[metrics]` table is absent.
     pub metrics_listen: Option<std::net::SocketAddr>,
-    pub vrrp: Option<VrrpConfig>,
+    /// The VRRP instances, `[vrrp]` or `[[vrrp]]`; none without VRRP.
+    pub vrrp: Vec<VrrpConfig>,
+    pub vrrp_sync_groups: Vec<SyncGroupConfig>,
     /// `[announce]`: host routes for the VIPs in a kernel table a BGP speaker exports.
     pub announce: Option<AnnounceConfig>,
     pub services: Vec<Service>,
@@ -242,7 +223,9 @@ struct RawConfig {
     max_new_flows_per_cpu: Option<Spanned<u32>>,
     control_socket: Option<Spanned<String>>,
     metrics: Option<RawMetrics>,
-    vrrp: Option<Spanned<RawVrrp>>,
+    vrrp: Option<RawVrrps>,
+    #[serde(default)]
+    vrrp_sync_group: Vec<RawSyncGroup>,
     announce: Option<Spanned<RawAnnounce>>,
     #[serde(default)]
     service: Vec<Spanned<RawService>>,
@@ -254,26 +237,6 @@ struct RawAnnounce {
     table: Spanned<u32>,
     when: Option<Spanned<String>>,
     vips: Option<Vec<Spanned<String>>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVrrp {
-    interface: Option<Spanned<String>>,
-    vrid: Spanned<u32>,
-    priority: Option<Spanned<u32>>,
-    advert_interval_ms: Option<Spanned<u32>>,
-    preempt: Option<bool>,
-    preempt_delay_ms: Option<Spanned<u64>>,
-    accept_mode: Option<bool>,
-    virtual_addresses: Spanned<Vec<Spanned<String>>>,
-    use_virtual_mac: Option<Spanned<bool>>,
-    #[serde(default)]
-    track_services: Vec<Spanned<String>>,
-    track_priority_delta: Option<Spanned<u32>>,
-    garp_repeat: Option<Spanned<u32>>,
-    garp_interval_ms: Option<Spanned<u32>>,
-    checksum: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -325,13 +288,13 @@ pub fn load(path: &Path, host: &dyn HostView) -> Result<Config, ConfigError> {
     parse(&text, &path.display().to_string(), host)
 }
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     text: &'a str,
     path: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, span: Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         let (line, column) = line_col(self.text, span.start);
         ConfigError::Invalid {
             path: self.path.to_string(),
@@ -382,7 +345,7 @@ fn is_prime(n: u32) -> bool {
     true
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -626,13 +589,10 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         }
         services.push(Service { name, vip, port, protocol, forward, health, backends });
     }
-    let vrrp = match &raw.vrrp {
-        None => None,
-        Some(v) => Some(validate_vrrp(v.get_ref(), &interface, &services, cx, host)?),
-    };
+    let (vrrp, vrrp_sync_groups) = vrrp_config::validate(raw.vrrp.as_ref(), &raw.vrrp_sync_group, &interface, &services, cx, host)?;
     let announce = match &raw.announce {
         None => None,
-        Some(a) => Some(validate_announce(a, &services, vrrp.as_ref(), cx)?),
+        Some(a) => Some(validate_announce(a, &services, &vrrp, cx)?),
     };
     Ok(Config {
         interface,
@@ -648,11 +608,12 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         metrics_listen,
         vrrp,
         announce,
+        vrrp_sync_groups,
         services,
     })
 }
 
-fn validate_announce(a: &Spanned<RawAnnounce>, services: &[Service], vrrp: Option<&VrrpConfig>, cx: &Ctx<'_>) -> Result<AnnounceConfig, ConfigError> {
+fn validate_announce(a: &Spanned<RawAnnounce>, services: &[Service], vrrp: &[VrrpConfig], cx: &Ctx<'_>) -> Result<AnnounceConfig, ConfigError> {
     let raw = a.get_ref();
     let table = *raw.table.get_ref();
     if RESERVED_TABLES.contains(&table) {
@@ -695,8 +656,7 @@ fn validate_announce(a: &Spanned<RawAnnounce>, services: &[Service], vrrp: Optio
     // One VIP, one way of reaching it: a VRRP master takes the VIP onto its interface for the
     // whole segment while ECMP spreads it over every announcing host; both at once would split
     // its traffic between the master and the routers' choice.
-    if let Some(v) = vrrp
-        && let Some((ip, span)) = vips.iter().find(|(ip, _)| v.virtual_addresses.iter().any(|(va, _)| va == ip))
+    if let Some((ip, span)) = vips.iter().find(|(ip, _)| vrrp.iter().any(|v| v.virtual_addresses.iter().any(|(va, _)| va == ip)))
     {
         return Err(cx.err(
             span.clone(),
@@ -705,117 +665,6 @@ fn validate_announce(a: &Spanned<RawAnnounce>, services: &[Service], vrrp: Optio
         ));
     }
     Ok(AnnounceConfig { table, when, vips: vips.into_iter().map(|(ip, _)| ip).collect() })
-}
-
-fn validate_vrrp(
-    v: &RawVrrp,
-    lb_interface: &str,
-    services: &[Service],
-    cx: &Ctx<'_>,
-    host: &dyn HostView,
-) -> Result<VrrpConfig, ConfigError> {
-    let interface = match &v.interface {
-        None => lb_interface.to_string(),
-        Some(i) if host.interface_exists(i.get_ref()) => i.get_ref().clone(),
-        Some(i) => return Err(cx.err(i.span(), "vrrp.interface", format!("no interface named {:?} on this host", i.get_ref()))),
-    };
-    let vrid = match *v.vrid.get_ref() {
-        n @ 1..=255 => n as u8,
-        n => return Err(cx.err(v.vrid.span(), "vrrp.vrid", format!("{n} is not a VRID (1 to 255)"))),
-    };
-    let priority = match &v.priority {
-        None => 100,
-        Some(p) if (1..=255).contains(p.get_ref()) => *p.get_ref() as u8,
-        Some(p) => {
-            return Err(cx.err(p.span(), "vrrp.priority", format!("{} is not a priority (1 to 254, or 255 for the address owner; 0 is reserved for leaving)", p.get_ref())));
-        }
-    };
-    let advert_interval_ms = match &v.advert_interval_ms {
-        None => 1000,
-        Some(a) if (10..=40950).contains(a.get_ref()) && a.get_ref() % 10 == 0 => *a.get_ref(),
-        Some(a) => {
-            return Err(cx.err(a.span(), "vrrp.advert_interval_ms", format!("{} must be a multiple of 10 between 10 and 40950 (VRRPv3 counts centiseconds)", a.get_ref())));
-        }
-    };
-    let mut virtual_addresses = Vec::new();
-    for a in v.virtual_addresses.get_ref() {
-        let text = a.get_ref();
-        let (ip, prefix) = match text.split_once('/') {
-            Some((ip, p)) => (ip.parse::<IpAddr>().ok(), p.parse::<u8>().ok()),
-            None => (text.parse::<IpAddr>().ok(), None),
-        };
-        let ip = ip.ok_or_else(|| cx.err(a.span(), "vrrp.virtual_addresses", format!("{text:?} is not an address (ADDRESS or ADDRESS/PREFIX)")))?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None if !text.contains('/') => max,
-            Some(p) if p <= max => p,
-            _ => return Err(cx.err(a.span(), "vrrp.virtual_addresses", format!("{text:?}: the prefix length must be 0 to {max}"))),
-        };
-        if let Some((first, _)) = virtual_addresses.first()
-            && IpAddr::is_ipv4(first) != ip.is_ipv4() {
-                return Err(cx.err(a.span(), "vrrp.virtual_addresses", "one VRRP instance carries one address family (RFC 5798): split IPv4 and IPv6"));
-            }
-        if virtual_addresses.iter().any(|(x, _)| *x == ip) {
-            return Err(cx.err(a.span(), "vrrp.virtual_addresses", format!("{ip} is listed twice")));
-        }
-        virtual_addresses.push((ip, prefix));
-    }
-    if virtual_addresses.is_empty() {
-        return Err(cx.err(v.virtual_addresses.span(), "vrrp.virtual_addresses", "needs at least one address"));
-    }
-    let use_virtual_mac = v.use_virtual_mac.as_ref().is_some_and(|b| *b.get_ref());
-    let mut track_services = Vec::new();
-    for t in &v.track_services {
-        if !services.iter().any(|s| &s.name == t.get_ref()) {
-            return Err(cx.err(t.span(), "vrrp.track_services", format!("no service named {:?}", t.get_ref())));
-        }
-        track_services.push(t.get_ref().clone());
-    }
-    let track_priority_delta = match &v.track_priority_delta {
-        None => 50,
-        Some(d) if (1..=254).contains(d.get_ref()) => *d.get_ref() as u8,
-        Some(d) => return Err(cx.err(d.span(), "vrrp.track_priority_delta", "must be between 1 and 254")),
-    };
-    let garp_repeat = match &v.garp_repeat {
-        None => 5,
-        Some(n) if (1..=100).contains(n.get_ref()) => *n.get_ref(),
-        Some(n) => return Err(cx.err(n.span(), "vrrp.garp_repeat", "must be between 1 and 100")),
-    };
-    let garp_interval_ms = match &v.garp_interval_ms {
-        None => 20,
-        Some(n) if *n.get_ref() <= 10_000 => *n.get_ref(),
-        Some(n) => return Err(cx.err(n.span(), "vrrp.garp_interval_ms", "must be at most 10000")),
-    };
-    // keepalived allows up to 1,000 s.
-    let preempt_delay_ms = match &v.preempt_delay_ms {
-        None => 0,
-        Some(n) if *n.get_ref() <= 1_000_000 => *n.get_ref(),
-        Some(n) => return Err(cx.err(n.span(), "vrrp.preempt_delay_ms", "must be at most 1000000 (1,000 s, as keepalived)")),
-    };
-    use crate::vrrp::packet::ChecksumMode;
-    let checksum = match v.checksum.as_ref().map(|c| (c.get_ref().as_str(), c.span())) {
-        None | Some(("rfc5798", _)) => ChecksumMode::PseudoHeader,
-        Some(("rfc9568", _)) => ChecksumMode::MessageOnly,
-        Some((other, span)) => {
-            return Err(cx.err(span, "vrrp.checksum", format!("{other:?} is not \"rfc5798\" (pseudo-header, keepalived's default) or \"rfc9568\" (keepalived's v3_checksum_as_v2)")));
-        }
-    };
-    Ok(VrrpConfig {
-        interface,
-        vrid,
-        priority,
-        advert_interval_ms,
-        preempt: v.preempt.unwrap_or(true),
-        preempt_delay_ms,
-        accept_mode: v.accept_mode.unwrap_or(false),
-        virtual_addresses,
-        use_virtual_mac,
-        track_services,
-        track_priority_delta,
-        garp_repeat,
-        garp_interval_ms,
-        checksum,
-    })
 }
 
 fn validate_health(h: &RawHealth, cx: &Ctx<'_>, i: usize) -> Result<HealthConfig, ConfigError> {
@@ -1199,7 +1048,8 @@ forward = "dsr"
     #[test]
     fn vrrp_section_is_read() {
         let c = parse(&with_vrrp(VRRP), "x", &FakeHost).unwrap();
-        let v = c.vrrp.unwrap();
+        let v = &c.vrrp[0];
+        assert_eq!(c.vrrp.len(), 1);
         assert_eq!((v.vrid, v.priority, v.advert_interval_ms, v.preempt), (51, 150, 1000, true));
         assert_eq!(v.virtual_addresses, vec![("10.0.0.100".parse().unwrap(), 24)]);
         assert_eq!(v.track_services, vec!["web"]);
@@ -1274,7 +1124,7 @@ forward = "dsr"
         let text = second_service("10.0.0.101", 80, "api", "10.0.0.11")
             .replacen("\n[[service]]", &format!("{VRRP}\n[announce]\ntable = 100\nvips = [\"10.0.0.101\"]\n\n[[service]]"), 1);
         let c = parse(&text, "x", &FakeHost).unwrap();
-        assert!(c.vrrp.is_some() && c.announce.is_some());
+        assert!(!c.vrrp.is_empty() && c.announce.is_some());
     }
 
     #[test]

@@ -6,6 +6,8 @@ pub mod addr;
 pub mod announce;
 pub mod balancer;
 pub mod checksum;
+pub mod command;
 pub mod config;
 pub mod health;
 pub mod maglev;
+pub mod vrrp_config;

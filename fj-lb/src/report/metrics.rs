@@ -37,6 +37,12 @@ pub struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceStateLabels {
+    pub instance: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VipLabels {
     pub vip: String,
 }
@@ -69,12 +75,13 @@ pub struct Snapshot<'a> {
     pub stats: Vec<(String, u64)>,
     pub flow_entries: u64,
     pub flow_capacity: u64,
-    pub vrrp_state: Option<&'a str>,
+    /// Each VRRP instance's name and state, in config order.
+    pub vrrp_states: Vec<(String, &'a str)>,
     /// `[announce]`: each announced VIP and whether its route is in the table now.
     pub announced: Vec<(String, bool)>,
 }
 
-pub const VRRP_STATES: [&str; 3] = ["initialize", "backup", "master"];
+pub const VRRP_STATES: [&str; 4] = ["initialize", "backup", "master", "fault"];
 
 pub fn render(m: &Metrics, s: &Snapshot<'_>) -> String {
     let mut r = Registry::with_prefix("fj_lb");
@@ -123,12 +130,21 @@ pub fn render(m: &Metrics, s: &Snapshot<'_>) -> String {
     cap.set(s.flow_capacity as i64);
     r.register("flow_table_capacity", "Size of the flow table", cap);
 
-    if let Some(state) = s.vrrp_state {
+    // `vrrp_state` is the first instance's, as it was when there was one; every instance
+    // is in `vrrp_instance_state`.
+    if let Some((_, state)) = s.vrrp_states.first() {
         let g = Family::<StateLabels, Gauge>::default();
         for st in VRRP_STATES {
-            g.get_or_create(&StateLabels { state: st.into() }).set((st == state) as i64);
+            g.get_or_create(&StateLabels { state: st.into() }).set((st == *state) as i64);
         }
-        r.register("vrrp_state", "1 for the VRRP state this host is in", g);
+        r.register("vrrp_state", "1 for the VRRP state this host is in (the first instance)", g);
+        let each = Family::<InstanceStateLabels, Gauge>::default();
+        for (instance, state) in &s.vrrp_states {
+            for st in VRRP_STATES {
+                each.get_or_create(&InstanceStateLabels { instance: instance.clone(), state: st.into() }).set((st == *state) as i64);
+            }
+        }
+        r.register("vrrp_instance_state", "1 for the state each VRRP instance is in", each);
     }
     if !s.announced.is_empty() {
         let g = Family::<VipLabels, Gauge>::default();
@@ -192,7 +208,7 @@ mod tests {
                 stats: vec![("forwarded".into(), 42), ("pass_not_ip".into(), 3)],
                 flow_entries: 7,
                 flow_capacity: 1024,
-                vrrp_state: Some("master"),
+                vrrp_states: vec![("VI_1".into(), "master"), ("VI_2".into(), "fault")],
                 announced: vec![("10.0.0.100".into(), true)],
             },
         );
@@ -204,6 +220,8 @@ mod tests {
             "fj_lb_vrrp_state{state=\"master\"} 1",
             "fj_lb_vrrp_state{state=\"backup\"} 0",
             "fj_lb_vip_announced{vip=\"10.0.0.100\"} 1",
+            "fj_lb_vrrp_instance_state{instance=\"VI_2\",state=\"fault\"} 1",
+            "fj_lb_vrrp_instance_state{instance=\"VI_1\",state=\"fault\"} 0",
             "fj_lb_health_check_duration_seconds_count{service=\"web\",backend=\"10.0.0.11\"} 1",
             "fj_lb_map_updates_total{cause=\"health\"} 1",
         ] {

@@ -251,6 +251,7 @@ mod tests {
             uptime_s: 3700,
             config: "/etc/fj-lb/fj-lb.toml".into(),
             vrrp: None,
+            vrrp_instances: Vec::new(),
             announce: None,
             services: vec![ServiceReport {
                 name: "web<&>".into(),
@@ -320,6 +321,9 @@ mod tests {
     fn vrrp_shows_state_and_last_transition() {
         let mut st = status();
         st.vrrp = Some(VrrpStatus {
+            name: "VI_1".into(),
+            unicast_peers: Vec::new(),
+            sync_group: None,
             state: crate::vrrp::machine::State::Master,
             vrid: 51,
             interface: "eth0".into(),

@@ -26,9 +26,13 @@ pub struct Status {
     pub program_id: Option<u32>,
     pub uptime_s: u64,
     pub config: String,
+    /// The first VRRP instance (what `vrrp` always meant), or none.
     pub vrrp: Option<VrrpStatus>,
     /// `[announce]`: per VIP, whether its host route is in the table and why (not).
     pub announce: Option<AnnounceStatus>,
+    /// Every instance, in config order. (Default: an older daemon does not send it.)
+    #[serde(default)]
+    pub vrrp_instances: Vec<VrrpStatus>,
     pub services: Vec<ServiceReport>,
 }
 

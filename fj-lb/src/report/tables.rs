@@ -61,17 +61,26 @@ pub fn status(st: &Status) -> String {
         duration(st.uptime_s),
         st.config
     );
-    match &st.vrrp {
-        None => out.push_str("VRRP: not configured\n"),
-        Some(v) => out.push_str(&format!(
-            "VRRP: {} (vrid {}, priority {}), master {} priority {}, last transition {}\n",
+    // An older daemon sends `vrrp` alone.
+    let instances: Vec<&crate::vrrp::VrrpStatus> = if st.vrrp_instances.is_empty() { st.vrrp.iter().collect() } else { st.vrrp_instances.iter().collect() };
+    if instances.is_empty() {
+        out.push_str("VRRP: not configured\n");
+    }
+    for v in &instances {
+        // One instance keeps the line it always had; several are told apart by name.
+        let label = if instances.len() == 1 { "VRRP".to_string() } else { format!("VRRP {}", v.name) };
+        let unicast = if v.unicast_peers.is_empty() { String::new() } else { format!(", unicast to {}", v.unicast_peers.join(" ")) };
+        let group = v.sync_group.as_ref().map_or(String::new(), |g| format!(", sync group {g}"));
+        out.push_str(&format!(
+            "{label}: {} (vrid {}, priority {}{unicast}{group}), master {} priority {}, last transition {}{}\n",
             v.state.as_str(),
             v.vrid,
             v.priority,
             v.master.map_or("unknown".into(), |m| m.to_string()),
             v.master_priority.map_or("null".into(), |p| p.to_string()),
-            v.last_transition.as_deref().unwrap_or("never")
-        )),
+            v.last_transition.as_deref().unwrap_or("never"),
+            v.last_transition_reason.as_ref().map_or(String::new(), |r| format!(" ({r})")),
+        ));
     }
     if let Some(a) = &st.announce {
         out.push_str(&format!("Announce: table {}, when {}\n", a.table, a.when));
@@ -177,6 +186,41 @@ mod tests {
     fn table_aligns_columns() {
         let t = table(&["A", "LONGER"], &[vec!["xxxx".into(), "y".into()], vec!["z".into(), "w".into()]]);
         assert_eq!(t, "A     LONGER\nxxxx  y\nz     w\n");
+    }
+
+    fn status_with(vrrp: Vec<crate::vrrp::VrrpStatus>) -> String {
+        let st = Status {
+            interface: "eth0".into(),
+            xdp_mode: "native".into(),
+            program_id: Some(7),
+            uptime_s: 61,
+            config: "/etc/fj-lb.toml".into(),
+            vrrp: vrrp.first().cloned(),
+            vrrp_instances: vrrp,
+            announce: None,
+            services: vec![],
+        };
+        status(&st)
+    }
+
+    #[test]
+    fn status_shows_each_vrrp_instance() {
+        use crate::vrrp::{VrrpStatus, machine::State};
+        let a = VrrpStatus { state: State::Master, master: Some("10.0.0.10".parse().unwrap()), master_priority: Some(150), ..VrrpStatus::initial("A", 51, "eth0", 150, vec![]) };
+        let one = status_with(vec![a.clone()]);
+        assert!(one.contains("\nVRRP: master (vrid 51, priority 150), master 10.0.0.10 priority 150, last transition never\n"), "{one}");
+        let b = VrrpStatus {
+            state: State::Fault,
+            unicast_peers: vec!["10.0.0.9".into()],
+            sync_group: Some("G".into()),
+            last_transition_reason: Some("fault: the interface is down".into()),
+            ..VrrpStatus::initial("B", 52, "eth0", 100, vec![])
+        };
+        let two = status_with(vec![a, b]);
+        assert!(two.contains("\nVRRP A: master (vrid 51"), "{two}");
+        assert!(two.contains("\nVRRP B: fault (vrid 52, priority 100, unicast to 10.0.0.9, sync group G), master unknown"), "{two}");
+        assert!(two.contains("(fault: the interface is down)\n"), "{two}");
+        assert!(status_with(vec![]).contains("VRRP: not configured"));
     }
 
     #[test]

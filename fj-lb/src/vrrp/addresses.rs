@@ -37,10 +37,14 @@ pub(super) async fn primary(handle: &rtnetlink::Handle, ifindex: u32, v6: bool, 
 /// a link we cannot see.
 pub(super) async fn carrier(handle: &rtnetlink::Handle, ifindex: u32) -> bool {
     let mut links = handle.link().get().match_index(ifindex).execute();
-    match links.try_next().await {
-        Ok(Some(l)) => l.header.flags.contains(&LinkFlag::LowerUp),
-        _ => false,
-    }
+    matches!(links.try_next().await, Ok(Some(l)) if l.header.flags.contains(&LinkFlag::LowerUp))
+}
+
+/// The carrier of a tracked interface, looked up by name each time: it may be recreated (a
+/// bond, a VLAN) under another index. One that does not exist has no carrier.
+pub(super) async fn carrier_by_name(handle: &rtnetlink::Handle, name: &str) -> bool {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    matches!(links.try_next().await, Ok(Some(l)) if l.header.flags.contains(&LinkFlag::LowerUp))
 }
 
 /// Failures are logged, not returned: one address that cannot be added must not keep a new
@@ -62,10 +66,17 @@ pub(super) async fn add_addresses(handle: &rtnetlink::Handle, ifindex: u32, addr
 pub(super) async fn remove_addresses(handle: &rtnetlink::Handle, ifindex: u32, addrs: &[(IpAddr, u8)]) {
     for (ip, _) in addrs {
         let mut found = handle.address().get().set_link_index_filter(ifindex).set_address_filter(*ip).execute();
-        while let Ok(Some(msg)) = found.try_next().await {
-            match handle.address().del(msg).execute().await {
-                Ok(()) => info!(address = %ip, "virtual address removed"),
-                Err(e) => error!(address = %ip, error = %e, "removing the virtual address failed"),
+        loop {
+            match found.try_next().await {
+                Ok(Some(msg)) => match handle.address().del(msg).execute().await {
+                    Ok(()) => info!(address = %ip, "virtual address removed"),
+                    Err(e) => error!(address = %ip, error = %e, "removing the virtual address failed"),
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    error!(address = %ip, error = %e, "listing the interface's addresses failed: the virtual address may stay");
+                    break;
+                }
             }
         }
     }

@@ -61,7 +61,7 @@ impl Bursts {
             })
             .collect();
         let na_socket = match primary {
-            IpAddr::V6(ll) => Some(open_v6(send_dev, vip_ifindex, ll, libc::IPPROTO_ICMPV6, true)?),
+            IpAddr::V6(ll) => Some(open_v6(send_dev, vip_ifindex, ll, libc::IPPROTO_ICMPV6, true, false)?),
             IpAddr::V4(_) => None,
         };
         Ok(Bursts {

@@ -8,6 +8,10 @@ pub enum State {
     Initialize,
     Backup,
     Master,
+    /// Not taking part (keepalived's FAULT): the interface is down, or a tracked service or
+    /// interface with weight 0 failed, or another member of the sync group is in fault. No
+    /// adverts, no addresses; back to backup when it clears.
+    Fault,
 }
 
 impl State {
@@ -16,6 +20,7 @@ impl State {
             State::Initialize => "initialize",
             State::Backup => "backup",
             State::Master => "master",
+            State::Fault => "fault",
         }
     }
 }
@@ -48,6 +53,9 @@ pub struct Params {
     pub preempt_delay: Duration,
     /// Our primary address on the interface (breaks ties between equal priorities).
     pub primary: IpAddr,
+    /// A member of a sync group: when its master-down timer runs out it only *wants*
+    /// mastership, and becomes master when the group says so (`force_master`).
+    pub gated: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +73,8 @@ pub struct Machine {
     /// Preemption also waits until the daemon says its health checks have settled: a host
     /// that takes over before it knows its backends may take traffic it cannot serve.
     settled: bool,
+    /// Gated only: the master-down timer ran out and nothing has been heard since.
+    wants_master: bool,
 }
 
 /// Centiseconds, as the advert carries them (12 bits).
@@ -85,6 +95,7 @@ impl Machine {
             master: None,
             preempt_after: Duration::ZERO,
             settled: true,
+            wants_master: false,
         }
     }
 
@@ -111,6 +122,11 @@ impl Machine {
         self.priority
     }
 
+    /// Whether this sync-group member would be master now if its group let it.
+    pub fn wants_master(&self) -> bool {
+        self.wants_master
+    }
+
     pub fn timer(&self) -> Option<(Timer, Duration)> {
         self.timer
     }
@@ -130,6 +146,7 @@ impl Machine {
     }
 
     fn go(&mut self, to: State, why: &'static str, out: &mut Vec<Action>) {
+        self.wants_master = false;
         out.push(Action::Transition { from: self.state, to, why });
         self.state = to;
     }
@@ -178,7 +195,7 @@ impl Machine {
                     out.push(Action::ReleaseAddresses);
                 }
             }
-            State::Backup => {}
+            State::Backup | State::Fault => {}
             State::Initialize => return out,
         }
         self.timer = None;
@@ -190,6 +207,11 @@ impl Machine {
     pub fn on_timer(&mut self, now: Duration) -> Vec<Action> {
         let mut out = Vec::new();
         match (self.state, self.timer) {
+            (State::Backup, Some((Timer::MasterDown, at))) if now >= at && self.p.gated => {
+                // The group decides; until something is heard we keep wanting it.
+                self.timer = None;
+                self.wants_master = true;
+            }
             (State::Backup, Some((Timer::MasterDown, at))) if now >= at => {
                 self.become_master(now, "master down timer expired", &mut out);
             }
@@ -210,7 +232,8 @@ impl Machine {
             return out;
         }
         match self.state {
-            State::Initialize => {}
+            // In fault we take no part: what others say changes nothing until it clears.
+            State::Initialize | State::Fault => {}
             State::Backup => {
                 if priority == 0 {
                     // The master is leaving: take over after the skew time only.
@@ -219,6 +242,7 @@ impl Machine {
                     self.master_adver_interval = max_adver_int;
                     self.master = Some((from, priority));
                     self.timer = Some((Timer::MasterDown, now + self.master_down_interval()));
+                    self.wants_master = false;
                 }
                 // Otherwise a lower-priority master while we preempt: let the timer run out.
             }
@@ -250,6 +274,53 @@ impl Machine {
         out
     }
 
+    /// Enters FAULT (`fault`) or leaves it. A master leaving says priority 0 so the backup
+    /// takes over within its skew time, and gives up its addresses (but the owner's, which
+    /// are its own); leaving FAULT starts over as backup, or master for the owner.
+    pub fn set_fault(&mut self, now: Duration, fault: bool, why: &'static str) -> Vec<Action> {
+        let mut out = Vec::new();
+        match (fault, self.state) {
+            (true, State::Master) => {
+                out.push(Action::SendAdvert { priority: 0 });
+                if !self.owner() {
+                    out.push(Action::ReleaseAddresses);
+                }
+                self.enter_fault(why, &mut out);
+            }
+            (true, State::Backup) => self.enter_fault(why, &mut out),
+            (false, State::Fault) if self.owner() => self.become_master(now, why, &mut out),
+            (false, State::Fault) => self.become_backup(now, why, &mut out),
+            _ => {}
+        }
+        out
+    }
+
+    fn enter_fault(&mut self, why: &'static str, out: &mut Vec<Action>) {
+        self.timer = None;
+        self.master = None;
+        self.go(State::Fault, why, out);
+    }
+
+    /// The sync group makes this backup master: every member wants it.
+    pub fn force_master(&mut self, now: Duration, why: &'static str) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state == State::Backup {
+            self.become_master(now, why, &mut out);
+        }
+        out
+    }
+
+    /// The sync group makes this master step down: another member saw a higher-priority
+    /// master. No priority 0: the peer's group brings its own member up.
+    pub fn force_backup(&mut self, now: Duration, why: &'static str) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state == State::Master && !self.owner() {
+            self.master = None;
+            self.become_backup(now, why, &mut out);
+        }
+        out
+    }
+
     /// Tracking changed the priority in force (never for the address owner).
     pub fn set_priority(&mut self, now: Duration, priority: u8) -> Vec<Action> {
         let mut out = Vec::new();
@@ -278,7 +349,14 @@ mod tests {
     }
 
     fn m(priority: u8, preempt: bool) -> Machine {
-        Machine::new(Params { priority, advert_interval: S, preempt, preempt_delay: Duration::ZERO, primary: "10.0.0.10".parse().unwrap() })
+        Machine::new(Params {
+            priority,
+            advert_interval: S,
+            preempt,
+            preempt_delay: Duration::ZERO,
+            primary: "10.0.0.10".parse().unwrap(),
+            gated: false,
+        })
     }
 
     fn peer() -> IpAddr {
@@ -318,6 +396,7 @@ mod tests {
             preempt: true,
             preempt_delay: ms(5000),
             primary: "10.0.0.10".parse().unwrap(),
+            gated: false,
         });
         x.startup(ms(0));
         x.set_settled(false);
@@ -490,6 +569,63 @@ mod tests {
         x.startup(ms(0));
         x.on_advert(S, peer(), 200, ms(100));
         assert_eq!(x.master_down_interval(), ms(300) + ms(100) * 156 / 256);
+    }
+
+    #[test]
+    fn a_master_in_fault_says_priority_zero_releases_and_ignores_adverts() {
+        let mut x = m(150, true);
+        x.startup(ms(0));
+        x.on_timer(x.master_down_interval());
+        let a = x.set_fault(ms(5000), true, "interface down");
+        assert_eq!(a[0], Action::SendAdvert { priority: 0 });
+        assert!(a.contains(&Action::ReleaseAddresses));
+        assert_eq!(transitions(&a), vec![State::Fault]);
+        assert_eq!(x.timer(), None, "no adverts, no master-down timer");
+        assert!(x.set_fault(ms(5001), true, "again").is_empty(), "one transition per fault");
+        assert!(x.on_advert(ms(5100), peer(), 100, S).is_empty());
+        assert!(x.on_timer(ms(60_000)).is_empty());
+        assert_eq!(x.set_priority(ms(5200), 90), vec![], "no advert in fault");
+        // Cleared: backup again, and master only after the master-down interval.
+        let a = x.set_fault(ms(6000), false, "cleared");
+        assert_eq!(transitions(&a), vec![State::Backup]);
+        assert!(!a.contains(&Action::ReleaseAddresses));
+        assert_eq!(x.timer(), Some((Timer::MasterDown, ms(6000) + x.master_down_interval())));
+        assert_eq!(transitions(&x.shutdown()), vec![State::Initialize]);
+    }
+
+    #[test]
+    fn a_backup_in_fault_and_the_owner_in_fault() {
+        let mut x = m(100, true);
+        x.startup(ms(0));
+        let a = x.set_fault(ms(10), true, "tracked service down");
+        assert_eq!(a, vec![Action::Transition { from: State::Backup, to: State::Fault, why: "tracked service down" }]);
+        let mut owner = m(255, true);
+        owner.startup(ms(0));
+        let a = owner.set_fault(ms(10), true, "interface down");
+        assert!(!a.contains(&Action::ReleaseAddresses), "the owner's addresses are its own: {a:?}");
+        assert_eq!(transitions(&owner.set_fault(ms(20), false, "cleared")), vec![State::Master]);
+        assert_eq!(transitions(&x.shutdown()), vec![State::Initialize], "a stop from fault sends nothing");
+    }
+
+    #[test]
+    fn a_gated_member_only_wants_mastership_until_its_group_says_so() {
+        let mut x = Machine::new(Params { gated: true, ..m(100, true).p });
+        x.startup(ms(0));
+        let down = x.master_down_interval();
+        assert!(x.on_timer(down).is_empty(), "no takeover of its own");
+        assert!(x.wants_master() && x.state() == State::Backup);
+        // Hearing a master ends the wish.
+        x.on_advert(down + ms(10), peer(), 150, S);
+        assert!(!x.wants_master());
+        x.on_timer(down + ms(10) + x.master_down_interval());
+        assert!(x.wants_master());
+        let a = x.force_master(down * 3, "sync group");
+        assert_eq!(transitions(&a), vec![State::Master]);
+        assert!(a.contains(&Action::TakeAddresses) && !x.wants_master());
+        let a = x.force_backup(down * 4, "sync group");
+        assert_eq!(transitions(&a), vec![State::Backup]);
+        assert!(a.contains(&Action::ReleaseAddresses) && !a.contains(&Action::SendAdvert { priority: 0 }));
+        assert!(x.force_backup(down * 5, "again").is_empty());
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub enum Reject {
     /// We own the addresses (priority 255): what others advertise changes nothing (RFC 5798
     /// §6.4.3).
     Owner,
+    /// With unicast peers: from an address that is not one of them.
+    NotAPeer,
+    /// With unicast peers: sent to the multicast group (keepalived refuses those too).
+    ExpectedUnicast,
+    /// Without unicast peers: sent to us alone.
+    ExpectedMulticast,
 }
 
 impl Reject {
@@ -60,6 +66,9 @@ impl Reject {
             Reject::Family => "wrong_family",
             Reject::ZeroInterval => "zero_interval",
             Reject::Owner => "owner_ignores",
+            Reject::NotAPeer => "not_a_peer",
+            Reject::ExpectedUnicast => "expected_unicast",
+            Reject::ExpectedMulticast => "expected_multicast",
         }
     }
 }

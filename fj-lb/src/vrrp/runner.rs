@@ -1,7 +1,6 @@
 //! The VRRP task: opens the sockets, then feeds the state machine what arrives (adverts, the
 //! clock, tracking, the carrier) and carries out what it decides.
 use std::{
-    collections::BTreeMap,
     io,
     net::IpAddr,
     os::fd::OwnedFd,
@@ -12,19 +11,26 @@ use tokio::{
     io::unix::AsyncFd,
     sync::{mpsc, oneshot, watch},
 };
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use super::{
-    addresses::{Removals, add_addresses, carrier, present, primary, remove_addresses},
+    addresses::{Removals, add_addresses, carrier, carrier_by_name, present, primary, remove_addresses},
     announce::Bursts,
+    group::{self, GroupLink},
+    hooks::{self, Kind},
     machine::{Action, Machine, Params, State, to_centis},
+    notify::Notifier,
     packet::{Advert, IPPROTO_VRRP, MCAST_V4, MCAST_V6, Reject},
-    socket::{open_v4, open_v6, recv_v4, recv_v6, send_v4, send_v6},
+    socket::{Received6, open_v4, open_v6, recv_v4, recv_v6, send_v4, send_v6},
     status::VrrpStatus,
+    sync::{Member, Order},
     validate::{self, Instance, Verdict},
     vmac::{VirtualMac, virtual_mac},
 };
-use crate::model::{addr::Mac, config::VrrpConfig};
+use crate::model::{
+    addr::Mac,
+    config::{SyncGroupConfig, VrrpConfig},
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VrrpError {
@@ -42,13 +48,84 @@ pub enum Command {
     /// Every tracked service's health checks have a verdict (true), or not yet (false):
     /// preemption waits for it.
     HealthSettled(bool),
+    /// What the instance's sync group decided.
+    Sync(Order),
     Shutdown(oneshot::Sender<()>),
 }
 
+/// One running instance.
 pub struct Vrrp {
     pub commands: mpsc::Sender<Command>,
     pub status: watch::Receiver<VrrpStatus>,
     pub task: tokio::task::JoinHandle<()>,
+}
+
+/// What starting an instance needs beyond its config: the interface's index and MAC, and the
+/// VRIDs of the daemon's other instances on the same link and family.
+pub struct InstanceSpec {
+    pub cfg: VrrpConfig,
+    pub ifindex: u32,
+    pub mac: Mac,
+    pub siblings: Vec<u8>,
+}
+
+/// Every instance of a daemon, in config order, and the tasks of their sync groups.
+pub struct VrrpSet {
+    pub instances: Vec<Vrrp>,
+    groups: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl VrrpSet {
+    /// Stops every instance at once (each says priority 0 if master and releases its
+    /// addresses), then lets the groups run their stop scripts; all within `bound`.
+    pub async fn shutdown(self, bound: Duration) {
+        let stops = self.instances.into_iter().map(|v| async move {
+            let (tx, rx) = oneshot::channel();
+            if v.commands.send(Command::Shutdown(tx)).await.is_ok() {
+                let _ = tokio::time::timeout(bound, rx).await;
+            }
+            v.task.abort();
+        });
+        futures::future::join_all(stops).await;
+        for mut g in self.groups {
+            if tokio::time::timeout(bound, &mut g).await.is_err() {
+                g.abort();
+            }
+        }
+    }
+}
+
+/// Starts every instance, backup (or master if priority 255) from the first moment, and the
+/// sync groups over them. If one cannot start, those already started are stopped again.
+pub async fn start_all(specs: Vec<InstanceSpec>, groups: &[SyncGroupConfig]) -> Result<VrrpSet, VrrpError> {
+    let mut links: Vec<(mpsc::UnboundedSender<group::Report>, mpsc::UnboundedReceiver<group::Report>)> =
+        groups.iter().map(|_| mpsc::unbounded_channel()).collect();
+    let mut set = VrrpSet { instances: Vec::with_capacity(specs.len()), groups: Vec::new() };
+    let names: Vec<String> = specs.iter().map(|s| s.cfg.name.clone()).collect();
+    for spec in specs {
+        let link = groups.iter().enumerate().find_map(|(gi, g)| {
+            let member = g.instances.iter().position(|n| *n == spec.cfg.name)?;
+            Some(GroupLink { member, tx: links[gi].0.clone() })
+        });
+        match start(spec, link).await {
+            Ok(v) => set.instances.push(v),
+            Err(e) => {
+                set.shutdown(Duration::from_secs(5)).await;
+                return Err(e);
+            }
+        }
+    }
+    for (g, (tx, rx)) in groups.iter().zip(links.drain(..)) {
+        // Only the members hold senders: the group ends when they all have.
+        drop(tx);
+        let members: Vec<mpsc::Sender<Command>> = g
+            .instances
+            .iter()
+            .filter_map(|n| names.iter().position(|x| x == n).map(|i| set.instances[i].commands.clone()))
+            .collect();
+        set.groups.push(group::spawn(g.clone(), members, rx));
+    }
+    Ok(set)
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -58,7 +135,12 @@ fn rfc3339(t: SystemTime) -> String {
 
 struct Runner {
     cfg: VrrpConfig,
+    /// Where adverts go: the unicast peers but ourselves, or the multicast group.
+    destinations: Vec<IpAddr>,
+    siblings: Vec<u8>,
     handle: rtnetlink::Handle,
+    /// The task driving `handle`'s connection; it ends with the runner.
+    connection: tokio::task::JoinHandle<()>,
     ifindex: u32,
     /// Where the virtual addresses live and adverts leave: the interface, or the virtual-MAC
     /// macvlan on it.
@@ -76,6 +158,16 @@ struct Runner {
     status_tx: watch::Sender<VrrpStatus>,
     services_down: bool,
     carrier_lost: bool,
+    /// The tracked interfaces that have lost their carrier.
+    interfaces_down: Vec<String>,
+    /// Held in fault by another member of the sync group.
+    group_fault: bool,
+    group: Option<GroupLink>,
+    /// What the group last heard from us.
+    reported: Option<Member>,
+    /// Set while carrying out a group order, so the report says so.
+    ordered: bool,
+    notifier: Notifier,
     last_reject_log: Option<Instant>,
     garp_task: Option<tokio::task::JoinHandle<()>>,
     removals: Removals,
@@ -83,9 +175,14 @@ struct Runner {
     holding: bool,
 }
 
-/// Starts the VRRP instance: backup (or master if priority 255) from the first moment.
-pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac: Mac) -> Result<Vrrp, VrrpError> {
-    let v6 = cfg.virtual_addresses.iter().any(|(a, _)| a.is_ipv6());
+/// Starts one instance: backup (or master if priority 255) from the first moment.
+async fn start(spec: InstanceSpec, group: Option<GroupLink>) -> Result<Vrrp, VrrpError> {
+    let InstanceSpec { cfg, ifindex, mac, siblings } = spec;
+    // A netlink connection of its own: the kernel serves one dump at a time per socket, and
+    // instances sharing one would see EBUSY when they list addresses at the same moment.
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(VrrpError::Socket)?;
+    let connection = tokio::spawn(connection);
+    let v6 = cfg.is_ipv6();
     let vips: Vec<IpAddr> = cfg.virtual_addresses.iter().map(|(a, _)| *a).collect();
     let owner = cfg.priority == 255;
     // A VIP left on the interface by a killed daemon is not ours to keep: remove it first, so
@@ -107,12 +204,19 @@ pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac
         Some(v) => (v.name.clone(), v.ifindex),
         None => (cfg.interface.clone(), ifindex),
     };
+    let multicast = cfg.unicast_peers.is_empty();
     let (sock, send_fd) = match primary {
-        IpAddr::V4(p) => (open_v4(&cfg.interface, ifindex, p, false), open_v4(&send_dev, send_ifindex, p, true)),
+        IpAddr::V4(p) => (open_v4(&cfg.interface, ifindex, p, false, multicast), open_v4(&send_dev, send_ifindex, p, true, false)),
         IpAddr::V6(p) => (
-            open_v6(&cfg.interface, ifindex, p, IPPROTO_VRRP as i32, false),
-            open_v6(&send_dev, send_ifindex, p, IPPROTO_VRRP as i32, true),
+            open_v6(&cfg.interface, ifindex, p, IPPROTO_VRRP as i32, false, multicast),
+            open_v6(&send_dev, send_ifindex, p, IPPROTO_VRRP as i32, true, false),
         ),
+    };
+    // The same peer list can serve every host: each skips its own address.
+    let destinations: Vec<IpAddr> = if multicast {
+        vec![if v6 { IpAddr::V6(MCAST_V6) } else { IpAddr::V4(MCAST_V4) }]
+    } else {
+        cfg.unicast_peers.iter().copied().filter(|p| *p != primary).collect()
     };
     let (sock, send_fd) = (sock.map_err(VrrpError::Socket)?, send_fd.map_err(VrrpError::Socket)?);
     // SAFETY: the OwnedFd is moved into the AsyncFd, which alone closes it.
@@ -123,29 +227,32 @@ pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac
         preempt: cfg.preempt,
         preempt_delay: Duration::from_millis(cfg.preempt_delay_ms),
         primary,
+        gated: group.is_some(),
     });
     let status = VrrpStatus {
-        state: State::Initialize,
-        vrid: cfg.vrid,
-        interface: cfg.interface.clone(),
-        priority: cfg.priority,
-        configured_priority: cfg.priority,
-        master: None,
-        master_priority: None,
-        last_transition: None,
-        last_transition_reason: None,
-        transitions: 0,
-        adverts_sent: 0,
-        adverts_received: 0,
-        rejected: BTreeMap::new(),
-        virtual_addresses: cfg.virtual_addresses.iter().map(|(a, p)| format!("{a}/{p}")).collect(),
+        unicast_peers: cfg.unicast_peers.iter().map(|p| p.to_string()).collect(),
+        sync_group: cfg.sync_group.clone(),
+        ..VrrpStatus::initial(&cfg.name, cfg.vrid, &cfg.interface, cfg.priority, cfg.virtual_addresses.iter().map(|(a, p)| format!("{a}/{p}")).collect())
     };
     let (status_tx, status_rx) = watch::channel(status.clone());
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
-    info!(vrid = cfg.vrid, priority = cfg.priority, interface = %cfg.interface, source = %primary, "VRRP starting");
+    info!(
+        instance = %cfg.name,
+        vrid = cfg.vrid,
+        priority = cfg.priority,
+        interface = %cfg.interface,
+        source = %primary,
+        unicast_peers = ?cfg.unicast_peers,
+        sync_group = ?cfg.sync_group,
+        "VRRP starting"
+    );
+    let notifier = Notifier::start(cfg.name.clone(), Duration::from_millis(cfg.notify.timeout_ms));
     let mut runner = Runner {
+        destinations,
+        siblings,
         cfg,
         handle,
+        connection,
         ifindex,
         vip_ifindex,
         send_dev,
@@ -160,12 +267,19 @@ pub async fn start(cfg: VrrpConfig, handle: rtnetlink::Handle, ifindex: u32, mac
         status_tx,
         services_down: false,
         carrier_lost: false,
+        interfaces_down: Vec::new(),
+        group_fault: false,
+        group,
+        reported: None,
+        ordered: false,
+        notifier,
         last_reject_log: None,
         garp_task: None,
         removals,
         holding: true,
     };
-    let task = tokio::spawn(async move { runner.run(cmd_rx).await });
+    let span = tracing::info_span!("vrrp", instance = %runner.cfg.name);
+    let task = tokio::spawn(async move { runner.run(cmd_rx).await }.instrument(span));
     Ok(Vrrp { commands: cmd_tx, status: status_rx, task })
 }
 
@@ -195,22 +309,22 @@ impl Runner {
                 r = self.fd.readable() => {
                     let Ok(mut guard) = r else { continue };
                     let v6 = self.primary.is_ipv6();
+                    // IPv4 hands over the header with the packet; IPv6 reports addresses and hop
+                    // limit beside it.
                     let got = guard.try_io(|fd| {
-                        if v6 {
-                            recv_v6(fd.get_ref(), &mut buf).map(|(src, hops, n)| (Some((src, hops)), n))
-                        } else {
-                            recv_v4(fd.get_ref(), &mut buf).map(|n| (None, n))
-                        }
+                        if v6 { recv_v6(fd.get_ref(), &mut buf).map(|r| (r.len, Some(r))) } else { recv_v4(fd.get_ref(), &mut buf).map(|n| (n, None)) }
                     });
                     let us = Instance {
                         primary: self.primary,
                         vrid: self.cfg.vrid,
                         addresses: &self.cfg.virtual_addresses,
                         owner: self.cfg.priority == 255,
+                        unicast_peers: &self.cfg.unicast_peers,
+                        siblings: &self.siblings,
                     };
                     let verdict = match got {
-                        Ok(Ok((None, n))) => validate::ipv4(&buf[..n], &us),
-                        Ok(Ok((Some((src, hops)), n))) => validate::ipv6(src, hops, &buf[..n], &us),
+                        Ok(Ok((n, None))) => validate::ipv4(&buf[..n], &us),
+                        Ok(Ok((n, Some(Received6 { src, dst, hops, .. })))) => validate::ipv6(src, dst, hops, &buf[..n], &us),
                         Ok(Err(e)) => {
                             warn!(error = %e, "receiving VRRP failed");
                             continue;
@@ -219,7 +333,7 @@ impl Runner {
                     };
                     match verdict {
                         Verdict::Accept { src, advert } => self.advert(src, advert).await,
-                        Verdict::Own => {}
+                        Verdict::Own | Verdict::Sibling => {}
                         Verdict::Reject(why) => self.reject(why),
                     }
                 }
@@ -236,6 +350,7 @@ impl Runner {
                         }
                         self.machine.set_settled(settled);
                     }
+                    Some(Command::Sync(order)) => self.obey(order).await,
                     Some(Command::Shutdown(done)) => {
                         self.shutdown().await;
                         let _ = done.send(());
@@ -258,9 +373,24 @@ impl Runner {
                         self.hold_addresses().await;
                     }
                     let lost = !carrier(&self.handle, self.ifindex).await;
+                    let mut changed = false;
                     if lost != self.carrier_lost {
                         if lost { warn!(interface = %self.cfg.interface, "carrier lost") } else { info!(interface = %self.cfg.interface, "carrier back") }
                         self.carrier_lost = lost;
+                        changed = true;
+                    }
+                    let mut down = Vec::new();
+                    for name in &self.cfg.track_interfaces {
+                        if !carrier_by_name(&self.handle, name).await {
+                            down.push(name.clone());
+                        }
+                    }
+                    if down != self.interfaces_down {
+                        warn!(down = ?down, was = ?self.interfaces_down, "tracked interfaces changed");
+                        self.interfaces_down = down;
+                        changed = true;
+                    }
+                    if changed {
                         self.reprioritise().await;
                     }
                 }
@@ -309,23 +439,83 @@ impl Runner {
         if let Some(v) = self.vmac.take() {
             v.remove(&self.handle).await;
         }
+        // The stop's scripts run after the peer has been told and the addresses are gone.
+        self.notifier.finish(Duration::from_millis(self.cfg.notify.timeout_ms)).await;
+        self.connection.abort();
     }
 
+    /// Why this instance is in fault of its own, if it is: its interface is down, or (with
+    /// `track_priority_delta = 0`) a tracked service or interface failed.
+    fn own_fault(&self) -> Option<&'static str> {
+        let weight_zero = self.cfg.track_priority_delta == 0;
+        if self.carrier_lost {
+            Some("fault: the interface is down")
+        } else if weight_zero && self.services_down {
+            Some("fault: a tracked service has no healthy backend")
+        } else if weight_zero && !self.interfaces_down.is_empty() {
+            Some("fault: a tracked interface is down")
+        } else {
+            None
+        }
+    }
+
+    /// Tracking's verdict into the machine: the priority in force, and FAULT.
     async fn reprioritise(&mut self) {
-        let penalty = if self.services_down || self.carrier_lost { self.cfg.track_priority_delta } else { 0 };
+        let failing = self.services_down || !self.interfaces_down.is_empty();
+        let penalty = if failing { self.cfg.track_priority_delta } else { 0 };
         let p = self.cfg.priority.saturating_sub(penalty).max(1);
         if p != self.machine.priority() && self.cfg.priority != 255 {
             warn!(
                 priority = p,
                 configured = self.cfg.priority,
                 services_down = self.services_down,
-                carrier_lost = self.carrier_lost,
+                interfaces_down = ?self.interfaces_down,
                 "VRRP priority changed by tracking"
             );
         }
         let a = self.machine.set_priority(self.now(), p);
         self.status.priority = self.machine.priority();
         self.perform(a).await;
+        let why = match (self.own_fault(), self.group_fault) {
+            (Some(why), _) => Some(why),
+            (None, true) => Some("fault: another member of the sync group is in fault"),
+            (None, false) => None,
+        };
+        let a = self.machine.set_fault(self.now(), why.is_some(), why.unwrap_or("fault cleared"));
+        self.perform(a).await;
+    }
+
+    /// Carries out what the sync group decided.
+    async fn obey(&mut self, order: Order) {
+        let now = self.now();
+        let group = self.cfg.sync_group.clone().unwrap_or_default();
+        info!(group, ?order, "sync group order");
+        self.ordered = true;
+        match order {
+            Order::Fault(held) => {
+                self.group_fault = held;
+                self.reprioritise().await;
+            }
+            Order::Master => {
+                let a = self.machine.force_master(now, "sync group: every member may be master");
+                self.perform(a).await;
+            }
+            Order::Backup => {
+                let a = self.machine.force_backup(now, "sync group: a member stepped down for a higher-priority master");
+                self.perform(a).await;
+            }
+        }
+        self.ordered = false;
+    }
+
+    /// Tells the sync group what changed, if anything did.
+    fn report(&mut self) {
+        let Some(link) = &self.group else { return };
+        let now = Member { state: self.machine.state(), wants_master: self.machine.wants_master(), own_fault: self.own_fault().is_some() };
+        if self.reported != Some(now) {
+            self.reported = Some(now);
+            let _ = link.tx.send(group::Report { member: link.member, now, ordered: self.ordered });
+        }
     }
 
     fn reject(&mut self, why: Reject) {
@@ -361,24 +551,7 @@ impl Runner {
         }
         for a in actions {
             match a {
-                Action::SendAdvert { priority } => {
-                    let adv = Advert {
-                        vrid: self.cfg.vrid,
-                        priority,
-                        max_adver_int: to_centis(self.machine.advert_interval()),
-                        addresses: self.cfg.virtual_addresses.iter().map(|(a, _)| *a).collect(),
-                    };
-                    let sent = match self.primary {
-                        IpAddr::V4(_) => send_v4(&self.send_fd, &adv.encode(self.primary, IpAddr::V4(MCAST_V4), self.cfg.checksum)),
-                        IpAddr::V6(_) => {
-                            send_v6(&self.send_fd, MCAST_V6, self.vip_ifindex, &adv.encode(self.primary, IpAddr::V6(MCAST_V6), self.cfg.checksum))
-                        }
-                    };
-                    match sent {
-                        Ok(()) => self.status.adverts_sent += 1,
-                        Err(e) => warn!(error = %e, "sending a VRRP advertisement failed"),
-                    }
-                }
+                Action::SendAdvert { priority } => self.send_advert(priority),
                 Action::TakeAddresses => {
                     add_addresses(&self.handle, self.vip_ifindex, &self.cfg.virtual_addresses).await;
                     self.announce();
@@ -396,8 +569,11 @@ impl Runner {
                     let at = SystemTime::now();
                     match to {
                         State::Master => warn!(vrid = self.cfg.vrid, from = from.as_str(), reason = why, "VRRP: now MASTER"),
+                        State::Fault => warn!(vrid = self.cfg.vrid, from = from.as_str(), reason = why, "VRRP: now FAULT"),
                         _ => info!(vrid = self.cfg.vrid, from = from.as_str(), to = to.as_str(), reason = why, "VRRP transition"),
                     }
+                    // Queued, never awaited: a script cannot hold up the next advert.
+                    self.notifier.run(hooks::commands(&self.cfg.notify, Kind::Instance, &self.cfg.name, to, self.machine.priority()));
                     self.status.state = to;
                     self.status.transitions += 1;
                     self.status.last_transition = Some(rfc3339(at));
@@ -405,7 +581,7 @@ impl Runner {
                     if to == State::Master {
                         self.status.master = Some(self.primary);
                         self.status.master_priority = Some(self.machine.priority());
-                    } else if to == State::Initialize {
+                    } else if matches!(to, State::Initialize | State::Fault) {
                         self.status.master = None;
                         self.status.master_priority = None;
                     }
@@ -414,6 +590,33 @@ impl Runner {
         }
         self.status.priority = self.machine.priority();
         let _ = self.status_tx.send(self.status.clone());
+        self.report();
+    }
+
+    /// One advert to every destination, each summed for its own destination address (the
+    /// pseudo-header covers it). Counted once, however many peers it went to.
+    fn send_advert(&mut self, priority: u8) {
+        let adv = Advert {
+            vrid: self.cfg.vrid,
+            priority,
+            max_adver_int: to_centis(self.machine.advert_interval()),
+            addresses: self.cfg.virtual_addresses.iter().map(|(a, _)| *a).collect(),
+        };
+        let mut sent = false;
+        for &dst in &self.destinations {
+            let msg = adv.encode(self.primary, dst, self.cfg.checksum);
+            let r = match dst {
+                IpAddr::V4(d) => send_v4(&self.send_fd, d, &msg),
+                IpAddr::V6(d) => send_v6(&self.send_fd, d, self.vip_ifindex, &msg),
+            };
+            match r {
+                Ok(()) => sent = true,
+                Err(e) => warn!(to = %dst, error = %e, "sending a VRRP advertisement failed"),
+            }
+        }
+        if sent {
+            self.status.adverts_sent += 1;
+        }
     }
 
     /// Gratuitous ARPs (IPv6: unsolicited neighbour advertisements), replacing any bursts

@@ -2,7 +2,7 @@
 //! discard one is tested without a socket; the runner only counts the verdicts and acts.
 use std::net::{IpAddr, Ipv6Addr};
 
-use super::packet::{Advert, MCAST_V6, Reject};
+use super::packet::{Advert, MCAST_V4, MCAST_V6, Reject};
 
 /// What a received packet is checked against: this instance as configured.
 pub struct Instance<'a> {
@@ -12,6 +12,11 @@ pub struct Instance<'a> {
     pub addresses: &'a [(IpAddr, u8)],
     /// Configured with priority 255: the address owner.
     pub owner: bool,
+    /// Unicast mode: only these may advertise to us. Empty: multicast.
+    pub unicast_peers: &'a [IpAddr],
+    /// VRIDs of our other instances on the same link and family: their adverts reach this
+    /// socket too, and are theirs, not wrong.
+    pub siblings: &'a [u8],
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -19,6 +24,8 @@ pub enum Verdict {
     Accept { src: IpAddr, advert: Advert },
     /// One of our own adverts: not the other router's, and no fault either, so not counted.
     Own,
+    /// For another of our instances (a sibling VRID): not counted either.
+    Sibling,
     Reject(Reject),
 }
 
@@ -40,25 +47,50 @@ pub fn ipv4(pkt: &[u8], us: &Instance) -> Verdict {
     advert(src, dst, Some(ttl), &pkt[ihl..tot.clamp(ihl, pkt.len())], us)
 }
 
-/// A message from a raw IPv6 socket: the kernel strips the header and reports the hop limit.
-pub fn ipv6(src: Ipv6Addr, hops: Option<u8>, msg: &[u8], us: &Instance) -> Verdict {
-    advert(IpAddr::V6(src), IpAddr::V6(MCAST_V6), hops, msg, us)
+/// A message from a raw IPv6 socket: the kernel strips the header and reports the hop limit
+/// and the destination (`None`: not reported, taken as the multicast group).
+pub fn ipv6(src: Ipv6Addr, dst: Option<Ipv6Addr>, hops: Option<u8>, msg: &[u8], us: &Instance) -> Verdict {
+    advert(IpAddr::V6(src), IpAddr::V6(dst.unwrap_or(MCAST_V6)), hops, msg, us)
+}
+
+fn group_of(a: IpAddr) -> IpAddr {
+    if a.is_ipv4() { IpAddr::V4(MCAST_V4) } else { IpAddr::V6(MCAST_V6) }
 }
 
 fn advert(src: IpAddr, dst: IpAddr, ttl: Option<u8>, msg: &[u8], us: &Instance) -> Verdict {
     if src == us.primary {
         return Verdict::Own;
     }
-    // 255 proves the sender is on our link (RFC 5798 §7.1): a router would have decremented it.
-    if ttl != Some(255) {
-        return Verdict::Reject(Reject::Ttl);
-    }
-    let (adv, _mode) = match Advert::decode(msg, src, dst) {
+    let multicast = dst.is_multicast();
+    let unicast_mode = !us.unicast_peers.is_empty();
+    let decoded = match Advert::decode(msg, src, dst) {
+        // keepalived before 1.3.6 (and later ones in unicast_chksum_compat mode) sum a unicast
+        // advert as if it went to the multicast group.
+        Err(Reject::Checksum) if !multicast => Advert::decode(msg, src, group_of(src)),
+        other => other,
+    };
+    let (adv, _mode) = match decoded {
         Ok(v) => v,
         Err(r) => return Verdict::Reject(r),
     };
     if adv.vrid != us.vrid {
-        return Verdict::Reject(Reject::Vrid);
+        return if us.siblings.contains(&adv.vrid) { Verdict::Sibling } else { Verdict::Reject(Reject::Vrid) };
+    }
+    // One mode per instance on both ends, as keepalived insists: a mismatch is a
+    // misconfiguration to show, not a master to follow.
+    match (unicast_mode, multicast) {
+        (true, true) => return Verdict::Reject(Reject::ExpectedUnicast),
+        (false, false) => return Verdict::Reject(Reject::ExpectedMulticast),
+        _ => {}
+    }
+    // 255 proves the sender is on our link (RFC 5798 §7.1): a router would have decremented
+    // it. Unicast peers may be routed (keepalived does not check there either): the peer list
+    // is the check.
+    if !unicast_mode && ttl != Some(255) {
+        return Verdict::Reject(Reject::Ttl);
+    }
+    if unicast_mode && !us.unicast_peers.contains(&src) {
+        return Verdict::Reject(Reject::NotAPeer);
     }
     if adv.max_adver_int == 0 {
         return Verdict::Reject(Reject::ZeroInterval);
@@ -89,7 +121,7 @@ mod tests {
     }
 
     fn us() -> Instance<'static> {
-        Instance { primary: ip([10, 0, 0, 1]), vrid: 51, addresses: VIPS, owner: false }
+        Instance { primary: ip([10, 0, 0, 1]), vrid: 51, addresses: VIPS, owner: false, unicast_peers: &[], siblings: &[] }
     }
 
     fn them() -> IpAddr {
@@ -109,14 +141,76 @@ mod tests {
     /// An IPv4 packet as a raw socket delivers it: no options, header checksum left at zero
     /// (the kernel has checked it by then).
     fn ip4(ttl: u8, src: IpAddr, msg: &[u8]) -> Vec<u8> {
-        let IpAddr::V4(s) = src else { unreachable!() };
+        ip4_to(ttl, src, IpAddr::V4(MCAST_V4), msg)
+    }
+
+    fn ip4_to(ttl: u8, src: IpAddr, dst: IpAddr, msg: &[u8]) -> Vec<u8> {
+        let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { unreachable!() };
         let mut p = vec![0x45, 0xc0];
         p.extend_from_slice(&((20 + msg.len()) as u16).to_be_bytes());
         p.extend_from_slice(&[0, 0, 0, 0, ttl, 112, 0, 0]);
         p.extend_from_slice(&s.octets());
-        p.extend_from_slice(&MCAST_V4.octets());
+        p.extend_from_slice(&d.octets());
         p.extend_from_slice(msg);
         p
+    }
+
+    const PEERS: &[IpAddr] = &[ip([10, 0, 0, 2]), ip([10, 0, 0, 3])];
+
+    fn unicast_us() -> Instance<'static> {
+        Instance { unicast_peers: PEERS, ..us() }
+    }
+
+    fn unicast_from(src: IpAddr, ttl: u8) -> (Advert, Vec<u8>) {
+        let (a, m) = advert_from(src, us().primary, VIPS.iter().map(|(a, _)| *a).collect(), 100);
+        (a, ip4_to(ttl, src, us().primary, &m))
+    }
+
+    #[test]
+    fn unicast_accepts_only_its_peers_whatever_the_ttl() {
+        let (a, p) = unicast_from(them(), 255);
+        assert_eq!(ipv4(&p, &unicast_us()), accepted(them(), a));
+        let (a, p) = unicast_from(them(), 61);
+        assert_eq!(ipv4(&p, &unicast_us()), accepted(them(), a), "a routed peer: the list is the check, as keepalived");
+        let (_, p) = unicast_from(ip([10, 0, 0, 9]), 255);
+        assert_eq!(ipv4(&p, &unicast_us()), Verdict::Reject(Reject::NotAPeer));
+    }
+
+    #[test]
+    fn unicast_and_multicast_modes_refuse_each_other() {
+        let (_, m) = good_v4();
+        assert_eq!(ipv4(&ip4(255, them(), &m), &unicast_us()), Verdict::Reject(Reject::ExpectedUnicast));
+        let (_, p) = unicast_from(them(), 255);
+        assert_eq!(ipv4(&p, &us()), Verdict::Reject(Reject::ExpectedMulticast));
+    }
+
+    #[test]
+    fn unicast_accepts_the_old_keepalived_checksum_over_the_group() {
+        let a = Advert { vrid: 51, priority: 100, max_adver_int: 100, addresses: VIPS.iter().map(|(a, _)| *a).collect() };
+        let m = a.encode(them(), IpAddr::V4(MCAST_V4), ChecksumMode::PseudoHeader);
+        assert_eq!(ipv4(&ip4_to(255, them(), us().primary, &m), &unicast_us()), accepted(them(), a));
+    }
+
+    #[test]
+    fn a_sibling_instances_advert_is_not_counted_as_wrong() {
+        let a = Advert { vrid: 52, priority: 100, max_adver_int: 100, addresses: vec![ip([10, 0, 0, 200])] };
+        let m = a.encode(them(), IpAddr::V4(MCAST_V4), ChecksumMode::PseudoHeader);
+        let with_sibling = Instance { siblings: &[52], ..us() };
+        assert_eq!(ipv4(&ip4(255, them(), &m), &with_sibling), Verdict::Sibling);
+        assert_eq!(ipv4(&ip4(255, them(), &m), &us()), Verdict::Reject(Reject::Vrid));
+    }
+
+    #[test]
+    fn ipv6_unicast_is_summed_with_the_destination_reported() {
+        let vips = [("2001:db8::100".parse().unwrap(), 64)];
+        let me: Ipv6Addr = "fe80::1".parse().unwrap();
+        let src: Ipv6Addr = "fe80::2".parse().unwrap();
+        let peers = [IpAddr::V6(src)];
+        let us = Instance { primary: IpAddr::V6(me), vrid: 51, addresses: &vips, owner: false, unicast_peers: &peers, siblings: &[] };
+        let (a, m) = advert_from(IpAddr::V6(src), IpAddr::V6(me), vec![vips[0].0], 100);
+        assert_eq!(ipv6(src, Some(me), Some(255), &m, &us), accepted(IpAddr::V6(src), a));
+        let (_, to_group) = advert_from(IpAddr::V6(src), IpAddr::V6(MCAST_V6), vec![vips[0].0], 100);
+        assert_eq!(ipv6(src, None, Some(255), &to_group, &us), Verdict::Reject(Reject::ExpectedUnicast));
     }
 
     fn accepted(src: IpAddr, advert: Advert) -> Verdict {
@@ -154,10 +248,10 @@ mod tests {
     #[test]
     fn accepts_a_good_ipv6_advert() {
         let vips = [("2001:db8::100".parse().unwrap(), 64)];
-        let us = Instance { primary: "fe80::1".parse().unwrap(), vrid: 51, addresses: &vips, owner: false };
+        let us = Instance { primary: "fe80::1".parse().unwrap(), vrid: 51, addresses: &vips, owner: false, unicast_peers: &[], siblings: &[] };
         let src: Ipv6Addr = "fe80::2".parse().unwrap();
         let (a, m) = advert_from(IpAddr::V6(src), IpAddr::V6(MCAST_V6), vec![vips[0].0], 100);
-        assert_eq!(ipv6(src, Some(255), &m, &us), accepted(IpAddr::V6(src), a));
+        assert_eq!(ipv6(src, None, Some(255), &m, &us), accepted(IpAddr::V6(src), a));
     }
 
     #[test]
@@ -165,8 +259,8 @@ mod tests {
         let (_, m) = advert_from(us().primary, IpAddr::V4(MCAST_V4), vec![], 7);
         assert_eq!(ipv4(&ip4(1, us().primary, &m), &us()), Verdict::Own, "own, though TTL and addresses are wrong");
         let ll: Ipv6Addr = "fe80::1".parse().unwrap();
-        let us6 = Instance { primary: IpAddr::V6(ll), vrid: 51, addresses: &[], owner: false };
-        assert_eq!(ipv6(ll, None, &[], &us6), Verdict::Own);
+        let us6 = Instance { primary: IpAddr::V6(ll), vrid: 51, addresses: &[], owner: false, unicast_peers: &[], siblings: &[] };
+        assert_eq!(ipv6(ll, None, None, &[], &us6), Verdict::Own);
     }
 
     #[test]
@@ -229,10 +323,10 @@ mod tests {
         let (_, m) = good_v4();
         assert_eq!(ipv4(&ip4(254, them(), &m), &us()), Verdict::Reject(Reject::Ttl));
         let src: Ipv6Addr = "fe80::2".parse().unwrap();
-        let us6 = Instance { primary: "fe80::1".parse().unwrap(), vrid: 51, addresses: &[], owner: false };
+        let us6 = Instance { primary: "fe80::1".parse().unwrap(), vrid: 51, addresses: &[], owner: false, unicast_peers: &[], siblings: &[] };
         let (_, m6) = advert_from(IpAddr::V6(src), IpAddr::V6(MCAST_V6), vec![], 100);
-        assert_eq!(ipv6(src, Some(64), &m6, &us6), Verdict::Reject(Reject::Ttl));
-        assert_eq!(ipv6(src, None, &m6, &us6), Verdict::Reject(Reject::Ttl), "no hop limit reported");
+        assert_eq!(ipv6(src, None, Some(64), &m6, &us6), Verdict::Reject(Reject::Ttl));
+        assert_eq!(ipv6(src, None, None, &m6, &us6), Verdict::Reject(Reject::Ttl), "no hop limit reported");
     }
 
     #[test]
