@@ -18,6 +18,26 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 #[test]
 fn connections_pinned_away_from_their_slot_survive_kill_9_and_a_restart() {
     require_root!();
+    survive_a_restart(|d| {
+        d.kill();
+    });
+}
+
+#[test]
+fn connections_survive_a_hand_over_on_sigquit() {
+    require_root!();
+    survive_a_restart(|d| {
+        d.signal(libc::SIGQUIT);
+        let exit = d.wait_exit(Duration::from_secs(10));
+        assert!(exit.is_some_and(|s| s.success()), "SIGQUIT is a clean exit ({exit:?}); log:\n{}", d.log());
+        assert!(d.log().contains("left attached with its pinned maps"), "it says what it left:\n{}", d.log());
+    });
+}
+
+/// 20 long-lived connections, some pinned away from their Maglev slot by a fourth backend;
+/// the daemon goes (`stop`), XDP keeps forwarding meanwhile, a new daemon starts: every
+/// connection keeps working on its backend.
+fn survive_a_restart(stop: impl FnOnce(&mut Daemon)) {
     let mut topo = Topology::builder().backends(4).build();
     let three = topo.config(&[(1, 100), (2, 100), (3, 100)]);
     let four = topo.config(&[(1, 100), (2, 100), (3, 100), (4, 100)]);
@@ -46,7 +66,13 @@ fn connections_pinned_away_from_their_slot_survive_kill_9_and_a_restart() {
     });
     eprintln!("connections per backend before the crash: {per_backend:?}; backends: {:?}", first.cli(&["backends"]));
 
-    first.kill();
+    let prog = fj_lb_tests::xdp_info(topo.lb().ns.name(), "eth0").and_then(|x| x.prog_id);
+    stop(&mut first);
+    assert_eq!(fj_lb_tests::xdp_info(topo.lb().ns.name(), "eth0").and_then(|x| x.prog_id), prog, "XDP stays attached while no daemon runs");
+    for (c, b) in &mut conns {
+        let (status, body) = c.request("/").unwrap_or_else(|e| panic!("a connection on b{b} while no daemon runs: {e}"));
+        assert_eq!((status, body.as_str()), (200, format!("b{b}\n").as_str()), "while no daemon runs");
+    }
     let second = Daemon::start(&mut topo, &four);
     wait_in_table(&second, "10.0.0.14");
     for (c, b) in &mut conns {

@@ -118,18 +118,28 @@ struct Signals {
     term: Signal,
     int: Signal,
     hup: Signal,
+    /// SIGQUIT: exit, leaving the data path to the next daemon (an upgrade without a gap).
+    quit: Signal,
 }
 
 impl Signals {
     fn install() -> Result<Self, DaemonError> {
         let on = |kind| signal(kind).map_err(DaemonError::Signals);
-        Ok(Self { term: on(SignalKind::terminate())?, int: on(SignalKind::interrupt())?, hup: on(SignalKind::hangup())? })
+        Ok(Self {
+            term: on(SignalKind::terminate())?,
+            int: on(SignalKind::interrupt())?,
+            hup: on(SignalKind::hangup())?,
+            quit: on(SignalKind::quit())?,
+        })
     }
 }
 
 /// What can happen to a running daemon; `run` waits for one and hands it to its handler.
 enum Event {
     Stop(&'static str),
+    /// Stop, but leave XDP attached with its pinned maps (and announced routes) for the next
+    /// daemon, which adopts them.
+    HandOver,
     Reload,
     Health(CheckResult),
     Scrape(ScrapeRequest),
@@ -150,7 +160,8 @@ async fn vrrp_changed(v: Option<&mut vrrp::Vrrp>) -> bool {
 }
 
 impl Daemon {
-    /// Runs until SIGINT or SIGTERM; SIGHUP reloads the config.
+    /// Runs until SIGINT or SIGTERM (a clean stop: XDP detached, pins removed) or SIGQUIT (a
+    /// hand-over: XDP keeps forwarding for the next daemon); SIGHUP reloads the config.
     pub async fn run(mut self) -> Result<(), DaemonError> {
         let mut tick = tokio::time::interval(TICK);
         loop {
@@ -158,6 +169,7 @@ impl Daemon {
                 _ = self.signals.term.recv() => Event::Stop("SIGTERM"),
                 _ = self.signals.int.recv() => Event::Stop("SIGINT"),
                 _ = self.signals.hup.recv() => Event::Reload,
+                _ = self.signals.quit.recv() => Event::HandOver,
                 Some(result) = self.checkers.rx.recv() => Event::Health(result),
                 Some(reply) = self.scrape_rx.recv() => Event::Scrape(reply),
                 Some(pending) = self.control_rx.recv() => Event::Control(pending),
@@ -169,6 +181,11 @@ impl Daemon {
                 Event::Stop(signal) => {
                     info!(signal, "stopping");
                     break;
+                }
+                Event::HandOver => {
+                    info!(signal = "SIGQUIT", "handing over to the next fj-lb");
+                    self.hand_over().await;
+                    return Ok(());
                 }
                 Event::Reload => {
                     let span = info_span!("reload", trigger = "SIGHUP", config = %self.config_path.display());

@@ -2,7 +2,7 @@
 //! then checkers, sockets, XDP and the pins. A clean stop leaves nothing behind.
 use std::time::Duration;
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::Daemon;
 use crate::{control, datapath};
@@ -11,6 +11,28 @@ use crate::{control, datapath};
 const VRRP_SHUTDOWN: Duration = Duration::from_secs(5);
 
 impl Daemon {
+    /// Exits for an upgrade or a restart without a gap: XDP stays attached with its pinned maps
+    /// (the flow table and the ids the next daemon adopts), and announced routes stay, so
+    /// traffic keeps flowing until the next daemon swaps its program in. VRRP still hands the
+    /// VIP to its peer (priority 0), since no one here answers for it meanwhile.
+    pub(super) async fn hand_over(mut self) {
+        super::systemd::stopping();
+        if let Some(v) = self.vrrp.take() {
+            v.shutdown(VRRP_SHUTDOWN).await;
+        }
+        self.checkers.stop();
+        self.control_task.abort();
+        if let Some(t) = self.metrics_task.take() {
+            t.abort();
+        }
+        control::remove_socket(&self.config.control_socket);
+        if self.dp.keep_for_next() {
+            info!(interface = %self.config.interface, bpffs = %self.config.bpffs.display(), "XDP left attached with its pinned maps for the next fj-lb; stopped");
+        } else {
+            warn!(interface = %self.config.interface, "the XDP link is not pinned, so it goes with this process: the next fj-lb attaches afresh");
+        }
+    }
+
     pub(super) async fn stop(mut self) {
         // Withdrawn first, while XDP still forwards: the routers move flows to the other hosts
         // before this one stops taking them.

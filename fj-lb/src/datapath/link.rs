@@ -135,6 +135,12 @@ impl Dataplane {
         })
     }
 
+    /// Whether the attachment outlives this process (it is pinned): dropping the daemon then
+    /// leaves XDP forwarding for the next one.
+    pub fn keep_for_next(&self) -> bool {
+        matches!(self.link, Held::Pinned(_))
+    }
+
     /// Lets go of the attachment: XDP leaves the interface.
     pub fn detach(&mut self) {
         match std::mem::replace(&mut self.link, Held::None) {
