@@ -71,7 +71,7 @@ fn lb(services: usize, backends: usize, table: u32, flows: u32) -> Lb {
     let text = config_text(services, backends, table, flows);
     let cfg = config::parse(&text, "bench", &AnyHost).expect("bench config is valid");
     let mut dp = Dataplane::load(state::sizes(&cfg)).expect("load (run as root)");
-    dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0, max_new_flows: 0 }).unwrap();
+    dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0, max_new_flows: 0, ..Default::default() }).unwrap();
     let macs: HashMap<IpAddr, Mac> = cfg
         .services
         .iter()
@@ -290,7 +290,7 @@ fn control_plane(r: &mut Report) {
     let mut plain = Vec::new();
     for _ in 0..2000 {
         let t = Instant::now();
-        l.dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: 1, flags: 0, max_new_flows: 0 }).unwrap();
+        l.dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: 1, flags: 0, max_new_flows: 0, ..Default::default() }).unwrap();
         plain.push(t.elapsed());
     }
     let base = median(&mut plain).as_secs_f64() * 1e6;

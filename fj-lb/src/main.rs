@@ -104,6 +104,34 @@ enum Command {
         #[arg(long, default_value_t = 10_000_000)]
         packets: u64,
     },
+    /// On a backend of an `ipip` or `gue` service: attach fj-lb's decapsulation XDP program
+    /// (IPIP, IP6IP6, 4in6, GUE), which stays attached after this command exits. `--detach`
+    /// removes it; `--stats` shows what it did.
+    Decap {
+        #[arg(long, short)]
+        interface: String,
+        /// Decapsulate packets whose inner destination is ADDR (repeatable).
+        #[arg(long = "vip", value_name = "ADDR")]
+        vips: Vec<std::net::IpAddr>,
+        /// Decapsulate whatever the inner destination.
+        #[arg(long, conflicts_with = "vips")]
+        any_vip: bool,
+        /// GUE's UDP port, as the services' `gue_port`.
+        #[arg(long, default_value_t = fj_lb_common::DEFAULT_GUE_PORT)]
+        gue_port: u16,
+        /// native | skb | auto (native, falling back to skb).
+        #[arg(long, default_value = "auto")]
+        xdp_mode: String,
+        /// bpffs directory for the pinned program and maps [default: /sys/fs/bpf/fj-lb-decap-IF].
+        #[arg(long)]
+        bpffs: Option<PathBuf>,
+        /// Remove the program from the interface.
+        #[arg(long, conflicts_with_all = ["vips", "any_vip", "stats"])]
+        detach: bool,
+        /// Show the program's counters.
+        #[arg(long, conflicts_with_all = ["vips", "any_vip"])]
+        stats: bool,
+    },
     /// Attach a pass-through XDP program to veth peers so frames the balancer sends with
     /// XDP_TX are delivered (labs and tests); runs until SIGINT/SIGTERM.
     XdpPass {
@@ -141,6 +169,16 @@ fn main() -> ExitCode {
         },
         Command::Run { config, assume_healthy } => run_daemon(config, Options { assume_healthy }),
         Command::XdpPass { interfaces, floor } => report(xdp_pass(&interfaces, floor)),
+        Command::Decap { interface, vips, any_vip, gue_port, xdp_mode, bpffs, detach, stats } => {
+            let dir = bpffs.unwrap_or_else(|| datapath::default_decap_dir(&interface));
+            report(if detach {
+                decap_detach(&interface, &dir, cli.json)
+            } else if stats {
+                decap_stats(&dir, cli.json)
+            } else {
+                decap_attach(&dir, interface, vips, any_vip, gue_port, &xdp_mode, cli.json)
+            })
+        }
         Command::Generate { interface, src_mac, dst_mac, src, dst, port, packets } => report((|| {
             let g = datapath::generate(&interface, parse_mac(&src_mac)?, parse_mac(&dst_mac)?, src, dst, port, packets)?;
             println!("{}", serde_json::to_string(&g)?);
@@ -202,7 +240,11 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
             Request::Weight { service: service.clone(), backend: backend.clone(), weight: *weight }
         }
         Command::Reload => Request::Reload {},
-        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } | Command::Generate { .. } => {
+        Command::Run { .. }
+        | Command::CheckConfig { .. }
+        | Command::XdpPass { .. }
+        | Command::Generate { .. }
+        | Command::Decap { .. } => {
             unreachable!("handled in main")
         }
     };
@@ -253,7 +295,11 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
             call(&req).get::<()>()?;
             if json { "null\n".into() } else { "ok\n".into() }
         }
-        Command::Run { .. } | Command::CheckConfig { .. } | Command::XdpPass { .. } | Command::Generate { .. } => {
+        Command::Run { .. }
+        | Command::CheckConfig { .. }
+        | Command::XdpPass { .. }
+        | Command::Generate { .. }
+        | Command::Decap { .. } => {
             unreachable!("handled in main")
         }
     };
@@ -292,4 +338,64 @@ fn xdp_pass(interfaces: &[String], floor: bool) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+fn decap_attach(
+    dir: &std::path::Path,
+    interface: String,
+    vips: Vec<std::net::IpAddr>,
+    any_vip: bool,
+    gue_port: u16,
+    xdp_mode: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    if vips.is_empty() && !any_vip {
+        bail!("say which inner destinations to decapsulate for: --vip ADDR (repeatable) or --any-vip");
+    }
+    let mode = match xdp_mode {
+        "native" => config::XdpMode::Native,
+        "skb" => config::XdpMode::Skb,
+        "auto" => config::XdpMode::Auto,
+        other => bail!("--xdp-mode {other:?} is not one of native, skb, auto"),
+    };
+    let req = datapath::DecapRequest { interface, vips: vips.clone(), any_vip, gue_port, mode };
+    let done = datapath::attach_decap(dir, &req).context("attaching the decapsulation program")?;
+    if json {
+        print!("{}", pretty(&done)?);
+    } else {
+        let whom = if any_vip { "any destination".to_string() } else { vips.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ") };
+        println!(
+            "decapsulating IPIP, IP6IP6, 4in6 and GUE (UDP port {gue_port}) for {whom} on {} ({} mode, program {}); pinned in {}: it stays after this command, `fj-lb decap --interface {} --detach` removes it",
+            done.interface,
+            done.mode.as_str(),
+            done.program_id.map_or("?".into(), |id| id.to_string()),
+            done.pinned.display(),
+            done.interface
+        );
+    }
+    Ok(())
+}
+
+fn decap_detach(interface: &str, dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let was = datapath::detach_decap(dir).context("detaching the decapsulation program")?;
+    if json {
+        println!("{}", serde_json::json!({ "interface": interface, "detached": was }));
+    } else if was {
+        println!("decapsulation removed from {interface}");
+    } else {
+        println!("no decapsulation program was pinned in {} (nothing to remove on {interface})", dir.display());
+    }
+    Ok(())
+}
+
+fn decap_stats(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let stats = datapath::decap_stats(dir)?;
+    if json {
+        let m: std::collections::BTreeMap<&str, u64> = stats.iter().map(|(s, v)| (s.name(), *v)).collect();
+        print!("{}", pretty(&m)?);
+    } else {
+        let rows: Vec<Vec<String>> = stats.iter().map(|(s, v)| vec![s.name().to_string(), v.to_string()]).collect();
+        print!("{}", tables::table(&["COUNTER", "VALUE"], &rows));
+    }
+    Ok(())
 }

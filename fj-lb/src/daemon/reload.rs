@@ -22,7 +22,7 @@ pub enum ReloadError {
     NeedsRestart(#[source] ApplyError),
     #[error("reload failed and was undone, the running config stays in force: {0}")]
     RolledBack(#[source] ApplyError),
-    #[error("reload refused, the running config stays in force: writing max_new_flows_per_cpu failed: {0}")]
+    #[error("reload refused, the running config stays in force: writing the data-path settings (max_new_flows_per_cpu, encap_source_*, orphan_fragments, icmp_too_big_per_cpu) failed: {0}")]
     Settings(#[source] crate::datapath::DataplaneError),
     #[error("reload failed part-way: {0}")]
     PartWay(#[source] ApplyError),
@@ -51,15 +51,15 @@ impl Daemon {
             Err(e) => warn!(error = %e, "reading the neighbour table failed"),
         }
         let started = Instant::now();
-        // The one setting a reload may change goes first, and back if the maps refuse the rest.
+        // The settings a reload may change go first, and back if the maps refuse the rest.
         let old_settings = self.settings;
-        let settings = fj_lb_common::Settings { max_new_flows: new.max_new_flows_per_cpu, ..old_settings };
+        let settings = crate::model::balancer::settings_for(&new, old_settings);
         if settings != old_settings {
             self.dp.write_settings(settings).map_err(ReloadError::Settings)?;
         }
         let applied = self.balancer.apply(&new, &self.macs, &mut self.dp);
         if applied.is_err() && settings != old_settings && let Err(e) = self.dp.write_settings(old_settings) {
-            error!(error = %e, "restoring max_new_flows_per_cpu after a failed reload failed");
+            error!(error = %e, "restoring the data-path settings after a failed reload failed");
         }
         self.settings = if applied.is_ok() { settings } else { old_settings };
         let s = applied.map_err(|e| match e {

@@ -134,7 +134,7 @@ async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Starte
         info!(?vips, "accept_mode = false: traffic to the virtual addresses other than services is dropped");
     }
     // The virtual MAC joins once this host is master (`on_vrrp`).
-    let settings = Settings { lb_mac: neigh.mac, alt_mac: [0; 6], hash_seed: config.hash_seed, flags, max_new_flows: config.max_new_flows_per_cpu };
+    let settings = balancer::settings_for(config, Settings { lb_mac: neigh.mac, flags, ..Settings::default() });
     dp.write_settings(settings)?;
     let mut balancer = Balancer::with_previous(config, assume_healthy, inherited.ids);
     let groups: Vec<Vec<IpAddr>> =
