@@ -4,7 +4,11 @@ use std::{net::IpAddr, time::Instant};
 
 use tracing::{error, info, warn};
 
-use super::{Daemon, neighbours::resolve, sampling::count_update};
+use super::{
+    Daemon,
+    neighbours::{resolution_groups, resolve, route_all},
+    sampling::count_update,
+};
 use crate::{
     control::protocol::ReloadReply,
     model::{
@@ -40,16 +44,33 @@ impl Daemon {
 
     async fn try_reload(&mut self) -> Result<ReloadReply, ReloadError> {
         let new = config::load(&self.config_path, &LiveHost)?;
-        let fresh: Vec<IpAddr> = new
+        // New layer-3 backends' routes, then every address not resolved yet: new DSR
+        // backends and next hops not seen before.
+        let l3: Vec<IpAddr> = new
             .services
             .iter()
+            .filter(|s| s.forward.is_l3())
             .flat_map(|s| s.backends.iter().map(|b| b.address))
+            .filter(|a| !self.hops.contains_key(a))
+            .collect();
+        let routes = route_all(&self.neigh, &l3, &mut self.route_warned).await;
+        let fresh: Vec<IpAddr> = resolution_groups(&new.services, &routes)
+            .into_iter()
+            .flatten()
             .filter(|a| !self.macs.contains_key(a))
             .collect();
         match resolve(&self.neigh, &[fresh]).await {
             Ok(m) => self.macs.extend(m),
             Err(e) => warn!(error = %e, "reading the neighbour table failed"),
         }
+        let mut hops = self.hops.clone();
+        for (backend, (hop, mtu)) in &routes {
+            if let Some(mac) = self.macs.get(hop) {
+                hops.insert(*backend, crate::model::balancer::NextHop { mac: *mac, mtu: *mtu });
+            }
+        }
+        self.hops = hops;
+        self.balancer.set_next_hops(self.hops.clone());
         let started = Instant::now();
         // The settings a reload may change go first, and back if the maps refuse the rest.
         let old_settings = self.settings;

@@ -657,7 +657,7 @@ impl Balancer {
             st.backends = next;
             if Self::sync(st, self.table_size, &mut self.table_slots, maps, !existed)? {
                 summary.tables_written += 1;
-            } else if mode_changed {
+            } else if mode_changed && !to_l3 {
                 maps.set_service(&st.key, &service_value(st, st.table_slot * self.table_size, self.table_size))?;
             }
             // Only now, with no table pointing at them, may removed backends lose their entry:
@@ -852,6 +852,8 @@ mod tests {
         backends: HashMap<u32, Backend>,
         maglev: HashMap<u32, u32>,
         services: HashMap<ServiceKey, ServiceValue>,
+        /// The last VIP set written (not logged, not counted as a write).
+        vips: Vec<ServiceKey>,
     }
 
     impl FakeMaps {
@@ -912,6 +914,10 @@ mod tests {
             self.services.remove(k);
             Ok(())
         }
+        fn set_vips(&mut self, vips: &[ServiceKey]) -> Result<(), MapWriteError> {
+            self.vips = vips.to_vec();
+            Ok(())
+        }
     }
 
     impl FakeMaps {
@@ -962,6 +968,87 @@ mod tests {
 
     fn macs(addrs: &[&str]) -> HashMap<IpAddr, Mac> {
         addrs.iter().enumerate().map(|(i, a)| (a.parse().unwrap(), [2, 0, 0, 0, 0, i as u8 + 1])).collect()
+    }
+
+    const ROUTER: Mac = [2, 0x77, 0, 0, 0, 1];
+
+    fn via_router(addrs: &[&str], mtu: u16) -> HashMap<IpAddr, NextHop> {
+        addrs.iter().map(|a| (a.parse().unwrap(), NextHop { mac: ROUTER, mtu })).collect()
+    }
+
+    #[test]
+    fn layer_3_backends_take_their_next_hops_mac_and_mtu_and_dsr_ones_their_own() {
+        let mut l3 = svc("l3", 80, &[("10.1.0.11", 1)]);
+        l3.forward = Forward::Gue;
+        l3.gue_port = 7000;
+        let dsr = svc("dsr", 81, &[("10.1.0.11", 1)]);
+        let c = cfg(vec![l3, dsr]);
+        let mut b = Balancer::new(&c);
+        b.set_next_hops(via_router(&["10.1.0.11"], 1400));
+        let mut m = FakeMaps::default();
+        b.apply(&c, &macs(&["10.1.0.11"]), &mut m).unwrap();
+        let entry = |name: &str| m.backends[&b.service(name).unwrap().backends[0].id];
+        assert_eq!((entry("l3").mac, entry("l3").mtu), (ROUTER, 1400), "the router's MAC, the route's MTU");
+        assert_eq!((entry("dsr").mac, entry("dsr").mtu), ([2, 0, 0, 0, 0, 1], DEFAULT_MTU), "its own MAC, never a router's");
+        let value = |port: u16| *m.services.iter().find(|(k, _)| k.port == port).unwrap().1;
+        assert_eq!((value(80).forward, value(80).gue_port), (FORWARD_GUE, 7000));
+        assert_eq!((value(81).forward, value(81).gue_port), (FORWARD_DSR, 0));
+        assert_eq!(b.l3_backend_addresses(), vec!["10.1.0.11".parse::<IpAddr>().unwrap()]);
+        assert_eq!(m.vips.len(), 1, "two services, one VIP: {:?}", m.vips);
+        assert_eq!((m.vips[0].port, m.vips[0].proto, m.vips[0].addr[..4].to_vec()), (0, 0, vec![10, 0, 0, 100]));
+    }
+
+    #[test]
+    fn switching_to_layer_3_changes_the_mode_before_router_macs_and_back_after_own_macs() {
+        let dsr = cfg(vec![svc("web", 80, &[("10.1.0.11", 1)])]);
+        let mut ipip = dsr.clone();
+        ipip.services[0].forward = Forward::Ipip;
+        let mut b = Balancer::new(&dsr);
+        b.set_next_hops(via_router(&["10.1.0.11"], 1500));
+        let mut m = FakeMaps::default();
+        let mk = macs(&["10.1.0.11"]);
+        b.apply(&dsr, &mk, &mut m).unwrap();
+        m.log.clear();
+        b.apply(&ipip, &mk, &mut m).unwrap();
+        assert_eq!(m.log, vec!["service 80 base 0", "backend 0 alive=1"], "mode first, then the router's MAC");
+        assert_eq!((m.backends[&0].mac, m.services.values().next().unwrap().forward), (ROUTER, FORWARD_IPIP));
+        m.log.clear();
+        b.apply(&dsr, &mk, &mut m).unwrap();
+        assert_eq!(m.log, vec!["backend 0 alive=1", "service 80 base 0"], "own MAC first, then the mode");
+        assert_eq!((m.backends[&0].mac, m.services.values().next().unwrap().forward), ([2, 0, 0, 0, 0, 1], FORWARD_DSR));
+    }
+
+    #[test]
+    fn a_mac_learned_under_another_mode_is_not_kept() {
+        // Off the segment, a backend has no MAC of its own: after leaving layer 3 it must not
+        // keep the router's.
+        let mut ipip = cfg(vec![svc("web", 80, &[("10.1.0.11", 1), ("10.0.0.12", 1)])]);
+        ipip.services[0].forward = Forward::Ipip;
+        let mut dsr = ipip.clone();
+        dsr.services[0].forward = Forward::Dsr;
+        let mut b = Balancer::new(&ipip);
+        b.set_next_hops(via_router(&["10.1.0.11", "10.0.0.12"], 1500));
+        let mut m = FakeMaps::default();
+        b.apply(&ipip, &macs(&["10.0.0.12"]), &mut m).unwrap();
+        b.apply(&dsr, &macs(&["10.0.0.12"]), &mut m).unwrap();
+        let st = b.service("web").unwrap();
+        assert_eq!(st.backends[0].mac, None, "10.1.0.11 is behind the router: no MAC for DSR");
+        assert_eq!(m.backends[&st.backends[0].id].mac, [0; 6]);
+    }
+
+    #[test]
+    fn settings_for_takes_the_configs_data_path_settings_and_keeps_the_rest() {
+        let mut c = cfg(vec![]);
+        c.orphan_fragments = OrphanFragments::Pass;
+        c.icmp_too_big_per_cpu = 7;
+        c.max_new_flows_per_cpu = 9;
+        let base = Settings { lb_mac: [2, 0, 0, 0, 0, 9], flags: fj_lb_common::SETTINGS_NOT_ACCEPTED, ..Default::default() };
+        let s = settings_for(&c, base);
+        assert_eq!((s.lb_mac, s.hash_seed, s.max_new_flows, s.icmp_too_big_per_cpu), (base.lb_mac, 1, 9, 7));
+        assert_eq!(s.flags, fj_lb_common::SETTINGS_NOT_ACCEPTED | SETTINGS_PASS_ORPHAN_FRAGMENTS);
+        assert_eq!((s.encap_src_v4, s.encap_src_v6[..2].to_vec(), s.encap_src_v6[8..].to_vec()), ([172, 16, 0, 0], vec![1, 0], vec![0; 8]));
+        c.orphan_fragments = OrphanFragments::Drop;
+        assert_eq!(settings_for(&c, s).flags, fj_lb_common::SETTINGS_NOT_ACCEPTED, "the orphan bit goes, the VRRP one stays");
     }
 
     #[test]
