@@ -6,7 +6,8 @@
 //!
 //! One module per concern, each the only one of its kind:
 //! - [`ns`]: namespaces, commands, child processes and temp dirs behind guards; bpffs;
-//! - [`topology`]: the lab (client, LB hosts, nginx backends on one bridge);
+//! - [`topology`]: the lab (client, LB hosts, nginx backends on one bridge; optionally a
+//!   router and backends in another subnet behind it, and IPv6);
 //! - [`config`]: the daemon's TOML config, built in code;
 //! - [`daemon`]: the `fj-lb run` guard (and keepalived's);
 //! - [`cli`]: the `fj-lb` CLI and the control socket, and what tests read from them;
@@ -34,9 +35,12 @@ use std::{io::Write as _, os::fd::AsRawFd as _, path::Path, sync::Once, time::Du
 pub use cli::{CliRun, fj_lb, fj_lb_bin};
 pub use config::{Config, HealthSettings, Service, VrrpSettings};
 pub use daemon::{Daemon, Readiness, XdpInfo, xdp_info};
-pub use http::{Answer, KeepAliveConn, get, get_from};
+pub use http::{Answer, KeepAliveConn, get, get_at, get_from};
 pub use ns::{ChildGuard, Netns, TempDir, in_netns, sweep_stale};
-pub use topology::{CLIENT_IP, HTTP_PORT, Host, LB_IP, Topology, TopologyBuilder, VIP, backend_ip, lb_ip};
+pub use topology::{
+    CLIENT_IP, HTTP_PORT, Host, LB_IP, ROUTER_IP, Topology, TopologyBuilder, VIP, VIP6, backend_ip, ip6_of, lb_ip,
+    routed_backend_ip,
+};
 
 /// What a normal user sees instead of the privileged tests.
 pub const SKIP_LINE: &str = "skipping: needs root (CAP_NET_ADMIN, CAP_BPF); run `cargo xtask test`";
