@@ -1,12 +1,17 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
-use fj_lb_common::{FlowKey, SETTINGS_NOT_ACCEPTED, ServiceKey, Stat, VipKey};
+use fj_lb_common::{
+    Backend, FORWARD_GUE, FORWARD_IPIP, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED,
+    ServiceKey, ServiceValue, Settings, Stat, VipKey,
+};
 use fj_lb_ebpf::{
+    encap::{encapsulate, overhead},
     forward::rewrite_macs,
-    parse::{parse_flow, ptr_at},
+    parse::{FRAG_FIRST, FRAG_LATER, FRAG_NONE, L3, parse_l3, parse_ports, ptr_at},
 };
 
 use crate::{
     flow::select_backend,
+    frag, icmp,
     maps::{NOT_ACCEPTED, SERVICES, SETTINGS},
     stats::{count, count_forwarded},
 };
@@ -44,8 +49,21 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     };
     let mut key = FlowKey::default();
     let check_vips = settings.flags & SETTINGS_NOT_ACCEPTED != 0;
-    if let Err(stat) = parse_flow(ctx, &mut key) {
-        return Err(refuse_or_pass(&key, stat, check_vips));
+    let l3 = match parse_l3(ctx, &mut key) {
+        Ok(l3) => l3,
+        Err(stat) => return Err(refuse_or_pass(&key, stat, check_vips)),
+    };
+    match l3.proto {
+        PROTO_TCP | PROTO_UDP if l3.frag == FRAG_LATER => frag::follow(&mut key, &l3, settings)?,
+        PROTO_TCP | PROTO_UDP => {
+            if let Err(stat) = parse_ports(ctx, &mut key, &l3) {
+                return Err(refuse_or_pass(&key, stat, check_vips));
+            }
+        }
+        PROTO_ICMP | PROTO_ICMPV6 if l3.frag == FRAG_NONE => return icmp::steer(ctx, settings, &mut key, &l3, group, check_vips),
+        // Later fragments of anything else carry no header to judge: the host's.
+        _ if l3.frag == FRAG_LATER => return Err((Stat::PassFragment, xdp_action::XDP_PASS)),
+        _ => return Err(refuse_or_pass(&key, Stat::PassNotL4, check_vips)),
     }
     // Multicast and broadcast frames reach every LB host on the segment: balancing them would
     // forward each one as many times. (ARP and the like were passed by the parser already.)
@@ -62,29 +80,74 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
         return Err(refuse_or_pass(&key, Stat::PassNotService, check_vips));
     };
     let svc = *svc;
-    let pass = |s: Stat| (s, xdp_action::XDP_PASS);
     let (id, backend) = select_backend(&key, &svc, settings.hash_seed, settings.max_new_flows)
         .map_err(|s| (s, xdp_action::XDP_DROP))?;
     if backend.mac == [0u8; 6] {
         return Err((Stat::DropBackendUnresolved, xdp_action::XDP_DROP));
     }
-    if !rewrite_macs(ctx, &backend.mac, &settings.lb_mac) {
-        return Err(pass(Stat::PassMalformed));
+    if l3.frag == FRAG_FIRST {
+        frag::track(&key, &l3);
     }
     let len = (ctx.data_end() - ctx.data()) as u64;
+    let action = forward(ctx, settings, &svc, backend, &key, &l3, true)?;
     count_forwarded(svc.id, id, len);
+    Ok(action)
+}
+
+/// Sends the packet to `backend` the way its service forwards: MACs rewritten (DSR), or
+/// encapsulated (IPIP, GUE) when it fits the path; too big for it, answered with ICMP
+/// (`may_reply`) or dropped.
+#[inline(always)]
+pub fn forward(
+    ctx: &XdpContext,
+    settings: &Settings,
+    svc: &ServiceValue,
+    backend: &Backend,
+    key: &FlowKey,
+    l3: &L3,
+    may_reply: bool,
+) -> Result<u32, (Stat, u32)> {
+    if svc.forward == FORWARD_IPIP || svc.forward == FORWARD_GUE {
+        let gue = svc.forward == FORWARD_GUE;
+        let over = overhead(backend.family == fj_lb_common::FAMILY_V6, gue);
+        let mtu = backend.mtu as u32;
+        if l3.ip_len + over > mtu {
+            return Err(if may_reply {
+                icmp::too_big(ctx, settings, key, l3, mtu.saturating_sub(over))
+            } else {
+                (Stat::DropTooBig, xdp_action::XDP_DROP)
+            });
+        }
+        encapsulate(ctx, backend, settings, key, l3, if gue { svc.gue_port } else { 0 })
+            .map_err(|s| (s, xdp_action::XDP_DROP))?;
+        count(if gue { Stat::ForwardedGue } else { Stat::ForwardedIpip });
+        return Ok(xdp_action::XDP_TX);
+    }
+    if !rewrite_macs(ctx, &backend.mac, &settings.lb_mac) {
+        return Err((Stat::PassMalformed, xdp_action::XDP_PASS));
+    }
     Ok(xdp_action::XDP_TX)
 }
 
 /// A packet the balancer does not take goes to the host, unless it is addressed to a VRRP
 /// virtual address that this host may not accept (RFC 5798 Accept_Mode false).
 #[inline(always)]
-fn refuse_or_pass(key: &FlowKey, stat: Stat, check_vips: bool) -> (Stat, u32) {
-    if check_vips && key.family != 0 && matches!(stat, Stat::PassNotService | Stat::PassNotL4) {
-        let vip = VipKey { addr: key.dst, family: key.family, _pad: [0; 3] };
-        if unsafe { NOT_ACCEPTED.get(vip) }.is_some() {
-            return (Stat::DropNotAccepted, xdp_action::XDP_DROP);
-        }
+pub fn refuse_or_pass(key: &FlowKey, stat: Stat, check_vips: bool) -> (Stat, u32) {
+    if check_vips
+        && key.family != 0
+        && matches!(stat, Stat::PassNotService | Stat::PassNotL4 | Stat::PassIcmpNotService)
+        && not_accepted(&key.dst, key.family)
+    {
+        return (Stat::DropNotAccepted, xdp_action::XDP_DROP);
     }
     (stat, xdp_action::XDP_PASS)
+}
+
+/// Whether `addr` is a virtual address this host may not accept. A function of its own (a
+/// BPF-to-BPF call on the pass path only): its key's three padding bytes become a `memset`
+/// call wherever it is built, so it is built in one place.
+#[inline(never)]
+fn not_accepted(addr: &[u8; 16], family: u8) -> bool {
+    let vip = VipKey { addr: *addr, family, _pad: [0; 3] };
+    unsafe { NOT_ACCEPTED.get(vip) }.is_some()
 }

@@ -1,7 +1,7 @@
 //! Backend choice: the flow table first, so an established flow stays where it is while its
 //! backend lives; Maglev for a new flow, or for one whose backend is gone.
 use fj_lb_common::{
-    BACKEND_ALIVE, Backend, FlowKey, FlowValue, NO_BACKEND, ServiceValue, Stat, hash::flow_hash,
+    BACKEND_ALIVE, Backend, FloodWindow, FlowKey, FlowValue, NO_BACKEND, ServiceValue, Stat, hash::flow_hash,
 };
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
@@ -22,7 +22,14 @@ fn may_insert(cap: u32) -> bool {
     if cap == 0 {
         return true;
     }
-    let Some(w) = FLOOD.get_ptr_mut(0) else { return true };
+    within_rate(FLOOD.get_ptr_mut(0), cap)
+}
+
+/// One more event in a per-CPU one-second window that allows `cap` of them; without the
+/// window's slot, allowed.
+#[inline(always)]
+pub fn within_rate(window: Option<*mut FloodWindow>, cap: u32) -> bool {
+    let Some(w) = window else { return true };
     let now = unsafe { bpf_ktime_get_ns() };
     // Per-CPU slot: no other writer.
     unsafe {
@@ -95,4 +102,17 @@ pub fn select_backend(
         Stat::FlowMiss
     });
     Ok((id, b))
+}
+
+/// The backend a flow would go to, without touching the flow table or any counter: for
+/// packets about a flow that are not of it (ICMP errors), which must never pin one.
+#[inline(always)]
+pub fn peek_backend(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<&'static Backend> {
+    if let Some(flow) = unsafe { FLOWS.get(key) }
+        && flow.service == svc.id
+        && let Some(b) = live_backend(flow.backend, svc.id)
+    {
+        return Some(b);
+    }
+    live_backend(maglev_pick(key, svc, seed)?, svc.id)
 }

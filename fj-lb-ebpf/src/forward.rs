@@ -12,10 +12,19 @@ pub fn rewrite_macs(ctx: &XdpContext, dst: &[u8; 6], src: &[u8; 6]) -> bool {
         return false;
     };
     unsafe {
-        (*eth).dst = *dst;
-        (*eth).src = *src;
+        put(&mut (*eth).dst, dst);
+        put(&mut (*eth).src, src);
     }
     true
+}
+
+/// Copies `src` into the frame at `dst`. A plain assignment between two places the compiler
+/// cannot tell apart (a map value, the packet) becomes a call to `memmove`, a byte loop as a
+/// BPF-to-BPF call; the copy the compiler may assume non-overlapping is inlined as loads and
+/// stores.
+#[inline(always)]
+pub fn put<const N: usize>(dst: &mut [u8; N], src: &[u8; N]) {
+    unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr(), N) };
 }
 
 /// Swaps source and destination MACs and returns XDP_TX (XDP_PASS if the frame is too short).
@@ -26,4 +35,17 @@ pub fn swap_macs(ctx: &XdpContext) -> u32 {
     };
     unsafe { core::mem::swap(&mut (*eth).dst, &mut (*eth).src) };
     aya_ebpf::bindings::xdp_action::XDP_TX
+}
+
+/// Copies the two MAC addresses (12 bytes) of one Ethernet header to another in the same
+/// frame. Read and written as integers: two copies within the packet would be merged into a
+/// `memmove` call (the compiler cannot tell whether they overlap).
+#[inline(always)]
+pub fn move_macs(from: *const EthHdr, to: *mut EthHdr) {
+    unsafe {
+        let a = core::ptr::read_unaligned(from as *const u64);
+        let b = core::ptr::read_unaligned((from as *const u8).add(8) as *const u32);
+        core::ptr::write_unaligned(to as *mut u64, a);
+        core::ptr::write_unaligned((to as *mut u8).add(8) as *mut u32, b);
+    }
 }

@@ -1,5 +1,5 @@
-//! What the two XDP objects share: packet parsing with bounds checks (`parse`) and the layer-2
-//! rewrites (`forward`). Nothing here defines a map: every `#[map]` static of a library linked
+//! What the XDP objects share: packet parsing with bounds checks (`parse`), the layer-2
+//! rewrites (`forward`), encapsulation (`encap`) and checksum arithmetic (`csum`). Nothing here defines a map: every `#[map]` static of a library linked
 //! into a binary lands in that binary's object, used or not, so each map lives in the binary
 //! whose programs use it.
 //!
@@ -10,6 +10,8 @@
 //!   hash itself lives in `fj-lb-common` so the daemon computes the very same value.
 //! - `fj-lb-aux` (`src/bin/fj-lb-aux/`): the helper programs of labs and benchmarks
 //!   (pass-through, floor, packet generator) and the generator's maps.
+//! - `fj-lb-decap` (`src/bin/fj-lb-decap/`): the backends' decapsulation program and its maps
+//!   (`fj-lb decap`).
 #![no_std]
 
 /// What every program object needs besides its programs: the panic handler a `no_std` binary
@@ -29,5 +31,7 @@ macro_rules! object_common {
     };
 }
 
+pub mod csum;
+pub mod encap;
 pub mod forward;
 pub mod parse;

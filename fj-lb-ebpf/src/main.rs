@@ -5,6 +5,8 @@
 
 mod balancer;
 mod flow;
+mod frag;
+mod icmp;
 mod maps;
 mod stats;
 

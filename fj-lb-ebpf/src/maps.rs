@@ -5,7 +5,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray},
 };
 use fj_lb_common::{
-    Backend, Counters, FloodWindow, FlowKey, FlowValue, ServiceKey, ServiceValue, Settings, Stat, VipKey,
+    Backend, Counters, FloodWindow, FlowKey, FlowValue, FragKey, FragValue, ServiceKey, ServiceValue, Settings, Stat,
+    VipKey,
 };
 
 /// BPF_F_NO_PREALLOC: updates of a service swap its value under RCU, so a packet never reads a
@@ -54,3 +55,23 @@ pub static NOT_ACCEPTED: HashMap<VipKey, u8> = HashMap::with_max_entries(64, 0);
 /// Each CPU's count of flows inserted in the current one-second window (the flood guard).
 #[map(name = "FLOOD")]
 pub static FLOOD: PerCpuArray<FloodWindow> = PerCpuArray::with_max_entries(1, 0);
+
+/// The ports of datagrams being fragmented, stored from each first fragment for the ones
+/// after it (Cilium's scheme: no reassembly, no buffering). One LRU shared by all CPUs: the
+/// fragments of one datagram may arrive on different queues.
+#[map(name = "FRAGMENTS")]
+pub static FRAGMENTS: LruHashMap<FragKey, FragValue> = LruHashMap::with_max_entries(FRAGMENT_TABLE_SIZE, 0);
+
+/// Entries of FRAGMENTS: datagrams in flight at once; a first fragment evicted before its last
+/// fragment arrives makes that one an orphan.
+pub const FRAGMENT_TABLE_SIZE: u32 = 65_536;
+
+/// Every service VIP, keyed as a service with port and protocol 0: a fragment without its
+/// first is an orphan only when it is sent to one (the host's own fragmented traffic is
+/// passed).
+#[map(name = "VIPS")]
+pub static VIPS: HashMap<ServiceKey, u8> = HashMap::with_max_entries(64, 0);
+
+/// Each CPU's count of ICMP too-big replies in the current one-second window.
+#[map(name = "ICMP_RATE")]
+pub static ICMP_RATE: PerCpuArray<FloodWindow> = PerCpuArray::with_max_entries(1, 0);

@@ -58,6 +58,16 @@ fn main() -> ExitCode {
         Command::Run { config, assume_healthy } => run_daemon(config, Options { assume_healthy }),
         Command::Import { from } => import(from),
         Command::XdpPass { interfaces, floor } => report(xdp_pass(&interfaces, floor)),
+        Command::Decap { interface, vips, any_vip, gue_port, xdp_mode, bpffs, detach, stats } => {
+            let dir = bpffs.unwrap_or_else(|| datapath::default_decap_dir(&interface));
+            report(if detach {
+                decap_detach(&interface, &dir, cli.json)
+            } else if stats {
+                decap_stats(&dir, cli.json)
+            } else {
+                decap_attach(&dir, interface, vips, any_vip, gue_port, &xdp_mode, cli.json)
+            })
+        }
         Command::Generate { interface, src_mac, dst_mac, src, dst, port, packets } => report((|| {
             let g = datapath::generate(&interface, parse_mac(&src_mac)?, parse_mac(&dst_mac)?, src, dst, port, packets)?;
             println!("{}", serde_json::to_string(&g)?);
@@ -130,7 +140,8 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
         | Command::Generate { .. }
         | Command::Completions { .. }
         | Command::Manual { .. }
-        | Command::Import { .. } => unreachable!("handled in main"),
+        | Command::Import { .. }
+        | Command::Decap { .. } => unreachable!("handled in main"),
     };
     let call = |req: &Request| Asker { socket, req: req.clone() };
     let out = match cmd {
@@ -264,4 +275,64 @@ fn xdp_pass(interfaces: &[String], floor: bool) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })
+}
+
+fn decap_attach(
+    dir: &std::path::Path,
+    interface: String,
+    vips: Vec<std::net::IpAddr>,
+    any_vip: bool,
+    gue_port: u16,
+    xdp_mode: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    if vips.is_empty() && !any_vip {
+        bail!("say which inner destinations to decapsulate for: --vip ADDR (repeatable) or --any-vip");
+    }
+    let mode = match xdp_mode {
+        "native" => config::XdpMode::Native,
+        "skb" => config::XdpMode::Skb,
+        "auto" => config::XdpMode::Auto,
+        other => bail!("--xdp-mode {other:?} is not one of native, skb, auto"),
+    };
+    let req = datapath::DecapRequest { interface, vips: vips.clone(), any_vip, gue_port, mode };
+    let done = datapath::attach_decap(dir, &req).context("attaching the decapsulation program")?;
+    if json {
+        print!("{}", pretty(&done)?);
+    } else {
+        let whom = if any_vip { "any destination".to_string() } else { vips.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ") };
+        println!(
+            "decapsulating IPIP, IP6IP6, 4in6 and GUE (UDP port {gue_port}) for {whom} on {} ({} mode, program {}); pinned in {}: it stays after this command, `fj-lb decap --interface {} --detach` removes it",
+            done.interface,
+            done.mode.as_str(),
+            done.program_id.map_or("?".into(), |id| id.to_string()),
+            done.pinned.display(),
+            done.interface
+        );
+    }
+    Ok(())
+}
+
+fn decap_detach(interface: &str, dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let was = datapath::detach_decap(dir).context("detaching the decapsulation program")?;
+    if json {
+        println!("{}", serde_json::json!({ "interface": interface, "detached": was }));
+    } else if was {
+        println!("decapsulation removed from {interface}");
+    } else {
+        println!("no decapsulation program was pinned in {} (nothing to remove on {interface})", dir.display());
+    }
+    Ok(())
+}
+
+fn decap_stats(dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let stats = datapath::decap_stats(dir)?;
+    if json {
+        let m: std::collections::BTreeMap<&str, u64> = stats.iter().map(|(s, v)| (s.name(), *v)).collect();
+        print!("{}", pretty(&m)?);
+    } else {
+        let rows: Vec<Vec<String>> = stats.iter().map(|(s, v)| vec![s.name().to_string(), v.to_string()]).collect();
+        print!("{}", tables::table(&["COUNTER", "VALUE"], &rows));
+    }
+    Ok(())
 }

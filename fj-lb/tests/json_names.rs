@@ -73,6 +73,7 @@ fn service() -> ServiceReport {
         vip: "10.0.0.100".parse().unwrap(),
         port: 80,
         protocol: "tcp".into(),
+        forward: "dsr".into(),
         health_check: "tcp".into(),
         backends_up: 1,
         backends_total: 1,

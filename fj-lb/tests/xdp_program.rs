@@ -105,7 +105,7 @@ impl Lb {
     fn new(text: &str) -> Self {
         let cfg = config::parse(text, "test.toml", &AnyHost).expect("test config is valid");
         let mut dp = Dataplane::load(state::sizes(&cfg)).expect("XDP program loads and verifies (run as root)");
-        dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0, max_new_flows: 0 }).unwrap();
+        dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0, max_new_flows: 0, ..Default::default() }).unwrap();
         let macs: HashMap<IpAddr, Mac> = cfg
             .services
             .iter()
@@ -139,6 +139,13 @@ impl Lb {
 
     fn stat(&mut self, s: Stat) -> u64 {
         self.dp.stats().unwrap().into_iter().find(|(k, _)| *k == s).unwrap().1
+    }
+
+    /// Changes the settings the program reads.
+    fn update_settings(&mut self, f: impl FnOnce(&mut Settings)) {
+        let mut s = self.dp.settings().get(&0, 0).unwrap();
+        f(&mut s);
+        self.dp.write_settings(s).unwrap();
     }
 }
 
@@ -270,13 +277,19 @@ fn traffic_not_for_a_service_passes_untouched() {
 }
 
 #[test]
-fn fragments_after_the_first_pass_untouched() {
+fn a_later_fragment_without_its_first_is_dropped_or_passed_as_configured() {
     require_root!();
+    // Until fragments were tracked, later fragments went to the host; now one whose first
+    // fragment was not seen is an orphan: dropped by default (`orphan_fragments = "drop"`).
     let mut lb = Lb::new(CONFIG);
     let mut p = udp4(CLIENT, 5353, VIP, 53);
     p[20..22].copy_from_slice(&(0x2000u16 | 185).to_be_bytes()); // MF, offset 1480 bytes
-    assert_passed_untouched(&lb, &p, "later fragment");
-    assert_eq!(lb.stat(Stat::PassFragment), 1);
+    let (action, out) = lb.run(&p);
+    assert_eq!((action, out.as_slice()), (XDP_DROP, p.as_slice()), "orphan: dropped, untouched");
+    assert_eq!(lb.stat(Stat::DropFragmentOrphan), 1);
+    lb.update_settings(|s| s.flags |= fj_lb_common::SETTINGS_PASS_ORPHAN_FRAGMENTS);
+    assert_passed_untouched(&lb, &p, "orphan with orphan_fragments = \"pass\"");
+    assert_eq!(lb.stat(Stat::PassFragmentOrphan), 1);
     let mut first = udp4(CLIENT, 5353, VIP, 53);
     first[20..22].copy_from_slice(&0x2000u16.to_be_bytes()); // MF, offset 0: carries the ports
     assert_eq!(lb.forward(&first).to_string(), "10.0.0.11");
@@ -401,7 +414,7 @@ fn a_backend_without_a_mac_is_not_sent_traffic() {
     require_root!();
     let cfg = config::parse(CONFIG, "t", &AnyHost).unwrap();
     let mut dp = Dataplane::load(state::sizes(&cfg)).unwrap();
-    dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0, max_new_flows: 0 }).unwrap();
+    dp.write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0, max_new_flows: 0, ..Default::default() }).unwrap();
     let mut b = Balancer::new(&cfg);
     b.apply(&cfg, &HashMap::new(), &mut dp).unwrap();
     let lb = Lb { dp, balancer: b, macs: HashMap::new() };
@@ -422,6 +435,7 @@ fn accept_mode_off_drops_other_traffic_to_the_vip_only() {
             hash_seed: fj_lb_common::hash::DEFAULT_SEED,
             flags: fj_lb_common::SETTINGS_NOT_ACCEPTED,
             max_new_flows: 0,
+            ..Default::default()
         })
         .unwrap();
     let mut icmp = Vec::new();
@@ -444,7 +458,7 @@ fn frames_for_another_host_are_not_balanced() {
     assert_eq!(lb.stat(Stat::PassOtherHost), 1);
     // The VRRP virtual MAC, when configured, is ours too.
     lb.dp
-        .write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0, 0, 0x5e, 0, 1, 51], hash_seed: fj_lb_common::hash::DEFAULT_SEED, flags: 0, max_new_flows: 0 })
+        .write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0, 0, 0x5e, 0, 1, 51], hash_seed: fj_lb_common::hash::DEFAULT_SEED, flags: 0, max_new_flows: 0, ..Default::default() })
         .unwrap();
     p[..6].copy_from_slice(&[0, 0, 0x5e, 0, 1, 51]);
     let (action, out) = lb.run(&p);
@@ -489,7 +503,7 @@ fn above_the_new_flow_cap_new_flows_are_forwarded_but_not_inserted() {
     let established = tcp4(CLIENT, 1000, VIP, 80);
     let home = lb.forward(&established);
     lb.dp
-        .write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: fj_lb_common::hash::DEFAULT_SEED, flags: 0, max_new_flows: 3 })
+        .write_settings(Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: fj_lb_common::hash::DEFAULT_SEED, flags: 0, max_new_flows: 3, ..Default::default() })
         .unwrap();
     // The window is per CPU: stay on one, or each CPU would grant its own 3.
     let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
@@ -508,3 +522,15 @@ fn above_the_new_flow_cap_new_flows_are_forwarded_but_not_inserted() {
     assert_eq!(lb.forward(&established), home);
     assert_eq!(lb.stat(Stat::FlowHit), hits + 1);
 }
+
+// Layer-3 direct return and the awkward packets (issue 10), one file per concern.
+#[path = "xdp_program/l3.rs"]
+mod l3;
+#[path = "xdp_program/icmp.rs"]
+mod icmp;
+#[path = "xdp_program/fragments.rs"]
+mod fragments;
+#[path = "xdp_program/lengths.rs"]
+mod lengths;
+#[path = "xdp_program/decap.rs"]
+mod decap;

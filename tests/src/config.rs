@@ -5,7 +5,7 @@
 //! A key left at `None` is left out of the file, so the daemon's default applies.
 use std::{
     fmt::Write as _,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, SocketAddrV4},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -167,15 +167,17 @@ impl Config {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     pub name: String,
-    pub vip: Ipv4Addr,
+    pub vip: IpAddr,
     pub port: u16,
     /// "tcp" or "udp".
     pub protocol: String,
-    /// "dsr".
+    /// "dsr", "ipip" or "gue".
     pub forward: String,
+    /// `gue_port` (`None`: left out).
+    pub gue_port: Option<u16>,
     pub health: Option<HealthSettings>,
     /// Address and weight (`None`: the key is left out, the default weight applies).
-    pub backends: Vec<(Ipv4Addr, Option<u32>)>,
+    pub backends: Vec<(IpAddr, Option<u32>)>,
 }
 
 impl Service {
@@ -183,10 +185,11 @@ impl Service {
     pub fn new(name: &str, port: u16, protocol: &str) -> Service {
         Service {
             name: name.into(),
-            vip: VIP,
+            vip: VIP.into(),
             port,
             protocol: protocol.into(),
             forward: "dsr".into(),
+            gue_port: None,
             health: None,
             backends: Vec::new(),
         }
@@ -199,13 +202,30 @@ impl Service {
 
     /// Adds lab backends `(index, weight)`.
     pub fn weighted(mut self, backends: &[(usize, u32)]) -> Self {
-        self.backends.extend(backends.iter().map(|&(i, w)| (backend_ip(i), Some(w))));
+        self.backends.extend(backends.iter().map(|&(i, w)| (backend_ip(i).into(), Some(w))));
         self
     }
 
     /// Adds backends at the default weight.
-    pub fn backends(mut self, addresses: impl IntoIterator<Item = Ipv4Addr>) -> Self {
-        self.backends.extend(addresses.into_iter().map(|a| (a, None)));
+    pub fn backends<A: Into<IpAddr>>(mut self, addresses: impl IntoIterator<Item = A>) -> Self {
+        self.backends.extend(addresses.into_iter().map(|a| (a.into(), None)));
+        self
+    }
+
+    /// Another VIP than the lab's (an IPv6 one, say).
+    pub fn vip(mut self, vip: impl Into<IpAddr>) -> Self {
+        self.vip = vip.into();
+        self
+    }
+
+    /// `forward = "dsr" | "ipip" | "gue"`.
+    pub fn forward(mut self, mode: &str) -> Self {
+        self.forward = mode.into();
+        self
+    }
+
+    pub fn gue_port(mut self, port: u16) -> Self {
+        self.gue_port = Some(port);
         self
     }
 
@@ -221,6 +241,9 @@ impl Service {
             self.name, self.vip, self.port, self.protocol, self.forward
         )
         .unwrap();
+        if let Some(p) = self.gue_port {
+            writeln!(s, "gue_port = {p}").unwrap();
+        }
         if let Some(h) = &self.health {
             s.push_str(&h.render());
         }
@@ -515,7 +538,7 @@ mod tests {
     fn leaves_unset_keys_out() {
         let c = Config::new(Path::new("/b"), Path::new("/s"))
             .vrrp(Some(&VrrpSettings::bare(52, 100, "2001:db8::1/64")))
-            .service(Service::new("dns", 53, "udp").backends([Ipv4Addr::new(10, 0, 0, 11)]))
+            .service(Service::new("dns", 53, "udp").backends([std::net::Ipv4Addr::new(10, 0, 0, 11)]))
             .render();
         assert!(!c.contains("flow_table_size") && !c.contains("preempt") && !c.contains("track_"), "{c}");
         assert!(c.contains("virtual_addresses = [\"2001:db8::1/64\"]\n"), "{c}");
@@ -524,7 +547,7 @@ mod tests {
 
     #[test]
     fn renders_several_instances_and_a_sync_group() {
-        let a = VrrpSettings::bare(51, 150, "10.0.0.100/24").name("A").unicast(&[Ipv4Addr::new(10, 0, 0, 9)]).notify("notify", "/x y");
+        let a = VrrpSettings::bare(51, 150, "10.0.0.100/24").name("A").unicast(&[std::net::Ipv4Addr::new(10, 0, 0, 9)]).notify("notify", "/x y");
         let c = Config::new(Path::new("/b"), Path::new("/s"))
             .vrrp_instance(a)
             .vrrp_instance(VrrpSettings::bare(52, 100, "10.0.0.101/24").name("B"))

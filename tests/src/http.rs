@@ -91,8 +91,25 @@ pub struct Response {
 /// everything after the head.
 pub fn request(addr: SocketAddrV4, path: &str, timeout: Duration, local_port: Option<u16>) -> Result<Response, String> {
     let deadline = Instant::now() + timeout;
-    let mut s = connect(addr, timeout, local_port)?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", addr.ip());
+    let s = connect(addr, timeout, local_port)?;
+    exchange(s, SocketAddr::V4(addr), path, deadline, timeout)
+}
+
+/// `GET path` over a fresh connection to an IPv4 or IPv6 address: `(status, body)`.
+pub fn get_at(addr: SocketAddr, path: &str, timeout: Duration) -> Answer {
+    let deadline = Instant::now() + timeout;
+    let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect {addr}: {e}"))?;
+    set_timeouts(&s, timeout)?;
+    exchange(s, addr, path, deadline, timeout).map(|r| (r.status, r.body))
+}
+
+/// Sends `GET path` (`Connection: close`) on `s` and reads the answer to its end.
+fn exchange(mut s: TcpStream, addr: SocketAddr, path: &str, deadline: Instant, timeout: Duration) -> Result<Response, String> {
+    let host = match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).map_err(|e| format!("sending to {addr}: {e}"))?;
     let mut raw = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -167,6 +184,11 @@ impl KeepAliveConn {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.stream.local_addr().expect("a connected socket has a local address")
+    }
+
+    /// The connection's socket (for socket options a test reads, such as TCP_REPAIR's).
+    pub fn socket(&self) -> &TcpStream {
+        &self.stream
     }
 
     /// `GET path` on this connection: `(status, body)`.

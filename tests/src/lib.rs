@@ -6,8 +6,8 @@
 //!
 //! One module per concern, each the only one of its kind:
 //! - [`ns`]: namespaces, commands, child processes and temp dirs behind guards; bpffs;
-//! - [`topology`]: the lab (client, LB hosts, nginx backends on one bridge; or the client
-//!   behind a router);
+//! - [`topology`]: the lab (client, LB hosts, nginx backends on one bridge; optionally a
+//!   router and backends in another subnet behind it, and IPv6; or the client behind a router);
 //! - [`bird`]: BIRD 2, the BGP speaker of the ECMP lab (router and LB hosts);
 //! - [`ecmp`]: the ECMP lab: router, N fj-lb hosts announcing the VIP over BGP, backends;
 //! - [`config`]: the daemon's TOML config, built in code;
@@ -41,9 +41,12 @@ use std::{io::Write as _, os::fd::AsRawFd as _, path::Path, sync::Once, time::Du
 pub use cli::{CliRun, fj_lb, fj_lb_bin};
 pub use config::{AnnounceSettings, Config, HealthSettings, Service, VrrpSettings};
 pub use daemon::{Daemon, Readiness, XdpInfo, xdp_info};
-pub use http::{Answer, KeepAliveConn, get, get_from};
+pub use http::{Answer, KeepAliveConn, get, get_at, get_from};
 pub use ns::{ChildGuard, Netns, TempDir, in_netns, sweep_stale};
-pub use topology::{CLIENT_IP, HTTP_PORT, Host, LB_IP, ROUTED_CLIENT_IP, ROUTER_IP, Topology, TopologyBuilder, VIP, backend_ip, lb_ip};
+pub use topology::{
+    CLIENT_IP, HTTP_PORT, Host, LB_IP, ROUTED_CLIENT_IP, ROUTER_IP, Topology, TopologyBuilder, VIP, VIP6, backend_ip, ip6_of,
+    lb_ip, routed_backend_ip,
+};
 
 /// What a normal user sees instead of the privileged tests.
 pub const SKIP_LINE: &str = "skipping: needs root (CAP_NET_ADMIN, CAP_BPF); run `cargo xtask test`";

@@ -293,20 +293,46 @@ impl Netns {
     /// Like [`Netns::spawn`] for a prepared command (env, cwd...).
     pub fn spawn_command(&self, label: &str, mut cmd: Command, log: &Path) -> ChildGuard {
         let what = describe(&cmd);
-        let netns = File::open(Path::new(NETNS_DIR).join(&self.name))
-            .unwrap_or_else(|e| panic!("opening namespace {}: {e}", self.name));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .unwrap_or_else(|e| panic!("opening log {}: {e}", log.display()));
         let err = out.try_clone().expect("dup log fd");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        self.enter_on_exec(&mut cmd);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting `{what}` in namespace {}: {e}", self.name));
+        ChildGuard {
+            label: format!("{label} ({what}) in {}", self.name),
+            child,
+            log: Some(log.to_path_buf()),
+            exited: None,
+        }
+    }
+
+    /// Runs `cmd` to completion inside this namespace with the host's bpffs (as
+    /// [`Netns::spawn`] does), for one-shot commands that pin BPF objects; its output.
+    pub fn output(&self, mut cmd: Command) -> Output {
+        let what = describe(&cmd);
+        cmd.stdin(Stdio::null());
+        self.enter_on_exec(&mut cmd);
+        cmd.output().unwrap_or_else(|e| panic!("running `{what}` in namespace {}: {e}", self.name))
+    }
+
+    /// Makes `cmd`, once forked, enter this namespace: a private mount namespace with this
+    /// namespace's sysfs on /sys and the host's /sys/fs/bpf bound back on top; killed when the
+    /// spawning thread exits.
+    fn enter_on_exec(&self, cmd: &mut Command) {
+        let netns = File::open(Path::new(NETNS_DIR).join(&self.name))
+            .unwrap_or_else(|e| panic!("opening namespace {}: {e}", self.name));
         let stash = CString::new(Path::new(MARKER_DIR).join("bpf-stash").as_os_str().as_bytes()).unwrap();
         std::fs::create_dir_all(Path::new(MARKER_DIR).join("bpf-stash")).expect("creating the bpffs stash dir");
         let sysfs_name = CString::new(self.name.as_bytes()).unwrap();
         let parent = std::process::id() as libc::pid_t;
-        let fd = netns.as_raw_fd();
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        // The descriptor lives in the closure (and so in `cmd`) until the child has entered.
+        let netns = std::sync::Arc::new(netns);
         // SAFETY: only async-signal-safe syscalls between fork and exec; every string was
         // allocated before the fork.
         unsafe {
@@ -320,7 +346,7 @@ impl Netns {
                 if libc::getppid() != parent {
                     return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
                 }
-                check(libc::setns(fd, libc::CLONE_NEWNET))?;
+                check(libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET))?;
                 check(libc::unshare(libc::CLONE_NEWNS))?;
                 check(libc::mount(
                     std::ptr::null(),
@@ -350,16 +376,6 @@ impl Netns {
                 }
                 Ok(())
             });
-        }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting `{what}` in namespace {}: {e}", self.name));
-        drop(netns);
-        ChildGuard {
-            label: format!("{label} ({what}) in {}", self.name),
-            child,
-            log: Some(log.to_path_buf()),
-            exited: None,
         }
     }
 }

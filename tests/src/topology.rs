@@ -8,6 +8,19 @@
 //!   bN     10.0.0.1N ┘        VIP 10.0.0.100: on lb's eth0, on every backend's lo (DSR)
 //! ```
 //!
+//! With [`TopologyBuilder::routed_backends`]`(n)` a router joins the bridge and backends
+//! r1..rn sit behind it in another subnet, for layer-3 direct return (IPIP, GUE):
+//!
+//! ```text
+//!   client, lb, b1..bN ─ br0 ─ rt 10.0.0.1 (eth0)   rt 10.0.1.1 (eth1) ─ br1 ─ r1 10.0.1.11
+//!                                                                           └ rN 10.0.1.1N
+//!   client and LB route 10.0.1.0/24 via 10.0.0.1; r1..rN's default route is 10.0.1.1, so
+//!   their replies go back through the router, never through the LB. VIP on every r's lo.
+//! ```
+//!
+//! [`TopologyBuilder::ipv6`] adds IPv6 on both segments (fd00::/64 in front, fd00:1::/64
+//! behind the router, the same last digits as the IPv4 addresses), [`VIP6`] = fd00::100.
+//!
 //! With [`TopologyBuilder::lbs`]`(2)` there are two LB hosts instead of `lb`, for VRRP:
 //!
 //! ```text
@@ -28,7 +41,7 @@
 //!                                                        backend's lo (DSR)
 //! ```
 use std::{
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddrV4},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -44,7 +57,8 @@ use crate::{
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 /// The client of a routed lab, on its own link to the router.
 pub const ROUTED_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 2);
-/// The router of a routed lab on the LAN (its BGP address, the hosts' default gateway)...
+/// The router of a routed lab on the LAN (ECMP: its BGP address, the hosts' default gateway;
+/// layer 3: the way to the routed backends)...
 pub const ROUTER_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 /// ...and on the client's link.
 pub const ROUTER_CLIENT_SIDE_IP: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 1);
@@ -57,7 +71,28 @@ pub const PREFIX_LEN: u8 = 24;
 /// The port nginx listens on and the service is configured for.
 pub const HTTP_PORT: u16 = 80;
 const BRIDGE: &str = "br0";
+/// The segment behind the router.
+const BACK_BRIDGE: &str = "br1";
 const MAX_BACKENDS: usize = 80;
+/// The router's address on the segment behind it (routed backends).
+pub const ROUTER_BACK_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
+pub const BACK_SUBNET: &str = "10.0.1.0/24";
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0x100);
+pub const BACK_SUBNET6: &str = "fd00:1::/64";
+
+/// Address of routed backend `i` (1-based): 10.0.1.11, 10.0.1.12, ...
+pub fn routed_backend_ip(i: usize) -> Ipv4Addr {
+    assert!((1..=MAX_BACKENDS).contains(&i), "routed backend index {i} out of 1..={MAX_BACKENDS}");
+    Ipv4Addr::new(10, 0, 1, 10 + i as u8)
+}
+
+/// The IPv6 address with the same last digits as the IPv4 one: 10.0.0.11 → fd00::11,
+/// 10.0.1.12 → fd00:1::12.
+pub fn ip6_of(v4: Ipv4Addr) -> Ipv6Addr {
+    let [_, _, subnet, host] = v4.octets();
+    let last = u16::from_str_radix(&host.to_string(), 16).expect("decimal digits read as hex");
+    Ipv6Addr::new(0xfd00, subnet as u16, 0, 0, 0, 0, 0, last)
+}
 
 /// Address of backend `i` (1-based): 10.0.0.11, 10.0.0.12, ...
 pub fn backend_ip(i: usize) -> Ipv4Addr {
@@ -85,6 +120,8 @@ pub struct Host {
     /// The bridge-side veth, in the switch namespace.
     pub port: String,
     pub ns: Netns,
+    /// Its IPv6 address on eth0, in a lab built with [`TopologyBuilder::ipv6`].
+    pub ip6: Option<Ipv6Addr>,
 }
 
 impl Host {
@@ -135,7 +172,11 @@ pub struct TopologyBuilder {
     nginx: bool,
     lbs: usize,
     lb_flood: Option<bool>,
-    routed: bool,
+    /// The client behind a router (ECMP), see `routed`.
+    client_routed: bool,
+    /// Backends behind a router (layer-3 return), see `routed_backends`.
+    routed: usize,
+    ipv6: bool,
 }
 
 impl TopologyBuilder {
@@ -167,7 +208,7 @@ impl TopologyBuilder {
     /// LB; every backend and LB host has the router as default gateway. The router forwards
     /// with `fib_multipath_hash_policy = 1` (the L4 5-tuple picks the next hop).
     pub fn routed(mut self) -> Self {
-        self.routed = true;
+        self.client_routed = true;
         self
     }
 
@@ -182,6 +223,19 @@ impl TopologyBuilder {
         self
     }
 
+    /// Backends r1..rN behind a router, in another subnet (default none).
+    pub fn routed_backends(mut self, n: usize) -> Self {
+        assert!(n <= MAX_BACKENDS);
+        self.routed = n;
+        self
+    }
+
+    /// IPv6 on every host as well (default no); nginx listens on IPv6 too.
+    pub fn ipv6(mut self, on: bool) -> Self {
+        self.ipv6 = on;
+        self
+    }
+
     /// Creates everything and waits (bounded) until each nginx answers the client directly.
     pub fn build(self) -> Topology {
         crate::assert_root();
@@ -191,16 +245,21 @@ impl TopologyBuilder {
         switch.ip(&["link", "add", BRIDGE, "type", "bridge", "stp_state", "0"]);
         switch.ip(&["link", "set", BRIDGE, "up"]);
 
-        let plug = |role: &str, ip: Ipv4Addr| -> Host {
+        let ipv6 = self.ipv6;
+        let plug_on = |bridge: &str, role: &str, ip: Ipv4Addr| -> Host {
             let ns = Netns::new(&id, role);
             let port = format!("p-{role}");
             assert!(port.len() <= 15, "interface name {port} is too long");
             // Created from inside the switch namespace, each end straight in its namespace:
             // nothing ever appears in the root namespace.
             switch.ip(&["link", "add", "name", "eth0", "netns", ns.name(), "type", "veth", "peer", "name", &port]);
-            switch.ip(&["link", "set", &port, "master", BRIDGE]);
+            switch.ip(&["link", "set", &port, "master", bridge]);
             switch.ip(&["link", "set", &port, "up"]);
             ns.ip(&["addr", "add", &format!("{ip}/{PREFIX_LEN}"), "dev", "eth0"]);
+            let ip6 = ipv6.then(|| ip6_of(ip));
+            if let Some(a) = ip6 {
+                ns.ip(&["addr", "add", &format!("{a}/64"), "dev", "eth0", "nodad"]);
+            }
             ns.ip(&["link", "set", "eth0", "up"]);
             // A veth leaves TCP/UDP checksums to "hardware" and hands the skb over with
             // CHECKSUM_PARTIAL. A frame the balancer sends back out with XDP_TX loses that
@@ -210,9 +269,11 @@ impl TopologyBuilder {
             for conf in ["all", "default", "eth0"] {
                 ns.sysctl(&format!("net.ipv4.conf.{conf}.rp_filter"), "0");
             }
-            Host { name: role.to_string(), ip, port, ns }
+            Host { name: role.to_string(), ip, port, ns, ip6 }
         };
-        let (client, router) = if self.routed {
+        let plug = |role: &str, ip: Ipv4Addr| plug_on(BRIDGE, role, ip);
+        assert!(!(self.client_routed && self.routed > 0), "a lab has one router: the client's (ECMP) or the backends' (layer 3)");
+        let (client, mut router) = if self.client_routed {
             let router = plug("router", ROUTER_IP);
             router.ns.sysctl("net.ipv4.ip_forward", "1");
             router.ns.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
@@ -229,21 +290,24 @@ impl TopologyBuilder {
             for conf in ["all", "default", "eth1"] {
                 router.ns.sysctl(&format!("net.ipv4.conf.{conf}.rp_filter"), "0");
             }
-            (Host { name: "client".into(), ip: ROUTED_CLIENT_IP, port: String::new(), ns: client }, Some(router))
+            (Host { name: "client".into(), ip: ROUTED_CLIENT_IP, port: String::new(), ns: client, ip6: None }, Some(router))
         } else {
             (plug("client", CLIENT_IP), None)
         };
-        let lbs = if self.lbs == 1 && !self.routed {
+        let lbs = if self.lbs == 1 && !self.client_routed {
             let lb = plug("lb", LB_IP);
             // The LB answers ARP for the VIP, so the client sends VIP traffic to it.
             lb.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "eth0"]);
+            if ipv6 {
+                lb.ns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "eth0", "nodad"]);
+            }
             vec![lb]
         } else {
             // VRRP decides which of them holds the VIP, or (routed) BGP which of them gets it:
             // the harness gives it to none.
             (1..=self.lbs).map(|i| plug(&format!("lb{i}"), lb_ip(i))).collect()
         };
-        if self.routed {
+        if self.client_routed {
             for lb in &lbs {
                 lb.ns.ip(&["route", "add", "default", "via", &ROUTER_IP.to_string()]);
             }
@@ -253,22 +317,81 @@ impl TopologyBuilder {
                 switch.ip(&["link", "set", &lb.port, "type", "bridge_slave", "flood", "off"]);
             }
         }
-        let mut backends = Vec::new();
-        for i in 1..=self.backends {
-            let b = plug(&format!("b{i}"), backend_ip(i));
-            // Direct server return: accept packets for the VIP, never claim it in ARP.
+        // Direct server return: accept packets for the VIP, never claim it in ARP.
+        let hold_vip = |b: &Host| {
             b.ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"]);
+            if ipv6 {
+                b.ns.ip(&["addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"]);
+            }
             for conf in ["all", "eth0"] {
                 b.ns.sysctl(&format!("net.ipv4.conf.{conf}.arp_ignore"), "1");
                 b.ns.sysctl(&format!("net.ipv4.conf.{conf}.arp_announce"), "2");
             }
-            if self.routed {
+        };
+        let mut backends = Vec::new();
+        for i in 1..=self.backends {
+            let b = plug(&format!("b{i}"), backend_ip(i));
+            hold_vip(&b);
+            if self.client_routed {
                 // Direct return to a client behind the router.
                 b.ns.ip(&["route", "add", "default", "via", &ROUTER_IP.to_string()]);
             }
             backends.push(b);
         }
-        let mut topo = Topology { id, xdp_pass: None, nginx: Vec::new(), client, router, lbs, backends, switch, tmp, daemons_started: 0 };
+        let routed = if self.routed == 0 {
+            Vec::new()
+        } else {
+            switch.ip(&["link", "add", BACK_BRIDGE, "type", "bridge", "stp_state", "0"]);
+            switch.ip(&["link", "set", BACK_BRIDGE, "up"]);
+            let rt = plug("rt", ROUTER_IP);
+            switch.ip(&["link", "add", "name", "eth1", "netns", rt.ns.name(), "type", "veth", "peer", "name", "p-rt1"]);
+            switch.ip(&["link", "set", "p-rt1", "master", BACK_BRIDGE]);
+            switch.ip(&["link", "set", "p-rt1", "up"]);
+            rt.ns.ip(&["addr", "add", &format!("{ROUTER_BACK_IP}/{PREFIX_LEN}"), "dev", "eth1"]);
+            if ipv6 {
+                rt.ns.ip(&["addr", "add", &format!("{}/64", ip6_of(ROUTER_BACK_IP)), "dev", "eth1", "nodad"]);
+            }
+            rt.ns.ip(&["link", "set", "eth1", "up"]);
+            rt.ns.set_tx_checksum("eth1", false);
+            rt.ns.sysctl("net.ipv4.conf.eth1.rp_filter", "0");
+            rt.ns.sysctl("net.ipv4.ip_forward", "1");
+            rt.ns.sysctl("net.ipv6.conf.all.forwarding", "1");
+            let routed: Vec<Host> = (1..=self.routed)
+                .map(|i| {
+                    let r = plug_on(BACK_BRIDGE, &format!("r{i}"), routed_backend_ip(i));
+                    r.ns.ip(&["route", "add", "default", "via", &ROUTER_BACK_IP.to_string()]);
+                    if ipv6 {
+                        r.ns.ip(&["-6", "route", "add", "default", "via", &ip6_of(ROUTER_BACK_IP).to_string()]);
+                    }
+                    hold_vip(&r);
+                    r
+                })
+                .collect();
+            // The client (to reach the backends directly) and the LB (to encapsulate to them
+            // and check their health) route the back segment through the router.
+            for h in std::iter::once(&client).chain(lbs.iter()) {
+                h.ns.ip(&["route", "add", BACK_SUBNET, "via", &ROUTER_IP.to_string()]);
+                if ipv6 {
+                    h.ns.ip(&["-6", "route", "add", BACK_SUBNET6, "via", &ip6_of(ROUTER_IP).to_string()]);
+                }
+            }
+            router = Some(rt);
+            routed
+        };
+        let mut topo = Topology {
+            id,
+            xdp_pass: None,
+            nginx: Vec::new(),
+            client,
+            lbs,
+            backends,
+            router,
+            routed,
+            switch,
+            tmp,
+            daemons_started: 0,
+            ipv6,
+        };
         if self.nginx {
             topo.start_nginx();
         }
@@ -283,20 +406,23 @@ pub struct Topology {
     xdp_pass: Option<ChildGuard>,
     nginx: Vec<ChildGuard>,
     client: Host,
-    /// The router of a routed lab.
-    router: Option<Host>,
     /// `[lb]`, or `[lb1, lb2]`, or `[lb1, lb2, lb3]`.
     lbs: Vec<Host>,
     backends: Vec<Host>,
+    /// The router: in front of the client (ECMP), or to the back segment and the backends
+    /// behind it (r1..rN); if any.
+    router: Option<Host>,
+    routed: Vec<Host>,
     switch: Netns,
     tmp: TempDir,
     /// How many daemons were started in this lab, for unique per-daemon directories.
     daemons_started: u32,
+    ipv6: bool,
 }
 
 impl Topology {
     pub fn builder() -> TopologyBuilder {
-        TopologyBuilder { backends: 3, nginx: true, lbs: 1, lb_flood: None, routed: false }
+        TopologyBuilder { backends: 3, nginx: true, lbs: 1, lb_flood: None, client_routed: false, routed: 0, ipv6: false }
     }
 
     /// `fjt-<pid>-<seq>`: prefix of every namespace of this lab.
@@ -308,9 +434,10 @@ impl Topology {
         &self.client
     }
 
-    /// The router of a routed lab ([`TopologyBuilder::routed`]).
+    /// The router: the client's (ECMP, [`TopologyBuilder::routed`]) or the one in front of the
+    /// routed backends ([`TopologyBuilder::routed_backends`]).
     pub fn router(&self) -> &Host {
-        self.router.as_ref().expect("a routed lab (TopologyBuilder::routed) has a router")
+        self.router.as_ref().expect("the lab was built with a router (routed or routed_backends)")
     }
 
     /// The LB host: `lb`, or `lb1` in a two-LB lab.
@@ -346,6 +473,38 @@ impl Topology {
     /// Backend `i`, 1-based (b1 is `backend(1)`).
     pub fn backend(&self, i: usize) -> &Host {
         &self.backends[i - 1]
+    }
+
+
+    /// The backends behind the router: r1..rN.
+    pub fn routed_backends(&self) -> &[Host] {
+        &self.routed
+    }
+
+    /// Routed backend `i`, 1-based (r1 is `routed(1)`).
+    pub fn routed(&self, i: usize) -> &Host {
+        &self.routed[i - 1]
+    }
+
+    /// The bpffs directory `fj-lb decap` pins its program in on `host`.
+    pub fn decap_dir(&self, host: &Host) -> PathBuf {
+        PathBuf::from("/sys/fs/bpf").join(format!("{}-decap-{}", self.id, host.name))
+    }
+
+    /// `fj-lb decap --interface eth0 --bpffs DIR ARGS...` on `host` (in its namespace, with
+    /// the host's bpffs): what the operator of a backend types. The program stays pinned
+    /// after the command; the lab removes its pins on Drop.
+    pub fn decap(&self, host: &Host, args: &[&str]) -> crate::CliRun {
+        let dir = self.decap_dir(host);
+        let mut cmd = std::process::Command::new(crate::fj_lb_bin());
+        cmd.args(["decap", "--interface", "eth0", "--bpffs"]).arg(&dir).args(args).env("NO_COLOR", "1");
+        let out = host.ns.output(cmd);
+        crate::CliRun {
+            args: ["decap", "--interface", "eth0"].iter().chain(args).map(|a| a.to_string()).collect(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 
     /// The lab's own temp dir (logs, configs).
@@ -441,15 +600,15 @@ impl Topology {
     }
 
     fn start_nginx(&mut self) {
-        for b in &self.backends {
+        for b in self.backends.iter().chain(&self.routed) {
             let dir = self.tmp.join(&b.name);
             std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
             let conf = dir.join("nginx.conf");
-            std::fs::write(&conf, nginx_conf(&dir, &b.name)).expect("writing nginx.conf");
+            std::fs::write(&conf, nginx_conf(&dir, &b.name, self.ipv6)).expect("writing nginx.conf");
             let child = spawn_nginx(b, &dir, &conf, &format!("nginx {}", b.name));
             self.nginx.push(child);
         }
-        for (i, b) in self.backends.iter().enumerate() {
+        for (i, b) in self.backends.iter().chain(&self.routed).enumerate() {
             let addr = SocketAddrV4::new(b.ip, HTTP_PORT);
             let mut last = String::new();
             let ok = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
@@ -506,9 +665,13 @@ impl Topology {
         self.xdp_pass = Some(child);
     }
 
-    /// Every host: client, the router (routed lab), the LB(s), then the backends.
+    /// Every host: client, the LB(s), the backends, then the router and the routed backends.
     pub fn hosts(&self) -> impl Iterator<Item = &Host> {
-        std::iter::once(&self.client).chain(self.router.iter()).chain(self.lbs.iter()).chain(self.backends.iter())
+        std::iter::once(&self.client)
+            .chain(self.lbs.iter())
+            .chain(self.backends.iter())
+            .chain(self.router.iter())
+            .chain(self.routed.iter())
     }
 
     /// The hosts with a port on the bridge: all but a routed lab's client.
@@ -529,13 +692,18 @@ impl Drop for Topology {
             let title = x.label().to_string();
             x.stop_and_report(Duration::from_secs(5), &title);
         }
+        let names: Vec<String> = self.backends.iter().chain(&self.routed).map(|b| b.name.clone()).collect();
         for (i, mut n) in self.nginx.drain(..).enumerate() {
             n.stop(Duration::from_secs(5));
             if std::thread::panicking() {
-                let name = &self.backends[i].name;
+                let name = &names[i];
                 let err = std::fs::read_to_string(self.tmp.join(name).join("error.log")).unwrap_or_default();
                 eprintln!("---- nginx {name} error.log ----\n{err}{}", n.log());
             }
+        }
+        // `fj-lb decap` leaves its program pinned by design; the lab takes it away.
+        for h in self.backends.iter().chain(&self.routed) {
+            let _ = std::fs::remove_dir_all(self.decap_dir(h));
         }
         // Then the fields drop in order: host namespaces, the switch, the temp dir.
     }
@@ -553,8 +721,9 @@ pub fn spawn_nginx(host: &Host, dir: &Path, conf: &Path, label: &str) -> ChildGu
     host.ns.spawn(label, "nginx", &args, &dir.join("stderr.log"))
 }
 
-fn nginx_conf(dir: &Path, name: &str) -> String {
+fn nginx_conf(dir: &Path, name: &str, ipv6: bool) -> String {
     let d = dir.display();
+    let listen6 = if ipv6 { "listen [::]:80 ipv6only=on;" } else { "" };
     format!(
         r#"# nginx for backend {name} of an fj-lb test lab
 user root;
@@ -580,6 +749,7 @@ http {{
     keepalive_requests 10000;
     server {{
         listen 0.0.0.0:80;
+        {listen6}
         server_name _;
         location = /healthz {{
             return 200 "ok\n";

@@ -36,7 +36,7 @@ fn instances(a: u8, b: u8) -> (VrrpSettings, VrrpSettings) {
 
 /// LB `lb`'s config: "web" on the VIP, "web2" on VIP2, both over b1 and b2; the instances.
 fn config(topo: &Topology, lb: usize, a: VrrpSettings, b: VrrpSettings) -> Config {
-    let web2 = Service { vip: VIP2, ..Service::new("web2", HTTP_PORT, "tcp").weighted(&BACKENDS) };
+    let web2 = Service { vip: std::net::IpAddr::V4(VIP2), ..Service::new("web2", HTTP_PORT, "tcp").weighted(&BACKENDS) };
     topo.lb_config(lb, &BACKENDS, None).service(web2).vrrp_instance(a).vrrp_instance(b)
 }
 

@@ -99,6 +99,34 @@ pub enum Command {
         #[arg(long, default_value_t = 10_000_000)]
         packets: u64,
     },
+    /// On a backend of an `ipip` or `gue` service: attach fj-lb's decapsulation XDP program
+    /// (IPIP, IP6IP6, 4in6, GUE), which stays attached after this command exits. `--detach`
+    /// removes it; `--stats` shows what it did.
+    Decap {
+        #[arg(long, short)]
+        interface: String,
+        /// Decapsulate packets whose inner destination is ADDR (repeatable).
+        #[arg(long = "vip", value_name = "ADDR")]
+        vips: Vec<std::net::IpAddr>,
+        /// Decapsulate whatever the inner destination.
+        #[arg(long, conflicts_with = "vips")]
+        any_vip: bool,
+        /// GUE's UDP port, as the services' `gue_port`.
+        #[arg(long, default_value_t = fj_lb_common::DEFAULT_GUE_PORT)]
+        gue_port: u16,
+        /// native | skb | auto (native, falling back to skb).
+        #[arg(long, default_value = "auto")]
+        xdp_mode: String,
+        /// bpffs directory for the pinned program and maps [default: /sys/fs/bpf/fj-lb-decap-IF].
+        #[arg(long)]
+        bpffs: Option<PathBuf>,
+        /// Remove the program from the interface.
+        #[arg(long, conflicts_with_all = ["vips", "any_vip", "stats"])]
+        detach: bool,
+        /// Show the program's counters.
+        #[arg(long, conflicts_with_all = ["vips", "any_vip"])]
+        stats: bool,
+    },
     /// Attach a pass-through XDP program to veth peers so frames the balancer sends with
     /// XDP_TX are delivered (labs and tests); runs until SIGINT/SIGTERM.
     XdpPass {

@@ -14,7 +14,7 @@ mod systemd;
 mod tracking;
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     net::IpAddr,
     path::PathBuf,
     time::{Duration, Instant},
@@ -36,7 +36,7 @@ use crate::{
     health::CheckResult,
     model::{
         addr::Mac,
-        balancer::{ApplyError, Balancer},
+        balancer::{ApplyError, Balancer, NextHop},
         config::{Config, ConfigError},
     },
     net::{NeighError, Neighbours},
@@ -84,6 +84,10 @@ pub struct Daemon {
     balancer: Balancer,
     neigh: Neighbours,
     macs: HashMap<IpAddr, Mac>,
+    /// Layer-3 backends' next hops, as last resolved.
+    hops: HashMap<IpAddr, NextHop>,
+    /// Layer-3 backends already warned about (no route, another interface).
+    route_warned: HashSet<IpAddr>,
     mode: AttachedMode,
     started: Instant,
     control_rx: mpsc::Receiver<Pending>,

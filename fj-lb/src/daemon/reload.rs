@@ -4,7 +4,11 @@ use std::{net::IpAddr, time::Instant};
 
 use tracing::{error, info, warn};
 
-use super::{Daemon, neighbours::resolve, sampling::count_update};
+use super::{
+    Daemon,
+    neighbours::{resolution_groups, resolve, route_all},
+    sampling::count_update,
+};
 use crate::{
     control::protocol::ReloadReply,
     model::{
@@ -22,7 +26,7 @@ pub enum ReloadError {
     NeedsRestart(#[source] ApplyError),
     #[error("reload failed and was undone, the running config stays in force: {0}")]
     RolledBack(#[source] ApplyError),
-    #[error("reload refused, the running config stays in force: writing max_new_flows_per_cpu failed: {0}")]
+    #[error("reload refused, the running config stays in force: writing the data-path settings (max_new_flows_per_cpu, encap_source_*, orphan_fragments, icmp_too_big_per_cpu) failed: {0}")]
     Settings(#[source] crate::datapath::DataplaneError),
     #[error("reload failed part-way: {0}")]
     PartWay(#[source] ApplyError),
@@ -46,26 +50,43 @@ impl Daemon {
 
     async fn try_reload(&mut self) -> Result<ReloadReply, ReloadError> {
         let new = config::load(&self.config_path, &LiveHost)?;
-        let fresh: Vec<IpAddr> = new
+        // New layer-3 backends' routes, then every address not resolved yet: new DSR
+        // backends and next hops not seen before.
+        let l3: Vec<IpAddr> = new
             .services
             .iter()
+            .filter(|s| s.forward.is_l3())
             .flat_map(|s| s.backends.iter().map(|b| b.address))
+            .filter(|a| !self.hops.contains_key(a))
+            .collect();
+        let routes = route_all(&self.neigh, &l3, &mut self.route_warned).await;
+        let fresh: Vec<IpAddr> = resolution_groups(&new.services, &routes)
+            .into_iter()
+            .flatten()
             .filter(|a| !self.macs.contains_key(a))
             .collect();
         match resolve(&self.neigh, &[fresh]).await {
             Ok(m) => self.macs.extend(m),
             Err(e) => warn!(error = %e, "reading the neighbour table failed"),
         }
+        let mut hops = self.hops.clone();
+        for (backend, (hop, mtu)) in &routes {
+            if let Some(mac) = self.macs.get(hop) {
+                hops.insert(*backend, crate::model::balancer::NextHop { mac: *mac, mtu: *mtu });
+            }
+        }
+        self.hops = hops;
+        self.balancer.set_next_hops(self.hops.clone());
         let started = Instant::now();
-        // The one setting a reload may change goes first, and back if the maps refuse the rest.
+        // The settings a reload may change go first, and back if the maps refuse the rest.
         let old_settings = self.settings;
-        let settings = fj_lb_common::Settings { max_new_flows: new.max_new_flows_per_cpu, ..old_settings };
+        let settings = crate::model::balancer::settings_for(&new, old_settings);
         if settings != old_settings {
             self.dp.write_settings(settings).map_err(ReloadError::Settings)?;
         }
         let applied = self.balancer.apply(&new, &self.macs, &mut self.dp);
         if applied.is_err() && settings != old_settings && let Err(e) = self.dp.write_settings(old_settings) {
-            error!(error = %e, "restoring max_new_flows_per_cpu after a failed reload failed");
+            error!(error = %e, "restoring the data-path settings after a failed reload failed");
         }
         self.settings = if applied.is_ok() { settings } else { old_settings };
         let s = applied.map_err(|e| match e {

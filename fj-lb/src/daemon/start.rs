@@ -1,18 +1,27 @@
 //! Start-up: everything up to a running balancer, in order, and nothing left behind when a
 //! step fails (the program and maps go when `Dataplane` drops; pins are made last).
-use std::{collections::HashMap, net::IpAddr, path::Path, time::Instant};
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+    path::Path,
+    time::Instant,
+};
 
 use fj_lb_common::{SETTINGS_NOT_ACCEPTED, Settings};
 use tokio::sync::mpsc;
 use tracing::info;
 
-use super::{Daemon, DaemonError, Options, Signals, checkers::Checkers, neighbours::resolve};
+use super::{
+    Daemon, DaemonError, Options, Signals,
+    checkers::Checkers,
+    neighbours::{merge_next_hops, resolution_groups, resolve, route_all},
+};
 use crate::{
     control,
     datapath::{self, AttachedMode, BpffsLock, Dataplane},
     model::{
         addr::Mac,
-        balancer::{self, Balancer},
+        balancer::{self, Balancer, NextHop},
         config::{self, Config},
         vrrp_config,
     },
@@ -29,6 +38,8 @@ struct Started {
     neigh: Neighbours,
     balancer: Balancer,
     macs: HashMap<IpAddr, Mac>,
+    hops: HashMap<IpAddr, NextHop>,
+    route_warned: HashSet<IpAddr>,
     mode: AttachedMode,
 }
 
@@ -44,7 +55,7 @@ impl Daemon {
         info!(config = %config_path.display(), services = config.services.len(), "config valid");
         let (control_tx, control_rx) = mpsc::channel(16);
         let control_task = control::serve(&config.control_socket, control_tx)?;
-        let Started { lock, dp, neigh, balancer, macs, mode, settings } = match start_dataplane(&config, opts.assume_healthy).await {
+        let Started { lock, dp, neigh, balancer, macs, hops, route_warned, mode, settings } = match start_dataplane(&config, opts.assume_healthy).await {
             Ok(s) => s,
             Err(e) => {
                 control_task.abort();
@@ -62,6 +73,8 @@ impl Daemon {
             balancer,
             neigh,
             macs,
+            hops,
+            route_warned,
             mode,
             started,
             control_rx,
@@ -162,12 +175,17 @@ async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Starte
         info!(?vips, "accept_mode = false: traffic to the virtual addresses other than services is dropped");
     }
     // The virtual MAC joins once this host is master (`on_vrrp`).
-    let settings = Settings { lb_mac: neigh.mac, alt_mac: [0; 6], hash_seed: config.hash_seed, flags, max_new_flows: config.max_new_flows_per_cpu };
+    let settings = balancer::settings_for(config, Settings { lb_mac: neigh.mac, flags, ..Settings::default() });
     dp.write_settings(settings)?;
     let mut balancer = Balancer::with_previous(config, assume_healthy, inherited.ids);
-    let groups: Vec<Vec<IpAddr>> =
-        config.services.iter().map(|s| s.backends.iter().map(|b| b.address).collect()).collect();
-    let macs = resolve(&neigh, &groups).await?;
+    let l3: Vec<IpAddr> =
+        config.services.iter().filter(|s| s.forward.is_l3()).flat_map(|s| s.backends.iter().map(|b| b.address)).collect();
+    let mut route_warned = HashSet::new();
+    let routes = route_all(&neigh, &l3, &mut route_warned).await;
+    let macs = resolve(&neigh, &resolution_groups(&config.services, &routes)).await?;
+    let mut hops = HashMap::new();
+    merge_next_hops(&mut hops, &routes, &macs);
+    balancer.set_next_hops(hops.clone());
     let summary = balancer.apply(config, &macs, &mut dp)?;
     info!(services = ?summary.services_added, tables = summary.tables_written, "maps filled");
     let mode = dp.attach(&config.interface, config.xdp_mode, &config.bpffs)?;
@@ -175,5 +193,5 @@ async fn start_dataplane(config: &Config, assume_healthy: bool) -> Result<Starte
         dp.detach();
         return Err(e.into());
     }
-    Ok(Started { lock, dp, neigh, balancer, macs, mode, settings })
+    Ok(Started { lock, dp, neigh, balancer, macs, hops, route_warned, mode, settings })
 }

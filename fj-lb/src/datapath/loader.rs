@@ -25,6 +25,7 @@ impl Dataplane {
             .map_max_entries(names::FLOWS, super::flow_table_entries(sizes.flow_table))
             .map_max_entries(names::MAGLEV, sizes.maglev_slots)
             .map_max_entries(names::SERVICES, sizes.services)
+            .map_max_entries(names::VIPS, sizes.services)
             .map_max_entries(names::SERVICE_COUNTERS, sizes.services)
             .map_max_entries(names::BACKENDS, sizes.backends)
             .map_max_entries(names::BACKEND_COUNTERS, sizes.backends)

@@ -121,4 +121,16 @@ impl MapWriter for Dataplane {
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), MapWriteError> {
         self.services().remove(key).map_err(write_err(names::SERVICES))
     }
+
+    fn set_vips(&mut self, vips: &[ServiceKey]) -> Result<(), MapWriteError> {
+        let mut map: HashMap<&mut MapData, ServiceKey, u8> = typed(&mut self.ebpf, names::VIPS);
+        let stale: Vec<ServiceKey> = map.keys().filter_map(Result::ok).filter(|k| !vips.contains(k)).collect();
+        for k in vips {
+            map.insert(k, 1, 0).map_err(write_err(names::VIPS))?;
+        }
+        for k in &stale {
+            map.remove(k).map_err(write_err(names::VIPS))?;
+        }
+        Ok(())
+    }
 }

@@ -4,6 +4,7 @@
 mod adopt;
 mod aux;
 mod bpffs;
+mod decap;
 mod link;
 mod loader;
 mod maps;
@@ -17,6 +18,7 @@ use aya::{Ebpf, maps::MapError, programs::ProgramError};
 pub use adopt::{Inherited, inherit, layout_marker};
 pub use aux::{AUX_OBJECT, Generated, attach_aux, generate, load_aux};
 pub use bpffs::{BpffsLock, ensure_bpffs, lock_bpffs};
+pub use decap::{DECAP_OBJECT, DecapAttached, DecapRequest, attach_decap, decap_stats, default_decap_dir, detach_decap, load_decap};
 pub use link::{AttachedMode, LINK_PIN};
 pub use pinned::{count_entries, read_flows, unpin_maps};
 
@@ -112,5 +114,12 @@ mod tests {
         assert_eq!(programs, set(program_names::AUX));
         // The generator's maps (`fj-lb-ebpf/src/bin/fj-lb-aux/generator.rs`), none of the balancer's.
         assert_eq!(maps, set(["GEN_TEMPLATE", "GEN_SEQ"]));
+    }
+
+    #[test]
+    fn the_decap_object_holds_the_decap_program_and_its_maps_only() {
+        let (programs, maps) = contents(super::DECAP_OBJECT);
+        assert_eq!(programs, set([program_names::DECAP]));
+        assert_eq!(maps, set(fj_lb_common::decap_map_names::ALL));
     }
 }

@@ -8,12 +8,15 @@ use std::{
     net::IpAddr,
 };
 
-use fj_lb_common::{BACKEND_ALIVE, Backend, ServiceKey, ServiceValue};
+use fj_lb_common::{
+    BACKEND_ALIVE, Backend, FORWARD_DSR, FORWARD_GUE, FORWARD_IPIP, SETTINGS_PASS_ORPHAN_FRAGMENTS, ServiceKey,
+    ServiceValue, Settings,
+};
 use tracing::{error, info, warn};
 
 use super::{
     addr::{Mac, addr_bytes, format_mac},
-    config::{Config, HealthCheck, Service, WhenAllDown},
+    config::{Config, Forward, HealthCheck, OrphanFragments, Service, WhenAllDown},
     health::{CheckOutcome, HealthState, LastCheck, Transition},
     maglev,
 };
@@ -26,6 +29,67 @@ pub trait MapWriter {
     fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), MapWriteError>;
     fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), MapWriteError>;
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), MapWriteError>;
+    /// Makes the set of VIPs the data path knows (for fragments) exactly `vips`, each keyed as
+    /// a service with port and protocol 0. Writers that do not track VIPs ignore it.
+    fn set_vips(&mut self, vips: &[ServiceKey]) -> Result<(), MapWriteError> {
+        let _ = vips;
+        Ok(())
+    }
+}
+
+/// Where frames for a layer-3 backend go, as the kernel routes its address: the next hop's MAC
+/// (the backend's own when it is on the segment, else a router's) and the path's MTU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    pub mac: Mac,
+    pub mtu: u16,
+}
+
+/// The path MTU assumed for a backend whose route says nothing (Ethernet's).
+pub const DEFAULT_MTU: u16 = 1500;
+
+/// The data-path settings a config asks for, on top of `base` (the MACs, the VRRP flags).
+pub fn settings_for(cfg: &Config, base: Settings) -> Settings {
+    let orphan = match cfg.orphan_fragments {
+        OrphanFragments::Drop => 0,
+        OrphanFragments::Pass => SETTINGS_PASS_ORPHAN_FRAGMENTS,
+    };
+    let v6 = cfg.encap_source_v6.octets();
+    Settings {
+        hash_seed: cfg.hash_seed,
+        max_new_flows: cfg.max_new_flows_per_cpu,
+        icmp_too_big_per_cpu: cfg.icmp_too_big_per_cpu,
+        encap_src_v4: cfg.encap_source_v4.octets(),
+        encap_src_v6: [v6[0], v6[1], v6[2], v6[3], v6[4], v6[5], v6[6], v6[7], 0, 0, 0, 0, 0, 0, 0, 0],
+        flags: (base.flags & !SETTINGS_PASS_ORPHAN_FRAGMENTS) | orphan,
+        ..base
+    }
+}
+
+/// The MAC and path MTU frames for `address` get under `forward`: its own neighbour entry for
+/// layer-2 return (never a router's: a router would send the VIP's packets back), the next hop
+/// the kernel routes it through for layer 3.
+fn destination(
+    forward: Forward,
+    address: IpAddr,
+    macs: &HashMap<IpAddr, Mac>,
+    hops: &HashMap<IpAddr, NextHop>,
+) -> (Option<Mac>, u16) {
+    match hops.get(&address) {
+        Some(hop) if forward.is_l3() => (Some(hop.mac), hop.mtu),
+        _ => (macs.get(&address).copied(), DEFAULT_MTU),
+    }
+}
+
+/// A service's value in the SERVICES map, its table at `base`.
+fn service_value(st: &ServiceState, base: u32, table_size: u32) -> ServiceValue {
+    let forward = match st.config.forward {
+        Forward::Dsr => FORWARD_DSR,
+        Forward::Ipip => FORWARD_IPIP,
+        Forward::Gue => FORWARD_GUE,
+    };
+    let gue_port = if st.config.forward == Forward::Gue { st.config.gue_port } else { 0 };
+    ServiceValue { id: st.id, table_base: base, table_size, forward, gue_port }
 }
 
 /// A map write the kernel refused, with the map's name.
@@ -132,6 +196,9 @@ pub struct BackendState {
     /// `fj-lb enable` clears it.
     pub weight_override: Option<u32>,
     pub mac: Option<Mac>,
+    /// The path MTU towards the backend (layer-3 services; `DEFAULT_MTU` otherwise).
+    #[serde(skip)]
+    pub mtu: u16,
     pub health: HealthState,
     /// The entry as last written to the BACKENDS map.
     #[serde(skip)]
@@ -283,6 +350,8 @@ pub struct Balancer {
     previous: PreviousIds,
     /// Settings fixed when the maps were created.
     fixed: Config,
+    /// Next hops of layer-3 backends, as the daemon last resolved them.
+    next_hops: HashMap<IpAddr, NextHop>,
 }
 
 /// Map capacities for a config: ids are allocated before the ones they replace are released,
@@ -313,6 +382,7 @@ impl Balancer {
             assume_healthy,
             previous: PreviousIds::default(),
             fixed: cfg.clone(),
+            next_hops: HashMap::new(),
         }
     }
 
@@ -345,6 +415,35 @@ impl Balancer {
     /// that, a host should not preempt (it does not know yet whether it can serve).
     pub fn services_settled(&self, names: &[String]) -> bool {
         names.iter().all(|name| self.service(name).is_none_or(ServiceState::settled))
+    }
+
+    /// Takes in where layer-3 backends' frames go (written at the next apply or `update_macs`).
+    /// A layer-3 backend without an entry falls back to its own neighbour entry, as if on
+    /// the segment.
+    pub fn set_next_hops(&mut self, hops: HashMap<IpAddr, NextHop>) {
+        self.next_hops = hops;
+    }
+
+    /// Backend addresses of layer-3 services: the daemon resolves their next hops.
+    pub fn l3_backend_addresses(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self
+            .services
+            .values()
+            .filter(|s| s.config.forward.is_l3())
+            .flat_map(|s| s.backends.iter().map(|b| b.address))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The VIPs of the services, as the VIPS map keys them.
+    fn vip_keys(&self) -> Vec<ServiceKey> {
+        let mut v: Vec<ServiceKey> =
+            self.services.values().map(|st| ServiceKey { port: 0, proto: 0, ..st.key }).collect();
+        v.sort_by_key(|k| (k.family, k.addr));
+        v.dedup();
+        v
     }
 
     /// Every backend address the data path needs a MAC for.
@@ -437,7 +536,7 @@ impl Balancer {
             let busy: std::collections::HashSet<u32> = live.values().copied().collect();
             let slot = (0..capacity).find(|s| !busy.contains(s)).expect("at most max_services tables are live, of max_services + 2 slots");
             maps.write_table(slot * size, &st.table)?;
-            maps.set_service(&st.key, &ServiceValue { id: st.id, table_base: slot * size, table_size: size, flags: 0 })?;
+            maps.set_service(&st.key, &service_value(st, slot * size, size))?;
             live.insert(st.key, slot);
             st.table_slot = slot;
         }
@@ -451,7 +550,7 @@ impl Balancer {
         let used: std::collections::HashSet<u32> = self.services.values().map(|st| st.table_slot).collect();
         self.table_slots.next = capacity;
         self.table_slots.free = (0..capacity).filter(|s| !used.contains(s)).collect();
-        Ok(())
+        maps.set_vips(&self.vip_keys())
     }
 
     fn apply_writes(
@@ -512,15 +611,26 @@ impl Balancer {
                 summary.services_changed.push(svc.name.clone());
             }
             let checks_changed = st.config.health.check != svc.health.check || st.config.health.port != svc.health.port;
+            let mode_changed = existed && (st.config.forward != svc.forward || st.config.gue_port != svc.gue_port);
+            let to_l3 = st.config.forward != svc.forward && svc.forward.is_l3();
             st.config = svc.clone();
+            // Into layer 3, the service switches before its backends' entries take next-hop
+            // MACs (a router's MAC under layer-2 return would send VIP packets to the router);
+            // out of it, after they took their own.
+            if mode_changed && to_l3 {
+                maps.set_service(&st.key, &service_value(st, st.table_slot * self.table_size, self.table_size))?;
+            }
             // Backends: keep ids, health and overrides of addresses that stay.
             let mut next = Vec::with_capacity(svc.backends.len());
             for b in &svc.backends {
                 let initial = HealthState::new(self.assume_healthy || svc.health.check == HealthCheck::None);
+                let (mac, mtu) = destination(svc.forward, b.address, macs, &self.next_hops);
                 next.push(match st.backends.iter().find(|old| old.address == b.address) {
                     Some(old) => BackendState {
                         weight: b.weight,
-                        mac: macs.get(&b.address).copied().or(old.mac),
+                        // A MAC learned under another mode is not kept: it may be a router's.
+                        mac: mac.or(if mode_changed { None } else { old.mac }),
+                        mtu,
                         health: if checks_changed { initial } else { old.health.clone() },
                         ..old.clone()
                     },
@@ -532,7 +642,8 @@ impl Balancer {
                         address: b.address,
                         weight: b.weight,
                         weight_override: None,
-                        mac: macs.get(&b.address).copied(),
+                        mac,
+                        mtu,
                         health: initial,
                         written: None,
                     },
@@ -547,6 +658,8 @@ impl Balancer {
             st.backends = next;
             if Self::sync(st, self.table_size, &mut self.table_slots, maps, !existed)? {
                 summary.tables_written += 1;
+            } else if mode_changed && !to_l3 {
+                maps.set_service(&st.key, &service_value(st, st.table_slot * self.table_size, self.table_size))?;
             }
             // Only now, with no table pointing at them, may removed backends lose their entry:
             // their established flows are re-pinned by the data path to the new table.
@@ -555,6 +668,7 @@ impl Balancer {
                 self.backend_ids.release(id);
             }
         }
+        maps.set_vips(&self.vip_keys())?;
         Ok(summary)
     }
 
@@ -606,10 +720,7 @@ impl Balancer {
         let table = input.build(table_size);
         let slot = if force { st.table_slot } else { slots.alloc()? };
         maps.write_table(slot * table_size, &table)?;
-        maps.set_service(
-            &st.key,
-            &ServiceValue { id: st.id, table_base: slot * table_size, table_size, flags: 0 },
-        )?;
+        maps.set_service(&st.key, &service_value(st, slot * table_size, table_size))?;
         if !force {
             slots.release(st.table_slot);
         }
@@ -629,12 +740,19 @@ impl Balancer {
         let mut changed = 0;
         for st in self.services.values_mut() {
             for b in st.backends.iter_mut() {
+                let (mac, mtu) = destination(st.config.forward, b.address, macs, &self.next_hops);
                 // A vanished neighbour entry keeps the last MAC: the backend most likely still
                 // answers there, and dropping its flows would lose traffic we could keep.
-                let Some(mac) = macs.get(&b.address).copied() else { continue };
+                let Some(mac) = mac else { continue };
                 if b.mac != Some(mac) {
-                    info!(backend = %b.address, mac = %format_mac(&mac), service = %st.config.name, "backend MAC learned");
+                    let via = if st.config.forward.is_l3() { "next hop" } else { "on the segment" };
+                    info!(backend = %b.address, mac = %format_mac(&mac), via, service = %st.config.name, "backend MAC learned");
                     b.mac = Some(mac);
+                    changed += 1;
+                }
+                if b.mtu != mtu {
+                    info!(backend = %b.address, mtu, service = %st.config.name, "path MTU to the backend");
+                    b.mtu = mtu;
                     changed += 1;
                 }
             }
@@ -719,7 +837,15 @@ pub enum OpErrorOr {
 
 fn backend_entry(b: &BackendState, service: u32, alive: bool) -> Backend {
     let (addr, family) = addr_bytes(b.address);
-    Backend { addr, mac: b.mac.unwrap_or_default(), family, flags: if alive { BACKEND_ALIVE } else { 0 }, service }
+    Backend {
+        addr,
+        mac: b.mac.unwrap_or_default(),
+        family,
+        flags: if alive { BACKEND_ALIVE } else { 0 },
+        service,
+        mtu: b.mtu,
+        _pad: [0; 2],
+    }
 }
 
 #[cfg(test)]
@@ -736,6 +862,8 @@ mod tests {
         backends: HashMap<u32, Backend>,
         maglev: HashMap<u32, u32>,
         services: HashMap<ServiceKey, ServiceValue>,
+        /// The last VIP set written (not logged, not counted as a write).
+        vips: Vec<ServiceKey>,
     }
 
     impl FakeMaps {
@@ -796,6 +924,10 @@ mod tests {
             self.services.remove(k);
             Ok(())
         }
+        fn set_vips(&mut self, vips: &[ServiceKey]) -> Result<(), MapWriteError> {
+            self.vips = vips.to_vec();
+            Ok(())
+        }
     }
 
     impl FakeMaps {
@@ -813,6 +945,7 @@ mod tests {
             port,
             protocol: Protocol::Tcp,
             forward: Forward::Dsr,
+            gue_port: fj_lb_common::DEFAULT_GUE_PORT,
             health: Default::default(),
             backends: backends
                 .iter()
@@ -828,6 +961,10 @@ mod tests {
             bpffs: "/sys/fs/bpf/x".into(),
             flow_table_size: 1024,
             max_new_flows_per_cpu: 0,
+            encap_source_v4: crate::model::config::DEFAULT_ENCAP_SOURCE_V4,
+            encap_source_v6: crate::model::config::DEFAULT_ENCAP_SOURCE_V6,
+            orphan_fragments: OrphanFragments::Drop,
+            icmp_too_big_per_cpu: 0,
             maglev_table_size: 13,
             max_services: 4,
             max_backends: 8,
@@ -843,6 +980,87 @@ mod tests {
 
     fn macs(addrs: &[&str]) -> HashMap<IpAddr, Mac> {
         addrs.iter().enumerate().map(|(i, a)| (a.parse().unwrap(), [2, 0, 0, 0, 0, i as u8 + 1])).collect()
+    }
+
+    const ROUTER: Mac = [2, 0x77, 0, 0, 0, 1];
+
+    fn via_router(addrs: &[&str], mtu: u16) -> HashMap<IpAddr, NextHop> {
+        addrs.iter().map(|a| (a.parse().unwrap(), NextHop { mac: ROUTER, mtu })).collect()
+    }
+
+    #[test]
+    fn layer_3_backends_take_their_next_hops_mac_and_mtu_and_dsr_ones_their_own() {
+        let mut l3 = svc("l3", 80, &[("10.1.0.11", 1)]);
+        l3.forward = Forward::Gue;
+        l3.gue_port = 7000;
+        let dsr = svc("dsr", 81, &[("10.1.0.11", 1)]);
+        let c = cfg(vec![l3, dsr]);
+        let mut b = Balancer::new(&c);
+        b.set_next_hops(via_router(&["10.1.0.11"], 1400));
+        let mut m = FakeMaps::default();
+        b.apply(&c, &macs(&["10.1.0.11"]), &mut m).unwrap();
+        let entry = |name: &str| m.backends[&b.service(name).unwrap().backends[0].id];
+        assert_eq!((entry("l3").mac, entry("l3").mtu), (ROUTER, 1400), "the router's MAC, the route's MTU");
+        assert_eq!((entry("dsr").mac, entry("dsr").mtu), ([2, 0, 0, 0, 0, 1], DEFAULT_MTU), "its own MAC, never a router's");
+        let value = |port: u16| *m.services.iter().find(|(k, _)| k.port == port).unwrap().1;
+        assert_eq!((value(80).forward, value(80).gue_port), (FORWARD_GUE, 7000));
+        assert_eq!((value(81).forward, value(81).gue_port), (FORWARD_DSR, 0));
+        assert_eq!(b.l3_backend_addresses(), vec!["10.1.0.11".parse::<IpAddr>().unwrap()]);
+        assert_eq!(m.vips.len(), 1, "two services, one VIP: {:?}", m.vips);
+        assert_eq!((m.vips[0].port, m.vips[0].proto, m.vips[0].addr[..4].to_vec()), (0, 0, vec![10, 0, 0, 100]));
+    }
+
+    #[test]
+    fn switching_to_layer_3_changes_the_mode_before_router_macs_and_back_after_own_macs() {
+        let dsr = cfg(vec![svc("web", 80, &[("10.1.0.11", 1)])]);
+        let mut ipip = dsr.clone();
+        ipip.services[0].forward = Forward::Ipip;
+        let mut b = Balancer::new(&dsr);
+        b.set_next_hops(via_router(&["10.1.0.11"], 1500));
+        let mut m = FakeMaps::default();
+        let mk = macs(&["10.1.0.11"]);
+        b.apply(&dsr, &mk, &mut m).unwrap();
+        m.log.clear();
+        b.apply(&ipip, &mk, &mut m).unwrap();
+        assert_eq!(m.log, vec!["service 80 base 0", "backend 0 alive=1"], "mode first, then the router's MAC");
+        assert_eq!((m.backends[&0].mac, m.services.values().next().unwrap().forward), (ROUTER, FORWARD_IPIP));
+        m.log.clear();
+        b.apply(&dsr, &mk, &mut m).unwrap();
+        assert_eq!(m.log, vec!["backend 0 alive=1", "service 80 base 0"], "own MAC first, then the mode");
+        assert_eq!((m.backends[&0].mac, m.services.values().next().unwrap().forward), ([2, 0, 0, 0, 0, 1], FORWARD_DSR));
+    }
+
+    #[test]
+    fn a_mac_learned_under_another_mode_is_not_kept() {
+        // Off the segment, a backend has no MAC of its own: after leaving layer 3 it must not
+        // keep the router's.
+        let mut ipip = cfg(vec![svc("web", 80, &[("10.1.0.11", 1), ("10.0.0.12", 1)])]);
+        ipip.services[0].forward = Forward::Ipip;
+        let mut dsr = ipip.clone();
+        dsr.services[0].forward = Forward::Dsr;
+        let mut b = Balancer::new(&ipip);
+        b.set_next_hops(via_router(&["10.1.0.11", "10.0.0.12"], 1500));
+        let mut m = FakeMaps::default();
+        b.apply(&ipip, &macs(&["10.0.0.12"]), &mut m).unwrap();
+        b.apply(&dsr, &macs(&["10.0.0.12"]), &mut m).unwrap();
+        let st = b.service("web").unwrap();
+        assert_eq!(st.backends[0].mac, None, "10.1.0.11 is behind the router: no MAC for DSR");
+        assert_eq!(m.backends[&st.backends[0].id].mac, [0; 6]);
+    }
+
+    #[test]
+    fn settings_for_takes_the_configs_data_path_settings_and_keeps_the_rest() {
+        let mut c = cfg(vec![]);
+        c.orphan_fragments = OrphanFragments::Pass;
+        c.icmp_too_big_per_cpu = 7;
+        c.max_new_flows_per_cpu = 9;
+        let base = Settings { lb_mac: [2, 0, 0, 0, 0, 9], flags: fj_lb_common::SETTINGS_NOT_ACCEPTED, ..Default::default() };
+        let s = settings_for(&c, base);
+        assert_eq!((s.lb_mac, s.hash_seed, s.max_new_flows, s.icmp_too_big_per_cpu), (base.lb_mac, 1, 9, 7));
+        assert_eq!(s.flags, fj_lb_common::SETTINGS_NOT_ACCEPTED | SETTINGS_PASS_ORPHAN_FRAGMENTS);
+        assert_eq!((s.encap_src_v4, s.encap_src_v6[..2].to_vec(), s.encap_src_v6[8..].to_vec()), ([172, 16, 0, 0], vec![1, 0], vec![0; 8]));
+        c.orphan_fragments = OrphanFragments::Drop;
+        assert_eq!(settings_for(&c, s).flags, fj_lb_common::SETTINGS_NOT_ACCEPTED, "the orphan bit goes, the VRRP one stays");
     }
 
     #[test]

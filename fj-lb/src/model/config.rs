@@ -3,7 +3,7 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt,
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     ops::Range,
     path::{Path, PathBuf},
 };
@@ -25,6 +25,14 @@ pub const DEFAULT_MAX_SERVICES: u32 = 64;
 pub const DEFAULT_MAX_BACKENDS: u32 = 4096;
 /// Katran's default cap on new flows per CPU and second.
 pub const DEFAULT_MAX_NEW_FLOWS_PER_CPU: u32 = 125_000;
+/// Where outer IPv4 sources of encapsulated packets come from (Katran's choice): a private
+/// /16 no host on the path owns, the low 16 bits derived from each flow.
+pub const DEFAULT_ENCAP_SOURCE_V4: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 0);
+/// The IPv6 one: the RFC 6666 discard-only prefix 100::/64, the low 64 bits from each flow.
+pub const DEFAULT_ENCAP_SOURCE_V6: Ipv6Addr = Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0);
+/// Packet-too-big replies each CPU sends per second at most (as Linux's icmp_msgs_per_sec).
+pub const DEFAULT_ICMP_TOO_BIG_PER_CPU: u32 = 1000;
+const MAX_ICMP_TOO_BIG_PER_CPU: u32 = 1_000_000;
 /// Bounds that keep the maps within what a host can allocate without surprises. Kernel memory
 /// is finite and a map that cannot be created fails start-up late and obscurely; refusing the
 /// config says why at once.
@@ -85,6 +93,37 @@ impl fmt::Display for Protocol {
 pub enum Forward {
     /// Layer-2 direct server return.
     Dsr,
+    /// Layer-3 direct return: IPIP, IP6IP6 or IPv4-in-IPv6 by the backend's family.
+    Ipip,
+    /// Layer-3 direct return in GUE (variant 1: outer IP, UDP to `gue_port`, inner packet).
+    Gue,
+}
+
+impl Forward {
+    /// Whether packets are encapsulated (backends may sit behind routers).
+    pub fn is_l3(self) -> bool {
+        self != Forward::Dsr
+    }
+}
+
+impl fmt::Display for Forward {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Forward::Dsr => "dsr",
+            Forward::Ipip => "ipip",
+            Forward::Gue => "gue",
+        })
+    }
+}
+
+/// What happens to a later fragment whose first fragment was not seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrphanFragments {
+    /// Dropped and counted: it could only reach the wrong backend or none.
+    Drop,
+    /// Passed to the LB host's own stack, counted.
+    Pass,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -149,6 +188,13 @@ pub struct Config {
     pub flow_table_size: u32,
     /// New flows a CPU inserts per second before flood mode (0: no cap).
     pub max_new_flows_per_cpu: u32,
+    /// The /16 outer IPv4 sources of encapsulated packets are taken from (its network address).
+    pub encap_source_v4: Ipv4Addr,
+    /// The /64 outer IPv6 sources are taken from (its network address).
+    pub encap_source_v6: Ipv6Addr,
+    pub orphan_fragments: OrphanFragments,
+    /// Packet-too-big replies a CPU sends per second (0: none, oversized packets are dropped).
+    pub icmp_too_big_per_cpu: u32,
     pub maglev_table_size: u32,
     pub max_services: u32,
     pub max_backends: u32,
@@ -171,6 +217,8 @@ pub struct Service {
     pub port: u16,
     pub protocol: Protocol,
     pub forward: Forward,
+    /// GUE's UDP destination port (`forward = "gue"`; the default otherwise, unused).
+    pub gue_port: u16,
     pub health: HealthConfig,
     pub backends: Vec<BackendConfig>,
 }
@@ -221,6 +269,10 @@ struct RawConfig {
     max_backends: Option<Spanned<u32>>,
     hash_seed: Option<Spanned<u32>>,
     max_new_flows_per_cpu: Option<Spanned<u32>>,
+    encap_source_v4: Option<Spanned<String>>,
+    encap_source_v6: Option<Spanned<String>>,
+    orphan_fragments: Option<Spanned<String>>,
+    icmp_too_big_per_cpu: Option<Spanned<u32>>,
     control_socket: Option<Spanned<String>>,
     metrics: Option<RawMetrics>,
     vrrp: Option<RawVrrps>,
@@ -253,6 +305,7 @@ struct RawService {
     port: Spanned<u32>,
     protocol: Spanned<String>,
     forward: Option<Spanned<String>>,
+    gue_port: Option<Spanned<u32>>,
     health: Option<Spanned<RawHealth>>,
     #[serde(default)]
     backend: Vec<Spanned<RawBackend>>,
@@ -351,6 +404,14 @@ pub(super) fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// "ADDRESS/PREFIX" as an address and a prefix length within its family's width.
+fn parse_prefix(text: &str) -> Option<(IpAddr, u8)> {
+    let (ip, len) = text.split_once('/')?;
+    let ip: IpAddr = ip.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    (len <= if ip.is_ipv4() { 32 } else { 128 }).then_some((ip, len))
 }
 
 fn family(ip: &IpAddr) -> &'static str {
@@ -456,6 +517,46 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
     }
     let hash_seed = raw.hash_seed.as_ref().map_or(fj_lb_common::hash::DEFAULT_SEED, |s| *s.get_ref());
     let max_new_flows_per_cpu = raw.max_new_flows_per_cpu.as_ref().map_or(DEFAULT_MAX_NEW_FLOWS_PER_CPU, |s| *s.get_ref());
+    let encap_source_v4 = match &raw.encap_source_v4 {
+        None => DEFAULT_ENCAP_SOURCE_V4,
+        Some(p) => match parse_prefix(p.get_ref()) {
+            Some((IpAddr::V4(a), 16)) if a.octets()[2..] == [0, 0] => a,
+            _ => {
+                return Err(cx.err(
+                    p.span(),
+                    "encap_source_v4",
+                    format!("{:?} must be an IPv4 /16 network such as \"172.16.0.0/16\" (each flow fills in the low 16 bits)", p.get_ref()),
+                ));
+            }
+        },
+    };
+    let encap_source_v6 = match &raw.encap_source_v6 {
+        None => DEFAULT_ENCAP_SOURCE_V6,
+        Some(p) => match parse_prefix(p.get_ref()) {
+            Some((IpAddr::V6(a), 64)) if a.octets()[8..] == [0; 8] => a,
+            _ => {
+                return Err(cx.err(
+                    p.span(),
+                    "encap_source_v6",
+                    format!("{:?} must be an IPv6 /64 network such as \"100::/64\" (each flow fills in the low 64 bits)", p.get_ref()),
+                ));
+            }
+        },
+    };
+    let orphan_fragments = match raw.orphan_fragments.as_ref().map(|o| (o.get_ref().as_str(), o.span())) {
+        None | Some(("drop", _)) => OrphanFragments::Drop,
+        Some(("pass", _)) => OrphanFragments::Pass,
+        Some((other, span)) => {
+            return Err(cx.err(span, "orphan_fragments", format!("{other:?} is not \"drop\" or \"pass\"")));
+        }
+    };
+    let icmp_too_big_per_cpu = match &raw.icmp_too_big_per_cpu {
+        None => DEFAULT_ICMP_TOO_BIG_PER_CPU,
+        Some(n) if *n.get_ref() <= MAX_ICMP_TOO_BIG_PER_CPU => *n.get_ref(),
+        Some(n) => {
+            return Err(cx.err(n.span(), "icmp_too_big_per_cpu", format!("must be at most {MAX_ICMP_TOO_BIG_PER_CPU} (replies per CPU and second; 0 = none)")));
+        }
+    };
     let control_socket = match &raw.control_socket {
         None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
         Some(p) if p.get_ref().starts_with('/') && p.get_ref().len() < 100 => PathBuf::from(p.get_ref()),
@@ -508,9 +609,23 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         };
         let forward = match s.forward.as_ref().map(|f| (f.get_ref().as_str(), f.span())) {
             None | Some(("dsr", _)) => Forward::Dsr,
+            Some(("ipip", _)) => Forward::Ipip,
+            Some(("gue", _)) => Forward::Gue,
             Some((other, span)) => {
-                return Err(cx.err(span, field("forward"), format!("{other:?} is not supported; the only mode is \"dsr\" (layer-2 direct return)")));
+                return Err(cx.err(
+                    span,
+                    field("forward"),
+                    format!("{other:?} is not one of \"dsr\" (layer-2 direct return), \"ipip\" (IPIP / IP6IP6 / 4in6), \"gue\" (GUE over UDP)"),
+                ));
             }
+        };
+        let gue_port = match &s.gue_port {
+            None => fj_lb_common::DEFAULT_GUE_PORT,
+            Some(p) if forward != Forward::Gue => {
+                return Err(cx.err(p.span(), field("gue_port"), format!("gue_port applies to forward = \"gue\" only (this service forwards {forward})")));
+            }
+            Some(p) if (1..=65535).contains(p.get_ref()) => *p.get_ref() as u16,
+            Some(p) => return Err(cx.err(p.span(), field("gue_port"), format!("{} is not a port (1 to 65535)", p.get_ref()))),
         };
         let health = match &s.health {
             None => HealthConfig::default(),
@@ -534,12 +649,20 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
             let address: IpAddr = b.address.get_ref().parse().map_err(|_| {
                 cx.err(b.address.span(), bfield("address"), format!("{:?} is not an IPv4 or IPv6 address", b.address.get_ref()))
             })?;
-            if address.is_ipv4() != vip.is_ipv4() {
+            // Encapsulation carries IPv4 in IPv6 (4in6), never IPv6 in IPv4.
+            if vip.is_ipv6() && address.is_ipv4() && forward.is_l3() {
+                return Err(cx.err(
+                    b.address.span(),
+                    bfield("address"),
+                    format!("service {name:?}: its VIP {vip} is IPv6 but backend {address} is IPv4; IPv6 in IPv4 is not supported (IPv4 in IPv6 is)"),
+                ));
+            }
+            if address.is_ipv4() != vip.is_ipv4() && !forward.is_l3() {
                 return Err(cx.err(
                     b.address.span(),
                     bfield("address"),
                     format!(
-                        "service {name:?} mixes address families: its VIP {vip} is {} but backend {address} is {}",
+                        "service {name:?} mixes address families: its VIP {vip} is {} but backend {address} is {} (forward = \"ipip\" or \"gue\" can carry IPv4 to IPv6 backends)",
                         family(&vip),
                         family(&address)
                     ),
@@ -587,7 +710,7 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
                 format!("{total_backends} backends in all, more than max_backends = {max_backends}"),
             ));
         }
-        services.push(Service { name, vip, port, protocol, forward, health, backends });
+        services.push(Service { name, vip, port, protocol, forward, gue_port, health, backends });
     }
     let (vrrp, vrrp_sync_groups) = vrrp_config::validate(raw.vrrp.as_ref(), &raw.vrrp_sync_group, &interface, &services, cx, host)?;
     let announce = match &raw.announce {
@@ -600,6 +723,10 @@ fn validate(raw: RawConfig, cx: &Ctx<'_>, host: &dyn HostView) -> Result<Config,
         bpffs,
         flow_table_size,
         max_new_flows_per_cpu,
+        encap_source_v4,
+        encap_source_v6,
+        orphan_fragments,
+        icmp_too_big_per_cpu,
         maglev_table_size,
         max_services,
         max_backends,
@@ -1125,6 +1252,91 @@ forward = "dsr"
             .replacen("\n[[service]]", &format!("{VRRP}\n[announce]\ntable = 100\nvips = [\"10.0.0.101\"]\n\n[[service]]"), 1);
         let c = parse(&text, "x", &FakeHost).unwrap();
         assert!(!c.vrrp.is_empty() && c.announce.is_some());
+    }
+
+    #[test]
+    fn forward_modes_and_gue_port_are_read() {
+        let c = parse(&replace("forward = \"dsr\"", "forward = \"gue\"\ngue_port = 7000"), "x", &FakeHost).unwrap();
+        assert_eq!((c.services[0].forward, c.services[0].gue_port), (Forward::Gue, 7000));
+        let c = parse(&replace("forward = \"dsr\"", "forward = \"gue\""), "x", &FakeHost).unwrap();
+        assert_eq!(c.services[0].gue_port, fj_lb_common::DEFAULT_GUE_PORT, "6080 by default");
+        let c = parse(&replace("forward = \"dsr\"", "forward = \"ipip\""), "x", &FakeHost).unwrap();
+        assert_eq!(c.services[0].forward, Forward::Ipip);
+        assert!(c.services[0].forward.is_l3() && !Forward::Dsr.is_l3());
+    }
+
+    #[test]
+    fn refuses_gue_port_without_gue() {
+        let (_, field, msg) = refuse(&replace("forward = \"dsr\"", "forward = \"ipip\"\ngue_port = 6080"));
+        assert_eq!(field, "service[0].gue_port");
+        assert!(msg.contains("applies to forward = \"gue\" only"), "{msg}");
+    }
+
+    #[test]
+    fn refuses_gue_port_zero_or_too_large() {
+        for bad in ["0", "65536"] {
+            let (_, field, msg) = refuse(&replace("forward = \"dsr\"", &format!("forward = \"gue\"\ngue_port = {bad}")));
+            assert_eq!(field, "service[0].gue_port", "{bad}: {msg}");
+        }
+    }
+
+    #[test]
+    fn ipv4_vips_may_have_ipv6_backends_when_encapsulated() {
+        let text = replace("forward = \"dsr\"", "forward = \"ipip\"").replace("address = \"10.0.0.11\"", "address = \"2001:db8::11\"");
+        let c = parse(&text, "x", &FakeHost).expect("4in6 is allowed");
+        assert!(c.services[0].backends[0].address.is_ipv6());
+        let (_, _, msg) = refuse(&replace("address = \"10.0.0.11\"", "address = \"2001:db8::11\""));
+        assert!(msg.contains("mixes address families") && msg.contains("ipip"), "DSR still refuses, and says what would work: {msg}");
+    }
+
+    #[test]
+    fn refuses_ipv6_vips_with_ipv4_backends_even_encapsulated() {
+        let text = "interface = \"eth0\"\n[[service]]\nname=\"a\"\nvip=\"2001:db8::1\"\nport=53\nprotocol=\"udp\"\nforward=\"gue\"\n[[service.backend]]\naddress=\"10.0.0.11\"\n";
+        let (_, field, msg) = refuse(text);
+        assert_eq!(field, "service[0].backend[0].address");
+        assert!(msg.contains("IPv6 in IPv4 is not supported"), "{msg}");
+    }
+
+    #[test]
+    fn encap_sources_orphans_and_icmp_rate_have_defaults_and_are_read() {
+        let c = parse(GOOD, "x", &FakeHost).unwrap();
+        assert_eq!((c.encap_source_v4, c.encap_source_v6), (DEFAULT_ENCAP_SOURCE_V4, DEFAULT_ENCAP_SOURCE_V6));
+        assert_eq!(c.encap_source_v6.to_string(), "100::");
+        assert_eq!((c.orphan_fragments, c.icmp_too_big_per_cpu), (OrphanFragments::Drop, DEFAULT_ICMP_TOO_BIG_PER_CPU));
+        let text = format!("encap_source_v4 = \"10.99.0.0/16\"\nencap_source_v6 = \"fd00:99::/64\"\norphan_fragments = \"pass\"\nicmp_too_big_per_cpu = 0\n{GOOD}");
+        let c = parse(&text, "x", &FakeHost).unwrap();
+        assert_eq!(c.encap_source_v4.to_string(), "10.99.0.0");
+        assert_eq!(c.encap_source_v6.to_string(), "fd00:99::");
+        assert_eq!((c.orphan_fragments, c.icmp_too_big_per_cpu), (OrphanFragments::Pass, 0));
+    }
+
+    #[test]
+    fn refuses_encap_sources_that_are_not_a_16_or_a_64() {
+        for (key, bad) in [
+            ("encap_source_v4", "172.16.0.0/24"),
+            ("encap_source_v4", "172.16.1.0/16"),
+            ("encap_source_v4", "100::/64"),
+            ("encap_source_v4", "172.16.0.0"),
+            ("encap_source_v6", "100::/48"),
+            ("encap_source_v6", "100::1/64"),
+            ("encap_source_v6", "172.16.0.0/16"),
+        ] {
+            let (line, field, msg) = refuse(&format!("{key} = \"{bad}\"\n{GOOD}"));
+            assert_eq!((line, field.as_str()), (1, key), "{bad}: {msg}");
+            assert!(msg.contains("network such as"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_orphan_fragments_policy() {
+        let (_, field, msg) = refuse(&format!("orphan_fragments = \"reassemble\"\n{GOOD}"));
+        assert_eq!(field, "orphan_fragments");
+        assert!(msg.contains("\"drop\" or \"pass\""), "{msg}");
+    }
+
+    #[test]
+    fn refuses_an_unbounded_icmp_rate() {
+        assert_eq!(refuse(&format!("icmp_too_big_per_cpu = 2000000\n{GOOD}")).1, "icmp_too_big_per_cpu");
     }
 
     #[test]

@@ -258,6 +258,7 @@ mod tests {
                 vip: "10.0.0.100".parse().unwrap(),
                 port: 80,
                 protocol: "tcp".into(),
+                forward: "dsr".into(),
                 health_check: "http /healthz → 200".into(),
                 backends_up: 2,
                 backends_total: 3,

@@ -58,6 +58,8 @@ pub struct ServiceReport {
     pub vip: IpAddr,
     pub port: u16,
     pub protocol: String,
+    /// "dsr", "ipip" or "gue".
+    pub forward: String,
     pub health_check: String,
     pub backends_up: usize,
     pub backends_total: usize,
@@ -165,6 +167,7 @@ pub fn services(b: &Balancer, now: &Sample, then: Option<&Sample>) -> Vec<Servic
                 vip: st.config.vip,
                 port: st.config.port,
                 protocol: st.config.protocol.to_string(),
+                forward: st.config.forward.to_string(),
                 health_check: match &st.config.health.check {
                     HealthCheck::None => "none".into(),
                     HealthCheck::Tcp => "tcp".into(),

@@ -101,6 +101,7 @@ pub fn services(services: &[ServiceReport]) -> String {
                 s.name.clone(),
                 endpoint(s),
                 s.protocol.clone(),
+                s.forward.clone(),
                 s.health_check.clone(),
                 format!("{}/{} up{}", s.backends_up, s.backends_total, if s.all_down { " (ALL DOWN: sending to all)" } else { "" }),
                 rate(s.packets_per_s, "pkt/s"),
@@ -109,7 +110,7 @@ pub fn services(services: &[ServiceReport]) -> String {
             ]
         })
         .collect();
-    table(&["SERVICE", "VIP", "PROTO", "CHECK", "BACKENDS", "PACKETS/S", "BITS/S", "PACKETS"], &rows)
+    table(&["SERVICE", "VIP", "PROTO", "FORWARD", "CHECK", "BACKENDS", "PACKETS/S", "BITS/S", "PACKETS"], &rows)
 }
 
 pub fn backends(services: &[ServiceReport]) -> String {
