@@ -80,12 +80,7 @@ fn an_icmp_error_follows_the_flow_table_where_maglev_would_now_pick_another_back
     require_root!();
     let mut lb = Lb::new(CONFIG);
     let before: Vec<(u16, IpAddr)> = (20000..20200u16).map(|p| (p, lb.forward(&tcp4(CLIENT, p, VIP, 80)))).collect();
-    let grown = CONFIG.replacen(
-        "  [[service.backend]]\n  address = \"10.0.0.13\"\n",
-        "  [[service.backend]]\n  address = \"10.0.0.13\"\n  [[service.backend]]\n  address = \"10.0.0.14\"\n",
-        1,
-    );
-    lb.reconfigure(&grown);
+    lb.reconfigure(&with_a_fourth_web_backend());
     let web = lb.balancer.service("web").unwrap().clone();
     let mut moved = 0;
     for (port, backend) in &before {
