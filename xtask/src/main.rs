@@ -30,7 +30,12 @@ enum Cmd {
     },
     /// Build a client, an LB and three backends in network namespaces, run fj-lb with the
     /// embedded default config, send requests through the VIP and show who answered.
-    Lab,
+    Lab {
+        /// Show layer-3 direct return instead: backends behind a router running `fj-lb
+        /// decap`, IPIP and GUE.
+        #[arg(long)]
+        l3: bool,
+    },
     /// Benchmarks: per-packet cost and scaling in the kernel, control-plane timings, and end to
     /// end against HAProxy and direct; a Markdown report and a PNG chart in target/bench/.
     Bench {
@@ -86,11 +91,14 @@ fn main() -> Result<()> {
             }
             exec_as_root(&bin, &args)
         }
-        Cmd::Lab => {
+        Cmd::Lab { l3 } => {
             setup::setup()?;
             let bin = build_fj_lb(false)?;
             let mut c = cargo();
             c.args(["run", "--quiet", "--package", "fj-lb-tests", "--bin", "fj-lb-lab"]).env("FJ_LB_BIN", &bin);
+            if l3 {
+                c.args(["--", "--l3"]);
+            }
             run(&mut c)
         }
         Cmd::Bench { quick } => {
