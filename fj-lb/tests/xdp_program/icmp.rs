@@ -150,6 +150,19 @@ fn icmp_errors_go_encapsulated_to_layer_3_backends_with_the_flows_outer_header()
 }
 
 #[test]
+fn icmpv6_packet_too_big_goes_6in6_to_a_layer_3_backend() {
+    require_root!();
+    let lb = Lb::l3(L3_CONFIG, 1500);
+    let vip: [u8; 16] = "2001:db8::200".parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let icmp = icmp6(2, 1400u32.to_be_bytes(), vip, 80, v6(2), 40000);
+    let out = lb.encapsulated(&icmp);
+    let data = lb.encapsulated(&tcp6(v6(2), 40000, vip, 80));
+    assert_eq!((&out[..6], &out[12..14], out[14 + 6]), (&ROUTER_MAC[..], &[0x86, 0xdd][..], 41), "IP6IP6 to the router");
+    assert_eq!(&out[14 + 8..14 + 40], &data[14 + 8..14 + 40], "the flow's outer addresses");
+    assert_eq!(&out[54..], &icmp[14..], "the ICMPv6 packet untouched inside");
+}
+
+#[test]
 fn neighbour_discovery_for_a_virtual_address_passes_even_without_accept_mode() {
     require_root!();
     let mut lb = Lb::new(CONFIG);
