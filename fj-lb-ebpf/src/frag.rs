@@ -22,7 +22,7 @@ fn frag_key(key: &FlowKey, l3: &L3) -> FragKey {
 #[inline(always)]
 pub fn track(key: &FlowKey, l3: &L3) {
     let value = FragValue { sport: key.sport, dport: key.dport };
-    if FRAGMENTS.insert(&frag_key(key, l3), &value, 0).is_ok() {
+    if FRAGMENTS.insert(frag_key(key, l3), value, 0).is_ok() {
         count(Stat::FragmentTracked);
     } else {
         count(Stat::FragmentInsertFailed);
@@ -32,7 +32,7 @@ pub fn track(key: &FlowKey, l3: &L3) {
 /// Fills in a later fragment's ports from its first fragment, or says what to do without.
 #[inline(always)]
 pub fn follow(key: &mut FlowKey, l3: &L3, settings: &Settings) -> Result<(), (Stat, u32)> {
-    if let Some(v) = unsafe { FRAGMENTS.get(&frag_key(key, l3)) } {
+    if let Some(v) = unsafe { FRAGMENTS.get(frag_key(key, l3)) } {
         key.sport = v.sport;
         key.dport = v.dport;
         count(Stat::FragmentFollowed);

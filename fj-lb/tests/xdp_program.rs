@@ -194,6 +194,32 @@ fn udp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16) -> Vec<u8> {
 const CLIENT: [u8; 4] = [10, 0, 0, 2];
 const VIP: [u8; 4] = [10, 0, 0, 100];
 
+/// `frame` (IPv4) with 4 bytes of options (NOP NOP NOP EOL) after its 20-byte header; IHL,
+/// length and checksum fixed.
+fn with_ipv4_options(frame: &[u8]) -> Vec<u8> {
+    let mut p = frame[..34].to_vec();
+    p.extend_from_slice(&[1, 1, 1, 0]);
+    p.extend_from_slice(&frame[34..]);
+    p[14] = 0x46;
+    let tot = u16::from_be_bytes([p[16], p[17]]) + 4;
+    p[16..18].copy_from_slice(&tot.to_be_bytes());
+    p[24..26].copy_from_slice(&[0, 0]);
+    let sum = etherparse::Ipv4HeaderSlice::from_slice(&p[14..38]).unwrap().to_header().calc_header_checksum();
+    p[24..26].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+/// CONFIG with a fourth backend for "web", 10.0.0.14.
+fn with_a_fourth_web_backend() -> String {
+    let grown = CONFIG.replacen(
+        "  [[service.backend]]\n  address = \"10.0.0.13\"\n",
+        "  [[service.backend]]\n  address = \"10.0.0.13\"\n  [[service.backend]]\n  address = \"10.0.0.14\"\n",
+        1,
+    );
+    assert_ne!(grown, CONFIG);
+    grown
+}
+
 fn assert_passed_untouched(lb: &Lb, pkt: &[u8], what: &str) {
     let (action, out) = lb.run(pkt);
     assert_eq!(action, XDP_PASS, "{what}: passed to the host");
@@ -235,17 +261,7 @@ fn ipv4_with_options_is_balanced() {
     require_root!();
     let lb = Lb::new(CONFIG);
     let plain = tcp4(CLIENT, 40000, VIP, 80);
-    // 4 bytes of options (NOP NOP NOP EOL) after the 20-byte header; IHL, length and checksum fixed.
-    let mut p = plain[..34].to_vec();
-    p.extend_from_slice(&[1, 1, 1, 0]);
-    p.extend_from_slice(&plain[34..]);
-    p[14] = 0x46;
-    let tot = u16::from_be_bytes([p[16], p[17]]) + 4;
-    p[16..18].copy_from_slice(&tot.to_be_bytes());
-    p[24..26].copy_from_slice(&[0, 0]);
-    let sum = etherparse::Ipv4HeaderSlice::from_slice(&p[14..38]).unwrap().to_header().calc_header_checksum();
-    p[24..26].copy_from_slice(&sum.to_be_bytes());
-    let via_options = lb.forward(&p);
+    let via_options = lb.forward(&with_ipv4_options(&plain));
     assert_eq!(via_options, lb.forward(&plain), "options do not change the flow");
 }
 
@@ -355,13 +371,7 @@ fn established_flows_keep_their_backend_when_one_is_added() {
     require_root!();
     let mut lb = Lb::new(CONFIG);
     let before: Vec<(u16, IpAddr)> = (20000..20200u16).map(|p| (p, lb.forward(&tcp4(CLIENT, p, VIP, 80)))).collect();
-    let grown = CONFIG.replacen(
-        "  [[service.backend]]\n  address = \"10.0.0.13\"\n",
-        "  [[service.backend]]\n  address = \"10.0.0.13\"\n  [[service.backend]]\n  address = \"10.0.0.14\"\n",
-        1,
-    );
-    assert_ne!(grown, CONFIG);
-    lb.reconfigure(&grown);
+    lb.reconfigure(&with_a_fourth_web_backend());
     for (p, b) in &before {
         assert_eq!(lb.forward(&tcp4(CLIENT, *p, VIP, 80)), *b, "established flow from port {p} moved");
     }

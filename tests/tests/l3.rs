@@ -151,15 +151,22 @@ fn requests(topo: &Topology, vip: IpAddr, first_port: u16, count: u16) -> BTreeM
     by
 }
 
-#[test]
-fn backends_behind_a_router_serve_through_the_vip_in_ipip_and_gue_and_reply_through_the_router() {
-    require_root!();
+/// The lab with two routed backends, both running decap, and the daemon on
+/// [`l3_config`]`("ipip")`.
+fn start_ipip() -> (Topology, Daemon) {
     let mut topo = lab(2);
     let routed: Vec<&Host> = topo.routed_backends().iter().collect();
     decap_on(&topo, &routed);
-    let router_mac = topo.router().mac();
     let config = l3_config(&topo, "ipip", false);
     let daemon = Daemon::start(&mut topo, &config);
+    (topo, daemon)
+}
+
+#[test]
+fn backends_behind_a_router_serve_through_the_vip_in_ipip_and_gue_and_reply_through_the_router() {
+    require_root!();
+    let (topo, daemon) = start_ipip();
+    let router_mac = topo.router().mac();
     let (r1, r2) = (topo.routed(1), topo.routed(2));
 
     // 4in4 and 6in6.
@@ -357,11 +364,7 @@ fn a_packet_too_big_for_a_live_connection_lowers_its_backends_path_mtu_in_layer_
 #[test]
 fn a_packet_too_big_for_a_live_connection_lowers_its_backends_path_mtu_in_layer_3() {
     require_root!();
-    let mut topo = lab(2);
-    let routed: Vec<&Host> = topo.routed_backends().iter().collect();
-    decap_on(&topo, &routed);
-    let config = l3_config(&topo, "ipip", false);
-    let daemon = Daemon::start(&mut topo, &config);
+    let (topo, daemon) = start_ipip();
     packet_too_big_reaches_the_backend(&topo, &daemon, &[topo.routed(1), topo.routed(2)]);
 }
 

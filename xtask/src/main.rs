@@ -36,8 +36,12 @@ enum Cmd {
     Lab {
         /// Instead: a router running BIRD 2 with ECMP and three LB hosts announcing the VIP over
         /// BGP (fj-lb's `[announce]`); kills one host and shows the flows surviving.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "l3")]
         ecmp: bool,
+        /// Instead: layer-3 direct return, backends behind a router running `fj-lb decap`, IPIP
+        /// and GUE.
+        #[arg(long)]
+        l3: bool,
     },
     /// Benchmarks: per-packet cost and scaling in the kernel, control-plane timings, and end to
     /// end against HAProxy and direct; a Markdown report and a PNG chart in target/bench/.
@@ -106,12 +110,15 @@ fn main() -> Result<()> {
             }
             exec_as_root(&bin, &args)
         }
-        Cmd::Lab { ecmp } => {
+        Cmd::Lab { ecmp, l3 } => {
             setup::setup()?;
             let bin = build_fj_lb(false)?;
             let mut c = cargo();
             let lab = if ecmp { "fj-lb-lab-ecmp" } else { "fj-lb-lab" };
             c.args(["run", "--quiet", "--package", "fj-lb-tests", "--bin", lab]).env("FJ_LB_BIN", &bin);
+            if l3 {
+                c.args(["--", "--l3"]);
+            }
             run(&mut c)
         }
         Cmd::Bench { quick } => {

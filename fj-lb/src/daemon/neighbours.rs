@@ -67,13 +67,9 @@ pub(super) async fn route_all(neigh: &Neighbours, addrs: &[IpAddr], warned: &mut
     if addrs.is_empty() {
         return out;
     }
-    let interface_mtu = match neigh.interface_mtu().await {
-        Ok(m) => m,
-        Err(e) => {
-            warn!(error = %e, "reading the interface's MTU failed");
-            None
-        }
-    };
+    // Read when the daemon started: a changed interface MTU takes a restart, a route's `mtu`
+    // is followed every second.
+    let interface_mtu = neigh.mtu;
     for addr in addrs {
         let route = match neigh.route_to(*addr).await {
             Ok(Some(r)) => r,

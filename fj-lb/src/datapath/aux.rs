@@ -20,12 +20,7 @@ const GEN_TEMPLATE: &str = "GEN_TEMPLATE";
 /// Loads one of the helper programs (pass-through, floor, generator) without attaching it.
 pub fn load_aux(name: &'static str) -> Result<Ebpf, DataplaneError> {
     let mut ebpf = EbpfLoader::new().load(AUX_OBJECT)?;
-    let prog: &mut Xdp = ebpf
-        .program_mut(name)
-        .expect("the embedded object has the program")
-        .try_into()
-        .map_err(|source| DataplaneError::Program { name, source })?;
-    prog.load().map_err(|source| DataplaneError::Program { name, source })?;
+    super::load_xdp(&mut ebpf, name)?;
     Ok(ebpf)
 }
 

@@ -6,7 +6,7 @@ use std::{net::IpAddr, path::Path};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap, Map, MapData, PerCpuArray},
     programs::{Xdp, links::PinnedLink},
 };
 use fj_lb_common::{DECAP_ANY_VIP, DecapConfig, DecapStat, decap_map_names as names, program_names};
@@ -77,13 +77,7 @@ pub fn load_decap(req: &DecapRequest) -> Result<Ebpf, DataplaneError> {
         let flags = if req.any_vip { DECAP_ANY_VIP } else { 0 };
         cfg.set(0, DecapConfig { gue_port: req.gue_port, flags }, 0).map_err(map_err(names::CONFIG))?;
     }
-    let name = program_names::DECAP;
-    let prog: &mut Xdp = ebpf
-        .program_mut(name)
-        .expect("the decap object has its program")
-        .try_into()
-        .map_err(|source| DataplaneError::Program { name, source })?;
-    prog.load().map_err(|source| DataplaneError::Program { name, source })?;
+    super::load_xdp(&mut ebpf, program_names::DECAP)?;
     Ok(ebpf)
 }
 
@@ -148,13 +142,7 @@ pub fn decap_stats(dir: &Path) -> Result<Vec<(DecapStat, u64)>, DataplaneError> 
     let data = MapData::from_pin(&path).map_err(map_err(names::STATS))?;
     let map = Map::from_map_data(data).map_err(map_err(names::STATS))?;
     let stats: PerCpuArray<MapData, u64> = PerCpuArray::try_from(map).map_err(map_err(names::STATS))?;
-    DecapStat::ALL
-        .iter()
-        .map(|s| {
-            let v: PerCpuValues<u64> = stats.get(&(*s as u32), 0).map_err(map_err(names::STATS))?;
-            Ok((*s, v.iter().sum()))
-        })
-        .collect()
+    super::maps::sum_per_cpu(&stats, &DecapStat::ALL, |s| s as u32, names::STATS)
 }
 
 fn typed<'a, T>(map: Option<&'a mut Map>) -> Result<T, DataplaneError>

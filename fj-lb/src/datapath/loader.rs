@@ -30,13 +30,7 @@ impl Dataplane {
             .map_max_entries(names::BACKENDS, sizes.backends)
             .map_max_entries(names::BACKEND_COUNTERS, sizes.backends)
             .load(OBJECT)?;
-        let name = program_names::BALANCER;
-        let prog: &mut Xdp = ebpf
-            .program_mut(name)
-            .expect("the embedded object has the balancer program")
-            .try_into()
-            .map_err(|source| DataplaneError::Program { name, source })?;
-        prog.load().map_err(|source| DataplaneError::Program { name, source })?;
+        super::load_xdp(&mut ebpf, program_names::BALANCER)?;
         let maglev_mmap = match MmapTable::new(&ebpf, sizes.maglev_slots) {
             Ok(m) => Some(m),
             Err(e) => {

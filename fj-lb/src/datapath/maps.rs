@@ -66,14 +66,7 @@ impl Dataplane {
 
     /// Counters summed over CPUs, by reason.
     pub fn stats(&mut self) -> Result<Vec<(Stat, u64)>, DataplaneError> {
-        let map = self.stats_map();
-        Stat::ALL
-            .iter()
-            .map(|s| {
-                let v: PerCpuValues<u64> = map.get(&(*s as u32), 0).map_err(map_err(names::STATS))?;
-                Ok((*s, v.iter().sum()))
-            })
-            .collect()
+        sum_per_cpu(&self.stats_map(), &Stat::ALL, |s| s as u32, names::STATS)
     }
 
     pub fn backend_counter(&mut self, id: u32) -> Result<Counters, DataplaneError> {
@@ -83,6 +76,21 @@ impl Dataplane {
     pub fn service_counter(&mut self, id: u32) -> Result<Counters, DataplaneError> {
         sum_counters(&self.service_counters(), id).map_err(map_err(names::SERVICE_COUNTERS))
     }
+}
+
+/// Each counter of `all` (at `index(counter)` in `map`) summed over CPUs.
+pub(crate) fn sum_per_cpu<T: std::borrow::Borrow<MapData>, S: Copy>(
+    map: &PerCpuArray<T, u64>,
+    all: &[S],
+    index: impl Fn(S) -> u32,
+    name: &'static str,
+) -> Result<Vec<(S, u64)>, DataplaneError> {
+    all.iter()
+        .map(|s| {
+            let v: PerCpuValues<u64> = map.get(&index(*s), 0).map_err(map_err(name))?;
+            Ok((*s, v.iter().sum()))
+        })
+        .collect()
 }
 
 fn sum_counters(map: &PerCpuArray<&mut MapData, Counters>, id: u32) -> Result<Counters, MapError> {

@@ -67,6 +67,16 @@ pub(crate) fn map_err(name: &'static str) -> impl FnOnce(MapError) -> DataplaneE
     move |source| DataplaneError::Map { name, source }
 }
 
+/// Loads (the kernel verifies) the XDP program `name` of a loaded object.
+pub(crate) fn load_xdp(ebpf: &mut Ebpf, name: &'static str) -> Result<(), DataplaneError> {
+    let prog: &mut aya::programs::Xdp = ebpf
+        .program_mut(name)
+        .expect("the embedded object has the program")
+        .try_into()
+        .map_err(|source| DataplaneError::Program { name, source })?;
+    prog.load().map_err(|source| DataplaneError::Program { name, source })
+}
+
 /// Entries of the FLOWS map for `per_cpu` flows a CPU: with BPF_F_NO_COMMON_LRU each CPU
 /// takes entries only from its own share (max_entries / CPUs), so the map is sized CPUs times
 /// over. Otherwise one busy RX queue would evict established flows at a fraction of the size

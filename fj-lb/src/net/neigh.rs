@@ -33,6 +33,8 @@ pub struct Neighbours {
     pub ifindex: u32,
     pub ifname: String,
     pub mac: Mac,
+    /// The interface's MTU when it was opened.
+    pub mtu: Option<u32>,
 }
 
 impl Neighbours {
@@ -55,7 +57,8 @@ impl Neighbours {
                 _ => None,
             })
             .ok_or_else(|| NeighError::NoMac(ifname.into()))?;
-        Ok(Self { handle, ifindex: link.header.index, ifname: ifname.into(), mac })
+        let mtu = link.attributes.iter().find_map(|a| if let LinkAttribute::Mtu(m) = a { Some(*m) } else { None });
+        Ok(Self { handle, ifindex: link.header.index, ifname: ifname.into(), mac, mtu })
     }
 
     pub fn handle(&self) -> &rtnetlink::Handle {

@@ -7,7 +7,6 @@ use futures::StreamExt;
 use netlink_packet_core::{NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
-    link::LinkAttribute,
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteMetric},
 };
 
@@ -75,13 +74,5 @@ impl Neighbours {
             }
         }
         Ok(None)
-    }
-
-    /// Our interface's MTU as the kernel has it now.
-    pub async fn interface_mtu(&self) -> Result<Option<u32>, NeighError> {
-        use futures::TryStreamExt;
-        let mut links = self.handle().link().get().match_index(self.ifindex).execute();
-        let Some(link) = links.try_next().await? else { return Ok(None) };
-        Ok(link.attributes.iter().find_map(|a| if let LinkAttribute::Mtu(m) = a { Some(*m) } else { None }))
     }
 }

@@ -119,12 +119,7 @@ fn plain_fragmented_optioned_and_truncated_packets_pass_untouched() {
     let mut frag = outer.clone();
     frag[20] |= 0x20; // MF
     assert_eq!(d.run(&frag), (XDP_PASS, frag.clone()), "an outer fragment");
-    let mut options = outer[..34].to_vec();
-    options.extend_from_slice(&[1, 1, 1, 0]);
-    options.extend_from_slice(&outer[34..]);
-    options[14] = 0x46;
-    let tot = u16::from_be_bytes([options[16], options[17]]) + 4;
-    options[16..18].copy_from_slice(&tot.to_be_bytes());
+    let options = with_ipv4_options(&outer);
     assert_eq!(d.run(&options), (XDP_PASS, options.clone()), "outer IPv4 options");
     assert_eq!(d.stat(DecapStat::PassFragmentOrOptions), 2);
     let cut = &outer[..outer.len() - 1];

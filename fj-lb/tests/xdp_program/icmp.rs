@@ -80,12 +80,7 @@ fn an_icmp_error_follows_the_flow_table_where_maglev_would_now_pick_another_back
     require_root!();
     let mut lb = Lb::new(CONFIG);
     let before: Vec<(u16, IpAddr)> = (20000..20200u16).map(|p| (p, lb.forward(&tcp4(CLIENT, p, VIP, 80)))).collect();
-    let grown = CONFIG.replacen(
-        "  [[service.backend]]\n  address = \"10.0.0.13\"\n",
-        "  [[service.backend]]\n  address = \"10.0.0.13\"\n  [[service.backend]]\n  address = \"10.0.0.14\"\n",
-        1,
-    );
-    lb.reconfigure(&grown);
+    lb.reconfigure(&with_a_fourth_web_backend());
     let web = lb.balancer.service("web").unwrap().clone();
     let mut moved = 0;
     for (port, backend) in &before {
@@ -152,6 +147,19 @@ fn icmp_errors_go_encapsulated_to_layer_3_backends_with_the_flows_outer_header()
     let out = lb.encapsulated(&icmp);
     assert_eq!((out[14 + 9], &out[40..42]), (17, &[0u8, 0][..]));
     assert_eq!(&out[42..], &icmp[14..]);
+}
+
+#[test]
+fn icmpv6_packet_too_big_goes_6in6_to_a_layer_3_backend() {
+    require_root!();
+    let lb = Lb::l3(L3_CONFIG, 1500);
+    let vip: [u8; 16] = "2001:db8::200".parse::<std::net::Ipv6Addr>().unwrap().octets();
+    let icmp = icmp6(2, 1400u32.to_be_bytes(), vip, 80, v6(2), 40000);
+    let out = lb.encapsulated(&icmp);
+    let data = lb.encapsulated(&tcp6(v6(2), 40000, vip, 80));
+    assert_eq!((&out[..6], &out[12..14], out[14 + 6]), (&ROUTER_MAC[..], &[0x86, 0xdd][..], 41), "IP6IP6 to the router");
+    assert_eq!(&out[14 + 8..14 + 40], &data[14 + 8..14 + 40], "the flow's outer addresses");
+    assert_eq!(&out[54..], &icmp[14..], "the ICMPv6 packet untouched inside");
 }
 
 #[test]

@@ -97,10 +97,10 @@ fn decap(ctx: &XdpContext) -> Result<DecapStat, DecapStat> {
     if cfg.flags & DECAP_ANY_VIP == 0 {
         let listed = if inner_v6 {
             let ip: *const Ipv6Hdr = ptr_at(ctx, inner).ok_or(DecapStat::PassMalformed)?;
-            unsafe { VIPS6.get(&(*ip).daddr) }.is_some()
+            unsafe { VIPS6.get((*ip).daddr) }.is_some()
         } else {
             let ip: *const Ipv4Hdr = ptr_at(ctx, inner).ok_or(DecapStat::PassMalformed)?;
-            unsafe { VIPS4.get(&(*ip).daddr) }.is_some()
+            unsafe { VIPS4.get((*ip).daddr) }.is_some()
         };
         if !listed {
             return Err(DecapStat::PassNotVip);
