@@ -50,14 +50,7 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::Join
     Ok(tokio::spawn(async move {
         let mut gate = Gate::new("control", MAX_CONNECTIONS);
         loop {
-            let stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    gate.accept_failed(e).await;
-                    continue;
-                }
-            };
-            let Some(permit) = gate.admit() else { continue };
+            let Some((stream, permit)) = gate.next(listener.accept()).await else { continue };
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _permit = permit;

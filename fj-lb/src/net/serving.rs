@@ -29,6 +29,18 @@ impl Gate {
         Self { what, permits: Arc::new(Semaphore::new(max_connections)), backoff: BACKOFF_START, last_log: None, refused: 0 }
     }
 
+    /// The next connection worth serving and its place: waits for `accept`, backs off when it
+    /// failed, closes one over the cap; `None` in those two cases (the caller loops).
+    pub async fn next<S, A>(&mut self, accept: impl std::future::Future<Output = std::io::Result<(S, A)>>) -> Option<(S, OwnedSemaphorePermit)> {
+        match accept.await {
+            Ok((stream, _)) => self.admit().map(|permit| (stream, permit)),
+            Err(e) => {
+                self.accept_failed(e).await;
+                None
+            }
+        }
+    }
+
     /// A place for one more connection, or `None` when the cap is reached: the caller closes
     /// the connection at once, which keeps the descriptors in use bounded.
     pub fn admit(&mut self) -> Option<OwnedSemaphorePermit> {

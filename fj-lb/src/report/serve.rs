@@ -106,14 +106,7 @@ pub async fn serve(addr: SocketAddr, tx: mpsc::Sender<ScrapeRequest>) -> std::io
     Ok(tokio::spawn(async move {
         let mut gate = Gate::new("metrics", MAX_CONNECTIONS);
         loop {
-            let mut stream = match listener.accept().await {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    gate.accept_failed(e).await;
-                    continue;
-                }
-            };
-            let Some(permit) = gate.admit() else { continue };
+            let Some((mut stream, permit)) = gate.next(listener.accept()).await else { continue };
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _permit = permit;
