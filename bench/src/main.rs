@@ -465,7 +465,10 @@ struct PpsRun {
 fn bpf_prog_stats(id: u64) -> Option<(u64, u64)> {
     let out = Command::new("bpftool").args(["prog", "show", "id", &id.to_string(), "--json"]).output().ok()?;
     let v: Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some((v.get("run_time_ns")?.as_u64()?, v.get("run_cnt")?.as_u64()?))
+    // bpftool leaves both out while they are 0.
+    let field = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    v.get("id")?;
+    Some((field("run_time_ns"), field("run_cnt")))
 }
 
 fn counters_delta(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
