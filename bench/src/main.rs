@@ -55,6 +55,9 @@ const UDP_PORT: u16 = 53;
 /// Frames per generator run, and runs per path (the median by forwarded rate is reported).
 const GEN_PACKETS: u64 = 1_000_000;
 const GEN_TRIALS: u8 = 3;
+/// The established-flow mode: the generator cycles through this many 5-tuples (on its one
+/// CPU), so after the first round every frame hits the flow table.
+const GEN_ESTABLISHED_FLOWS: u32 = 256;
 /// Daemon start trials (median reported).
 const START_TRIALS: usize = 3;
 /// Services in the memory test, and the table sizes used there (for both daemons).
@@ -417,7 +420,8 @@ struct Gen {
     packets_per_s: f64,
 }
 
-fn generate(lab: &Lab, client_ns: &str, dst_mac: &str, src_mac: &str, src: Ipv4Addr, packets: u64) -> Result<Gen, String> {
+#[allow(clippy::too_many_arguments)] // the generator's command line
+fn generate(lab: &Lab, client_ns: &str, dst_mac: &str, src_mac: &str, src: Ipv4Addr, packets: u64, flows: u32) -> Result<Gen, String> {
     let out = run_tool(
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{client_ns}"))
@@ -426,7 +430,7 @@ fn generate(lab: &Lab, client_ns: &str, dst_mac: &str, src_mac: &str, src: Ipv4A
             .arg(&lab.bin)
             .args(["generate", "--interface", "eth0", "--src-mac", src_mac, "--dst-mac", dst_mac])
             .args(["--src", &src.to_string(), "--dst", &VIP.to_string(), "--port", &UDP_PORT.to_string()])
-            .args(["--packets", &packets.to_string()])
+            .args(["--packets", &packets.to_string(), "--flows", &flows.to_string()])
             .env("NO_COLOR", "1"),
     )?;
     let line = out.lines().rev().find(|l| l.trim_start().starts_with('{')).ok_or_else(|| format!("generate printed {out:?}"))?;
@@ -451,6 +455,20 @@ struct PpsRun {
     dropped: Option<u64>,
     passed: Option<u64>,
     counters: BTreeMap<String, u64>,
+    /// The kernel's own time for the LB's XDP program over the run (`kernel.bpf_stats_enabled`):
+    /// run_time_ns / run_cnt deltas, ns a packet.
+    bpf_ns_per_run: Option<f64>,
+}
+
+/// run_time_ns and run_cnt of BPF program `id` (`bpftool prog show --json`; counted while
+/// `kernel.bpf_stats_enabled` is 1).
+fn bpf_prog_stats(id: u64) -> Option<(u64, u64)> {
+    let out = Command::new("bpftool").args(["prog", "show", "id", &id.to_string(), "--json"]).output().ok()?;
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    // bpftool leaves both out while they are 0.
+    let field = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    v.get("id")?;
+    Some((field("run_time_ns"), field("run_cnt")))
 }
 
 fn counters_delta(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
@@ -464,7 +482,7 @@ fn gen_pin() -> Vec<String> {
 
 /// One generator run. `trial` picks the template's source address, 10.0.<trial>.2, so that each
 /// trial's 5-tuples are new to the flow table.
-fn pps_run(lab: &Lab, daemon: Option<&Daemon>, trial: u8) -> Result<PpsRun, String> {
+fn pps_run(lab: &Lab, daemon: Option<&Daemon>, trial: u8, flows: u32) -> Result<PpsRun, String> {
     let topo = &lab.topo;
     let lb_ns = topo.lb().ns.name();
     let sw = topo.switch().name();
@@ -474,13 +492,21 @@ fn pps_run(lab: &Lab, daemon: Option<&Daemon>, trial: u8) -> Result<PpsRun, Stri
     let br0 = link_stats(sw, client_port);
     let lb0 = link_stats(lb_ns, "eth0");
     let src = Ipv4Addr::new(10, 0, trial, 2);
-    let tx = generate(lab, topo.client().ns.name(), &lb_mac, &client_mac, src, GEN_PACKETS)?;
+    let prog = xdp_info(lb_ns, "eth0").and_then(|x| x.prog_id);
+    let k0 = prog.and_then(bpf_prog_stats);
+    let tx = generate(lab, topo.client().ns.name(), &lb_mac, &client_mac, src, GEN_PACKETS, flows)?;
     // Let the queues drain before reading the counters (the generator returns once it queued
     // the last frame).
     std::thread::sleep(Duration::from_millis(300));
     let br1 = link_stats(sw, client_port);
     let lb1 = link_stats(lb_ns, "eth0");
+    let k1 = prog.and_then(bpf_prog_stats);
     let mut r = PpsRun { tx, bridge_rx: br1.0 - br0.0, lb_rx: lb1.0 - lb0.0, lb_rx_dropped: lb1.1 - lb0.1, ..Default::default() };
+    if let (Some((t0, c0)), Some((t1, c1))) = (k0, k1)
+        && c1 > c0
+    {
+        r.bpf_ns_per_run = Some((t1 - t0) as f64 / (c1 - c0) as f64);
+    }
     if let (Some(d), Some(s0)) = (daemon, s0) {
         let delta = counters_delta(&s0, &lab.stats(d));
         let sum = |f: &dyn Fn(&str) -> bool| delta.iter().filter(|(k, _)| f(k)).map(|(_, v)| *v).sum::<u64>();
@@ -500,11 +526,11 @@ impl PpsRun {
 }
 
 /// [`GEN_TRIALS`] runs; the median one by forwarded rate, and every trial's forwarded Mpps.
-fn pps_trials(lab: &Lab, daemon: Option<&Daemon>) -> Result<(PpsRun, Vec<f64>), String> {
+fn pps_trials(lab: &Lab, daemon: Option<&Daemon>, flows: u32) -> Result<(PpsRun, Vec<f64>), String> {
     let mut runs = Vec::new();
     for t in 0..GEN_TRIALS {
         check_stop();
-        runs.push(pps_run(lab, daemon, t)?);
+        runs.push(pps_run(lab, daemon, t, flows)?);
     }
     let rates: Vec<f64> = runs.iter().map(|r| r.forwarded_per_s() / 1e6).collect();
     runs.sort_by(|a, b| a.forwarded_per_s().partial_cmp(&b.forwarded_per_s()).unwrap());
@@ -810,6 +836,7 @@ fn main() {
 
     // ---- Phase B: fj-lb ----
     let mut pps_lb: Option<Result<(PpsRun, Vec<f64>), String>> = None;
+    let mut pps_lb_est: Option<Result<(PpsRun, Vec<f64>), String>> = None;
     let mut pps_floor: Option<Result<(PpsRun, Vec<f64>), String>> = None;
     let mut lb_services_note = String::new();
     if wants(&only, "http") || wants(&only, "iperf") || wants(&only, "pps") {
@@ -836,7 +863,11 @@ fn main() {
         }
         if wants(&only, "pps") {
             eprintln!("fj-lb-bench-e2e: packet rate through fj-lb ({GEN_TRIALS} × {GEN_PACKETS} frames)");
-            pps_lb = Some(pps_trials(&lab, Some(&d)));
+            // The kernel's per-program run time, as a cross-check of the rates.
+            let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1");
+            pps_lb = Some(pps_trials(&lab, Some(&d), 0));
+            eprintln!("fj-lb-bench-e2e: packet rate through fj-lb, established flows ({GEN_ESTABLISHED_FLOWS} 5-tuples cycled)");
+            pps_lb_est = Some(pps_trials(&lab, Some(&d), GEN_ESTABLISHED_FLOWS));
         }
         drop(d);
         if wants(&only, "pps") {
@@ -852,7 +883,8 @@ fn main() {
             if ok.is_none() {
                 panic!("the floor program did not attach to the LB's eth0 within 10 s; its log:\n{}", floor.log());
             }
-            pps_floor = Some(pps_trials(&lab, None));
+            pps_floor = Some(pps_trials(&lab, None, 0));
+            let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "0");
             floor.stop(Duration::from_secs(5));
             // The XDP program goes with its process; wait until eth0 is bare again.
             let gone = poll_until(Duration::from_secs(10), Duration::from_millis(20), || xdp_info(&lb_ns, "eth0").is_none().then_some(()));
@@ -1187,7 +1219,12 @@ fn main() {
         let mut rows = Vec::new();
         let mut j = serde_json::Map::new();
         let floor_fwd = pps_floor.as_ref().and_then(|x| x.as_ref().ok()).map(|x| x.0.forwarded_per_s()).unwrap_or(f64::NAN);
-        for (key, label, res) in [("fj_lb", "fj-lb", &pps_lb), ("floor", "floor (MAC swap, XDP_TX)", &pps_floor)] {
+        let paths = [
+            ("fj_lb", "fj-lb, new flow every frame", &pps_lb),
+            ("fj_lb_established", "fj-lb, established flows", &pps_lb_est),
+            ("floor", "floor (MAC swap, XDP_TX)", &pps_floor),
+        ];
+        for (key, label, res) in paths {
             let Some(res) = res else { continue };
             match res {
                 Ok((x, trials)) => {
@@ -1210,6 +1247,7 @@ fn main() {
                         format!("{}%", f(loss * 100.0, 1)),
                         format!("{lost_at_lb} ({}%)", f(lost_at_lb_frac * 100.0, 1)),
                         ratio(fwd as f64 / secs, floor_fwd),
+                        x.bpf_ns_per_run.map_or("—".into(), |ns| f(ns, 0)),
                     ]);
                     j.insert(
                         key.into(),
@@ -1218,13 +1256,14 @@ fn main() {
                             "forwarded": fwd, "forwarded_mpps": fwd_mpps, "loss_vs_sent": loss,
                             "lost_at_lb": lost_at_lb, "lost_at_lb_of_reached_bridge": lost_at_lb_frac,
                             "dropped": x.dropped, "passed": x.passed, "counters": x.counters,
-                            "ratio_vs_floor": ratio_v(fwd as f64 / secs, floor_fwd), "trials_forwarded_mpps": trials}),
+                            "ratio_vs_floor": ratio_v(fwd as f64 / secs, floor_fwd), "trials_forwarded_mpps": trials,
+                            "kernel_ns_per_run": x.bpf_ns_per_run}),
                     );
                 }
                 Err(e) => {
                     let cell = r.fail(&format!("packet rate {key}"), e);
                     let mut row = vec![label.to_string(), cell];
-                    row.resize(9, String::new());
+                    row.resize(10, String::new());
                     rows.push(row);
                     j.insert(key.into(), json!({"error": e}));
                 }
@@ -1241,9 +1280,19 @@ fn main() {
                 "loss vs sent",
                 "lost at the LB",
                 "forwarded rate vs floor",
+                "kernel ns/run (bpf_stats)",
             ],
             &rows,
         );
+        r.para(&format!(
+            "Established flows: the same runs with `fj-lb generate --flows {GEN_ESTABLISHED_FLOWS}`: the generator cycles \
+             through {GEN_ESTABLISHED_FLOWS} 5-tuples, so all but the first {GEN_ESTABLISHED_FLOWS} frames of a trial hit \
+             the flow table (a fresh frame from the template every packet all the same). \"Kernel ns/run\" is the LB \
+             program's run_time_ns / run_cnt delta over the median trial (`kernel.bpf_stats_enabled` = 1 during these \
+             runs; `bpftool prog show --json`): the program's own time, without the rest of the path, as a cross-check \
+             of the rates. These are pipeline figures (a live frame through veth and bridge); the one-run-per-call \
+             in-kernel figures are in `datapath.md` (`fj-lb/benches/datapath.rs`)."
+        ));
         if let Some(Ok((x, _))) = &pps_lb {
             let list = x.counters.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ");
             r.para(&format!("fj-lb's counters over its median trial: {list}."));

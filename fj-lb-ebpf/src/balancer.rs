@@ -6,7 +6,7 @@ use fj_lb_common::{
 use fj_lb_ebpf::{
     encap::{encapsulate, overhead},
     forward::rewrite_macs,
-    parse::{FRAG_FIRST, FRAG_LATER, FRAG_NONE, L3, parse_l3, parse_ports, ptr_at},
+    parse::{FRAG_FIRST, FRAG_LATER, FRAG_NONE, L3, parse_l3, parse_ports, ptr_at, zeroed_key},
 };
 
 use crate::{
@@ -47,23 +47,24 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
         }
         None => return Err((Stat::PassMalformed, xdp_action::XDP_PASS)),
     };
-    let mut key = FlowKey::default();
+    let mut slot = core::mem::MaybeUninit::uninit();
+    let key = zeroed_key(&mut slot);
     let check_vips = settings.flags & SETTINGS_NOT_ACCEPTED != 0;
-    let l3 = match parse_l3(ctx, &mut key) {
+    let l3 = match parse_l3(ctx, key) {
         Ok(l3) => l3,
-        Err(stat) => return Err(refuse_or_pass(&key, stat, check_vips)),
+        Err(stat) => return Err(refuse_or_pass(key, stat, check_vips)),
     };
     match l3.proto {
-        PROTO_TCP | PROTO_UDP if l3.frag == FRAG_LATER => frag::follow(&mut key, &l3, settings)?,
+        PROTO_TCP | PROTO_UDP if l3.frag == FRAG_LATER => frag::follow(key, &l3, settings)?,
         PROTO_TCP | PROTO_UDP => {
-            if let Err(stat) = parse_ports(ctx, &mut key, &l3) {
-                return Err(refuse_or_pass(&key, stat, check_vips));
+            if let Err(stat) = parse_ports(ctx, key, &l3) {
+                return Err(refuse_or_pass(key, stat, check_vips));
             }
         }
-        PROTO_ICMP | PROTO_ICMPV6 if l3.frag == FRAG_NONE => return icmp::steer(ctx, settings, &mut key, &l3, group, check_vips),
+        PROTO_ICMP | PROTO_ICMPV6 if l3.frag == FRAG_NONE => return icmp::steer(ctx, settings, key, &l3, group, check_vips),
         // Later fragments of anything else carry no header to judge: the host's.
         _ if l3.frag == FRAG_LATER => return Err((Stat::PassFragment, xdp_action::XDP_PASS)),
-        _ => return Err(refuse_or_pass(&key, Stat::PassNotL4, check_vips)),
+        _ => return Err(refuse_or_pass(key, Stat::PassNotL4, check_vips)),
     }
     // Multicast and broadcast frames reach every LB host on the segment: balancing them would
     // forward each one as many times. (ARP and the like were passed by the parser already.)
@@ -77,19 +78,19 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
         family: key.family,
     };
     let Some(svc) = (unsafe { SERVICES.get(skey) }) else {
-        return Err(refuse_or_pass(&key, Stat::PassNotService, check_vips));
+        return Err(refuse_or_pass(key, Stat::PassNotService, check_vips));
     };
     let svc = *svc;
-    let (id, backend) = select_backend(&key, &svc, settings.hash_seed, settings.max_new_flows)
+    let (id, backend) = select_backend(key, &svc, settings.hash_seed, settings.max_new_flows)
         .map_err(|s| (s, xdp_action::XDP_DROP))?;
     if backend.mac == [0u8; 6] {
         return Err((Stat::DropBackendUnresolved, xdp_action::XDP_DROP));
     }
     if l3.frag == FRAG_FIRST {
-        frag::track(&key, &l3);
+        frag::track(key, &l3);
     }
     let len = (ctx.data_end() - ctx.data()) as u64;
-    let action = forward(ctx, settings, &svc, backend, &key, &l3, true)?;
+    let action = forward(ctx, settings, &svc, backend, key, &l3, true)?;
     count_forwarded(svc.id, id, len);
     Ok(action)
 }
@@ -144,10 +145,21 @@ pub fn refuse_or_pass(key: &FlowKey, stat: Stat, check_vips: bool) -> (Stat, u32
 }
 
 /// Whether `addr` is a virtual address this host may not accept. A function of its own (a
-/// BPF-to-BPF call on the pass path only): its key's three padding bytes become a `memset`
-/// call wherever it is built, so it is built in one place.
+/// BPF-to-BPF call on the pass path only). The key is written as five 4-byte volatile stores:
+/// built as a struct, its three padding bytes become a call to `memset`.
 #[inline(never)]
 fn not_accepted(addr: &[u8; 16], family: u8) -> bool {
-    let vip = VipKey { addr: *addr, family, _pad: [0; 3] };
-    unsafe { NOT_ACCEPTED.get(vip) }.is_some()
+    #[repr(C, align(4))]
+    struct Slot(VipKey);
+    let mut slot = core::mem::MaybeUninit::<Slot>::uninit();
+    let words = slot.as_mut_ptr() as *mut u32;
+    // In bounds: `VipKey` is 20 bytes, aligned to 4 here; every byte is written before the
+    // lookup reads the key.
+    unsafe {
+        for i in 0..4 {
+            words.add(i).write_volatile(core::ptr::read_unaligned(addr.as_ptr().add(4 * i) as *const u32));
+        }
+        words.add(4).write_volatile(u32::from_ne_bytes([family, 0, 0, 0]));
+        NOT_ACCEPTED.get(&(*slot.as_ptr()).0).is_some()
+    }
 }

@@ -500,7 +500,7 @@ fn flood(r: &mut Report) {
     let mut json = serde_json::Map::new();
     for cap in [0, CAP] {
         let mut dp = Dataplane::load(state::sizes(&cfg)).expect("load (run as root)");
-        let settings = |max_new_flows| Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0, max_new_flows };
+        let settings = |max_new_flows| Settings { lb_mac: LB_MAC, alt_mac: [0; 6], hash_seed: cfg.hash_seed, flags: 0, max_new_flows, ..Default::default() };
         dp.write_settings(settings(0)).unwrap();
         // Distinct MACs, to see which backend a packet went to.
         let macs: HashMap<IpAddr, Mac> =

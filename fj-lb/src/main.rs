@@ -68,8 +68,8 @@ fn main() -> ExitCode {
                 decap_attach(&dir, interface, vips, any_vip, gue_port, &xdp_mode, cli.json)
             })
         }
-        Command::Generate { interface, src_mac, dst_mac, src, dst, port, packets } => report((|| {
-            let g = datapath::generate(&interface, parse_mac(&src_mac)?, parse_mac(&dst_mac)?, src, dst, port, packets)?;
+        Command::Generate { interface, src_mac, dst_mac, src, dst, port, packets, flows } => report((|| {
+            let g = datapath::generate(&interface, parse_mac(&src_mac)?, parse_mac(&dst_mac)?, src, dst, port, packets, flows)?;
             println!("{}", serde_json::to_string(&g)?);
             Ok(())
         })()),

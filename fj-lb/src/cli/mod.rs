@@ -98,6 +98,9 @@ pub enum Command {
         port: u16,
         #[arg(long, default_value_t = 10_000_000)]
         packets: u64,
+        /// Cycle through this many 5-tuples a CPU (established flows); 0: every packet a new one.
+        #[arg(long, default_value_t = 0)]
+        flows: u32,
     },
     /// On a backend of an `ipip` or `gue` service: attach fj-lb's decapsulation XDP program
     /// (IPIP, IP6IP6, 4in6, GUE), which stays attached after this command exits. `--detach`

@@ -50,8 +50,14 @@ pub struct Generated {
     pub packets_per_s: f64,
 }
 
+/// How many 5-tuples a CPU of the generator cycles through (0: every packet a new one).
+const GEN_FLOWS: &str = "GEN_FLOWS";
+
 /// Sends `packets` UDP frames out of `interface` as fast as this machine allows, each a new
-/// 5-tuple (the `fj_lb_gen` program in BPF_PROG_TEST_RUN live-frames mode).
+/// 5-tuple, or (`flows` > 0) cycling through `flows` 5-tuples a CPU, so that after the first
+/// round every packet belongs to an established flow (the `fj_lb_gen` program in
+/// BPF_PROG_TEST_RUN live-frames mode; a fresh frame from the template every packet).
+#[allow(clippy::too_many_arguments)] // the frame's fields, as the `generate` command takes them
 pub fn generate(
     interface: &str,
     src_mac: [u8; 6],
@@ -60,6 +66,7 @@ pub fn generate(
     dst: std::net::Ipv4Addr,
     port: u16,
     packets: u64,
+    flows: u32,
 ) -> Result<Generated, DataplaneError> {
     use aya::programs::{TestRun, TestRunAttrs, TestRunOptions};
     let mut ebpf = load_aux(program_names::GENERATOR)?;
@@ -84,6 +91,9 @@ pub fn generate(
         let mut t: Array<&mut MapData, [u8; 60]> =
             Array::try_from(ebpf.map_mut(GEN_TEMPLATE).expect("generator template map")).expect("array");
         t.set(0, frame, 0).map_err(map_err(GEN_TEMPLATE))?;
+        let mut f: Array<&mut MapData, u32> =
+            Array::try_from(ebpf.map_mut(GEN_FLOWS).expect("generator flows map")).expect("array");
+        f.set(0, flows, 0).map_err(map_err(GEN_FLOWS))?;
     }
     let c = std::ffi::CString::new(interface).map_err(|_| DataplaneError::Io {
         what: "interface name",

@@ -2,7 +2,8 @@
 //!
 //! It turns BPF_PROG_TEST_RUN in live-frames mode into a packet source: the kernel
 //! hands it a frame, it writes a fresh copy of the template (live-frames mode reuses frames the
-//! program already rewrote), gives it a new source port so every packet is a new 5-tuple, and
+//! program already rewrote), gives it a new source port so every packet is a new 5-tuple (or,
+//! with `GEN_FLOWS` set, cycles through that many 5-tuples a CPU: established flows), and
 //! sends it out of the interface it was "received" on with XDP_TX.
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_get_smp_processor_id, macros::map, maps::{Array, PerCpuArray}, programs::XdpContext};
 
@@ -25,6 +26,10 @@ pub static GEN_TEMPLATE: Array<[u8; GEN_FRAME_LEN]> = Array::with_max_entries(1,
 pub static GEN_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// RFC 1624: the checksum after one 16-bit word of the header changes from `old` to `new`.
+/// How many 5-tuples each CPU cycles through; 0 (the default): every packet a new one.
+#[map(name = "GEN_FLOWS")]
+pub static GEN_FLOWS: Array<u32> = Array::with_max_entries(1, 0);
+
 #[inline(always)]
 fn update_checksum(check: u16, old: u16, new: u16) -> u16 {
     let mut sum = (!check as u32) + (!old as u32) + new as u32;
@@ -42,6 +47,8 @@ pub fn generate(ctx: &XdpContext) -> u32 {
         *seq = (*seq).wrapping_add(1);
         *seq
     };
+    let flows = GEN_FLOWS.get(0).copied().unwrap_or(0);
+    let n = if flows != 0 { n % flows } else { n };
     let cpu = unsafe { bpf_get_smp_processor_id() };
     unsafe {
         *frame = *template;
