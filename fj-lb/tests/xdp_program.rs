@@ -534,3 +534,5 @@ mod fragments;
 mod lengths;
 #[path = "xdp_program/decap.rs"]
 mod decap;
+#[path = "xdp_program/model.rs"]
+mod model;

@@ -1,0 +1,407 @@
+//! A reference model of the XDP balancer's decision (fj-lb-ebpf `balancer`, `parse`, `flow`,
+//! `frag`, `forward`) in plain Rust, for the property tests that run generated frames through
+//! the real program (fj-lb/tests/datapath_model.rs) and compare: verdict, counters, output
+//! frame.
+//!
+//! Modelled: the destination-MAC checks (ours, the alternative MAC, group MACs), the
+//! ethertype (IPv4, IPv6, VLAN tags, others), IPv4 (version, header length and options, total
+//! length against the frame, fragment bits), IPv6 (version, payload length, the extension
+//! header walk: hop-by-hop, destination options, routing with and without segments left,
+//! fragment headers, the other extension values), TCP and UDP headers inside the IP packet,
+//! the service lookup, Accept_Mode (not-accepted VIPs), the flow table (hit, miss, repin,
+//! stale owner, dead backend), the Maglev pick with the shared hash, fragments (a first
+//! fragment tracked, a later one followed, orphans dropped or passed), layer-2 direct return
+//! (the MAC rewrite) and the per-service and per-backend counters.
+//!
+//! Not modelled (the model says [`Outcome::Unmodelled`]): ICMP and ICMPv6 that are not later
+//! fragments (error steering, neighbour discovery), the encapsulating services (IPIP, GUE,
+//! too-big replies), and the new-flow cap (`max_new_flows` must be 0).
+use std::collections::{HashMap, HashSet};
+
+use fj_lb_common::{
+    BACKEND_ALIVE, Backend, FAMILY_V4, FAMILY_V6, FORWARD_DSR, FlowKey, FlowValue, FragKey, FragValue, NO_BACKEND,
+    PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED, SETTINGS_PASS_ORPHAN_FRAGMENTS, ServiceKey,
+    ServiceValue, Settings, Stat, hash::flow_hash,
+};
+
+/// XDP verdicts as the kernel numbers them.
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+
+const ETH_LEN: usize = 14;
+const IPV4_LEN: usize = 20;
+const IPV6_LEN: usize = 40;
+const TCP_LEN: usize = 20;
+const UDP_LEN: usize = 8;
+/// As `parse::MAX_EXT_HEADERS`.
+const MAX_EXT_HEADERS: usize = 4;
+const IPV6_EXT_HEADERS: [u8; 11] = [0, 43, 44, 50, 51, 60, 135, 139, 140, 253, 254];
+
+/// The maps the program reads, as plain collections. `flows` and `fragments` are updated by
+/// [`decide`] as the program updates its maps.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    pub settings: Settings,
+    pub services: HashMap<ServiceKey, ServiceValue>,
+    /// Indexed by backend id.
+    pub backends: Vec<Backend>,
+    pub maglev: Vec<u32>,
+    pub flows: HashMap<FlowKey, FlowValue>,
+    pub fragments: HashMap<FragKey, FragValue>,
+    /// Addresses (16 bytes, family) with Accept_Mode false.
+    pub not_accepted: HashSet<([u8; 16], u8)>,
+}
+
+impl Tables {
+    /// Whether some service has `addr` as its VIP (the program's `VIPS` map).
+    fn is_vip(&self, addr: &[u8; 16], family: u8) -> bool {
+        self.services.keys().any(|k| k.addr == *addr && k.family == family)
+    }
+}
+
+/// What the program does with one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Decided(Decision),
+    /// A path the model leaves out (see the module's documentation).
+    Unmodelled(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub action: u32,
+    /// Every global counter incremented, once per increment, in no particular order.
+    pub stats: Vec<Stat>,
+    /// For a forwarded frame: the service id, the backend id and the bytes counted.
+    pub forwarded: Option<(u32, u32, u64)>,
+    /// The frame as the program leaves it.
+    pub frame: Vec<u8>,
+}
+
+#[derive(Clone, Copy)]
+enum Frag {
+    None,
+    First,
+    Later,
+}
+
+struct L3 {
+    l4_off: usize,
+    ip_end: usize,
+    proto: u8,
+    frag: Frag,
+    frag_proto: u8,
+    frag_id: u32,
+}
+
+fn be16(f: &[u8], off: usize) -> u16 {
+    u16::from_be_bytes([f[off], f[off + 1]])
+}
+
+/// Decides `frame` as the program would, updating the flow and fragment tables.
+pub fn decide(t: &mut Tables, frame: &[u8]) -> Outcome {
+    let mut stats = Vec::new();
+    match balance(t, frame, &mut stats) {
+        Err(Unmodelled(why)) => Outcome::Unmodelled(why),
+        Ok(Ok((svc, backend, mac))) => {
+            let mut out = frame.to_vec();
+            out[..6].copy_from_slice(&mac);
+            out[6..12].copy_from_slice(&t.settings.lb_mac);
+            stats.push(Stat::Forwarded);
+            Outcome::Decided(Decision {
+                action: XDP_TX,
+                stats,
+                forwarded: Some((svc, backend, frame.len() as u64)),
+                frame: out,
+            })
+        }
+        Ok(Err((stat, action))) => {
+            stats.push(stat);
+            Outcome::Decided(Decision { action, stats, forwarded: None, frame: frame.to_vec() })
+        }
+    }
+}
+
+struct Unmodelled(&'static str);
+
+type Forward = Result<(u32, u32, [u8; 6]), (Stat, u32)>;
+
+fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, Unmodelled> {
+    let s = t.settings;
+    if f.len() < 6 {
+        return Ok(Err((Stat::PassMalformed, XDP_PASS)));
+    }
+    let dst: [u8; 6] = f[..6].try_into().unwrap();
+    let unicast = dst[0] & 1 == 0;
+    if unicast && dst != s.lb_mac && (s.alt_mac == [0; 6] || dst != s.alt_mac) {
+        return Ok(Err((Stat::PassOtherHost, XDP_PASS)));
+    }
+    let group = !unicast;
+    let check_vips = s.flags & SETTINGS_NOT_ACCEPTED != 0;
+    let mut key = FlowKey::default();
+    let l3 = match parse_l3(f, &mut key) {
+        Ok(l3) => l3,
+        Err(stat) => return Ok(Err(refuse_or_pass(t, &key, stat, check_vips))),
+    };
+    match (l3.proto, l3.frag) {
+        (PROTO_TCP | PROTO_UDP, Frag::Later) => {
+            let fk = frag_key(&key, &l3);
+            if let Some(v) = t.fragments.get(&fk) {
+                key.sport = v.sport;
+                key.dport = v.dport;
+                stats.push(Stat::FragmentFollowed);
+            } else if !t.is_vip(&key.dst, key.family) {
+                return Ok(Err((Stat::PassFragment, XDP_PASS)));
+            } else if s.flags & SETTINGS_PASS_ORPHAN_FRAGMENTS != 0 {
+                return Ok(Err((Stat::PassFragmentOrphan, XDP_PASS)));
+            } else {
+                return Ok(Err((Stat::DropFragmentOrphan, XDP_DROP)));
+            }
+        }
+        (PROTO_TCP | PROTO_UDP, _) => {
+            if let Err(stat) = parse_ports(f, &mut key, &l3) {
+                return Ok(Err(refuse_or_pass(t, &key, stat, check_vips)));
+            }
+        }
+        (PROTO_ICMP | PROTO_ICMPV6, Frag::None) => return Err(Unmodelled("ICMP steering")),
+        (_, Frag::Later) => return Ok(Err((Stat::PassFragment, XDP_PASS))),
+        _ => return Ok(Err(refuse_or_pass(t, &key, Stat::PassNotL4, check_vips))),
+    }
+    if group {
+        return Ok(Err((Stat::PassMulticast, XDP_PASS)));
+    }
+    let skey = ServiceKey { addr: key.dst, port: key.dport, proto: key.proto, family: key.family };
+    let Some(svc) = t.services.get(&skey).copied() else {
+        return Ok(Err(refuse_or_pass(t, &key, Stat::PassNotService, check_vips)));
+    };
+    if svc.forward != FORWARD_DSR {
+        return Err(Unmodelled("encapsulating services"));
+    }
+    if s.max_new_flows != 0 {
+        return Err(Unmodelled("the new-flow cap"));
+    }
+    let (id, backend) = match select_backend(t, &key, &svc, stats) {
+        Ok(b) => b,
+        Err(stat) => return Ok(Err((stat, XDP_DROP))),
+    };
+    if backend.mac == [0; 6] {
+        return Ok(Err((Stat::DropBackendUnresolved, XDP_DROP)));
+    }
+    if let Frag::First = l3.frag {
+        t.fragments.insert(frag_key(&key, &l3), FragValue { sport: key.sport, dport: key.dport });
+        stats.push(Stat::FragmentTracked);
+    }
+    Ok(Ok((svc.id, id, backend.mac)))
+}
+
+fn frag_key(key: &FlowKey, l3: &L3) -> FragKey {
+    FragKey { src: key.src, dst: key.dst, id: l3.frag_id, proto: l3.frag_proto, family: key.family, _pad: [0; 2] }
+}
+
+fn refuse_or_pass(t: &Tables, key: &FlowKey, stat: Stat, check_vips: bool) -> (Stat, u32) {
+    if check_vips
+        && key.family != 0
+        && matches!(stat, Stat::PassNotService | Stat::PassNotL4 | Stat::PassIcmpNotService)
+        && t.not_accepted.contains(&(key.dst, key.family))
+    {
+        return (Stat::DropNotAccepted, XDP_DROP);
+    }
+    (stat, XDP_PASS)
+}
+
+fn live_backend(t: &Tables, id: u32, service: u32) -> Option<Backend> {
+    let b = *t.backends.get(id as usize)?;
+    (b.service == service && b.flags & BACKEND_ALIVE != 0).then_some(b)
+}
+
+fn select_backend(t: &mut Tables, key: &FlowKey, svc: &ServiceValue, stats: &mut Vec<Stat>) -> Result<(u32, Backend), Stat> {
+    let mut repinned = false;
+    if let Some(flow) = t.flows.get(key).copied() {
+        if flow.service == svc.id
+            && let Some(b) = live_backend(t, flow.backend, svc.id)
+        {
+            stats.push(Stat::FlowHit);
+            return Ok((flow.backend, b));
+        }
+        repinned = true;
+    }
+    if svc.table_size == 0 {
+        return Err(Stat::DropNoBackend);
+    }
+    let slot = flow_hash(key, t.settings.hash_seed) % svc.table_size;
+    let id = *t.maglev.get(svc.table_base.wrapping_add(slot) as usize).ok_or(Stat::DropNoBackend)?;
+    if id == NO_BACKEND {
+        return Err(Stat::DropNoBackend);
+    }
+    let b = live_backend(t, id, svc.id).ok_or(Stat::DropNoBackend)?;
+    t.flows.insert(*key, FlowValue { backend: id, service: svc.id });
+    stats.push(if repinned { Stat::FlowRepinned } else { Stat::FlowMiss });
+    Ok((id, b))
+}
+
+fn parse_l3(f: &[u8], key: &mut FlowKey) -> Result<L3, Stat> {
+    if f.len() < ETH_LEN {
+        return Err(Stat::PassMalformed);
+    }
+    match be16(f, 12) {
+        0x0800 => parse_ipv4(f, key),
+        0x86dd => parse_ipv6(f, key),
+        0x8100 | 0x88a8 => Err(Stat::PassVlan),
+        _ => Err(Stat::PassNotIp),
+    }
+}
+
+fn parse_ipv4(f: &[u8], key: &mut FlowKey) -> Result<L3, Stat> {
+    if f.len() < ETH_LEN + IPV4_LEN {
+        return Err(Stat::PassMalformed);
+    }
+    let ip = &f[ETH_LEN..];
+    if ip[0] >> 4 != 4 {
+        return Err(Stat::PassMalformed);
+    }
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    if ihl < IPV4_LEN {
+        return Err(Stat::PassMalformed);
+    }
+    let tot_len = be16(ip, 2) as usize;
+    let ip_end = ETH_LEN + tot_len;
+    if tot_len < ihl || ip_end > f.len() {
+        return Err(Stat::PassMalformed);
+    }
+    let frag_off = be16(ip, 6);
+    let frag = if frag_off & 0x1fff != 0 {
+        Frag::Later
+    } else if frag_off & 0x2000 != 0 {
+        Frag::First
+    } else {
+        Frag::None
+    };
+    key.family = FAMILY_V4;
+    key.proto = ip[9];
+    key.src[..4].copy_from_slice(&ip[12..16]);
+    key.dst[..4].copy_from_slice(&ip[16..20]);
+    Ok(L3 { l4_off: ETH_LEN + ihl, ip_end, proto: ip[9], frag, frag_proto: ip[9], frag_id: be16(ip, 4) as u32 })
+}
+
+fn parse_ipv6(f: &[u8], key: &mut FlowKey) -> Result<L3, Stat> {
+    if f.len() < ETH_LEN + IPV6_LEN {
+        return Err(Stat::PassMalformed);
+    }
+    let ip = &f[ETH_LEN..];
+    if ip[0] >> 4 != 6 {
+        return Err(Stat::PassMalformed);
+    }
+    let ip_end = ETH_LEN + IPV6_LEN + be16(ip, 4) as usize;
+    if ip_end > f.len() {
+        return Err(Stat::PassMalformed);
+    }
+    key.family = FAMILY_V6;
+    key.src.copy_from_slice(&ip[8..24]);
+    key.dst.copy_from_slice(&ip[24..40]);
+    let mut next = ip[6];
+    let mut off = ETH_LEN + IPV6_LEN;
+    let (mut frag, mut frag_proto, mut frag_id) = (Frag::None, 0, 0);
+    for _ in 0..MAX_EXT_HEADERS {
+        match next {
+            0 | 60 | 43 => {
+                if off + 4 > ip_end {
+                    return Err(Stat::PassMalformed);
+                }
+                if next == 43 && f[off + 3] != 0 {
+                    return Err(Stat::PassIpv6ExtHeader);
+                }
+                next = f[off];
+                off += (f[off + 1] as usize + 1) * 8;
+            }
+            44 => {
+                if off + 8 > ip_end {
+                    return Err(Stat::PassMalformed);
+                }
+                let offset_flags = be16(f, off + 2);
+                next = f[off];
+                frag_proto = next;
+                frag_id = u32::from_be_bytes(f[off + 4..off + 8].try_into().unwrap());
+                off += 8;
+                if offset_flags & 0xfff8 != 0 {
+                    frag = Frag::Later;
+                    break;
+                }
+                if offset_flags & 1 != 0 {
+                    frag = Frag::First;
+                }
+            }
+            _ => break,
+        }
+    }
+    if !matches!(frag, Frag::Later) && IPV6_EXT_HEADERS.contains(&next) {
+        return Err(Stat::PassIpv6ExtHeader);
+    }
+    if off > ip_end {
+        return Err(Stat::PassMalformed);
+    }
+    key.proto = next;
+    Ok(L3 { l4_off: off, ip_end, proto: next, frag, frag_proto, frag_id })
+}
+
+fn parse_ports(f: &[u8], key: &mut FlowKey, l3: &L3) -> Result<(), Stat> {
+    let need = if key.proto == PROTO_TCP { TCP_LEN } else { UDP_LEN };
+    if l3.l4_off + need > l3.ip_end {
+        return Err(Stat::PassMalformed);
+    }
+    if key.proto == PROTO_TCP && f[l3.l4_off + 12] >> 4 < 5 {
+        return Err(Stat::PassMalformed);
+    }
+    key.sport = be16(f, l3.l4_off);
+    key.dport = be16(f, l3.l4_off + 2);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LB: [u8; 6] = [2, 0x1b, 0, 0, 0, 1];
+
+    fn tables() -> Tables {
+        let mut t = Tables { settings: Settings { lb_mac: LB, ..Default::default() }, ..Default::default() };
+        let mut vip = [0u8; 16];
+        vip[..4].copy_from_slice(&[10, 0, 0, 100]);
+        t.services.insert(
+            ServiceKey { addr: vip, port: 80, proto: PROTO_TCP, family: FAMILY_V4 },
+            ServiceValue { id: 0, table_base: 0, table_size: 1, forward: FORWARD_DSR, gue_port: 0 },
+        );
+        t.backends.push(Backend { mac: [2, 0xbe, 0, 0, 4, 11], family: FAMILY_V4, flags: BACKEND_ALIVE, ..Default::default() });
+        t.maglev.push(0);
+        t
+    }
+
+    fn syn() -> Vec<u8> {
+        let mut f = LB.to_vec();
+        f.extend([2, 0xc1, 0, 0, 0, 1, 0x08, 0x00]);
+        f.extend([0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 0, 2, 10, 0, 0, 100]);
+        f.extend([0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 2, 0xff, 0xff, 0, 0, 0, 0]);
+        f
+    }
+
+    #[test]
+    fn a_syn_to_the_service_is_forwarded_then_hits_its_flow() {
+        let mut t = tables();
+        let Outcome::Decided(d) = decide(&mut t, &syn()) else { panic!() };
+        assert_eq!(d.action, XDP_TX);
+        assert_eq!(&d.frame[..6], &[2, 0xbe, 0, 0, 4, 11]);
+        assert_eq!(&d.frame[12..], &syn()[12..]);
+        assert!(d.stats.contains(&Stat::FlowMiss));
+        let Outcome::Decided(d) = decide(&mut t, &syn()) else { panic!() };
+        assert!(d.stats.contains(&Stat::FlowHit));
+    }
+
+    #[test]
+    fn every_truncation_is_passed_untouched() {
+        for n in 0..syn().len() {
+            let f = &syn()[..n];
+            let Outcome::Decided(d) = decide(&mut tables(), f) else { panic!() };
+            assert_eq!((d.action, d.frame.as_slice()), (XDP_PASS, f), "{n}");
+        }
+    }
+}
