@@ -56,7 +56,8 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run every fuzz target (fuzz/) for a while; new inputs are added to fuzz/corpus.
+    /// Run every fuzz target (fuzz/) for a while, new inputs added to fuzz/corpus; then the
+    /// XDP program against its reference model with a new seed, 20,000 cases a minute.
     Fuzz {
         #[arg(long, default_value_t = 10)]
         minutes: u64,
@@ -143,7 +144,9 @@ fn main() -> Result<()> {
         Cmd::Fuzz { minutes } => {
             setup::setup()?;
             let each = std::time::Duration::from_secs(minutes * 60 / fuzz::TARGETS.len() as u64);
-            fuzz::fuzz(each, true)
+            fuzz::fuzz(each, true)?;
+            // About a fifth of the time again: 10,000 cases take some 7 s.
+            fuzz::model(minutes.max(1) * 20_000)
         }
     }
 }

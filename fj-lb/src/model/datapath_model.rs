@@ -13,9 +13,13 @@
 //! fragment tracked, a later one followed, orphans dropped or passed), layer-2 direct return
 //! (the MAC rewrite) and the per-service and per-backend counters.
 //!
-//! Not modelled (the model says [`Outcome::Unmodelled`]): ICMP and ICMPv6 that are not later
-//! fragments (error steering, neighbour discovery), the encapsulating services (IPIP, GUE,
-//! too-big replies), and the new-flow cap (`max_new_flows` must be 0).
+//!
+//! ICMP and ICMPv6: neighbour discovery passed, errors about a balanced flow (the embedded
+//! header from the VIP) steered to the flow's backend without touching the flow table, other
+//! ICMP passed or refused.
+//!
+//! Not modelled (the model says [`Outcome::Unmodelled`]): the encapsulating services (IPIP,
+//! GUE, too-big replies) and the new-flow cap (`max_new_flows` must be 0).
 use std::collections::{HashMap, HashSet};
 
 use fj_lb_common::{
@@ -104,15 +108,17 @@ pub fn decide(t: &mut Tables, frame: &[u8]) -> Outcome {
     let mut stats = Vec::new();
     match balance(t, frame, &mut stats) {
         Err(Unmodelled(why)) => Outcome::Unmodelled(why),
-        Ok(Ok((svc, backend, mac))) => {
+        Ok(Ok((counted, mac))) => {
             let mut out = frame.to_vec();
             out[..6].copy_from_slice(&mac);
             out[6..12].copy_from_slice(&t.settings.lb_mac);
-            stats.push(Stat::Forwarded);
+            if counted.is_some() {
+                stats.push(Stat::Forwarded);
+            }
             Outcome::Decided(Decision {
                 action: XDP_TX,
                 stats,
-                forwarded: Some((svc, backend, frame.len() as u64)),
+                forwarded: counted.map(|(svc, backend)| (svc, backend, frame.len() as u64)),
                 frame: out,
             })
         }
@@ -125,7 +131,9 @@ pub fn decide(t: &mut Tables, frame: &[u8]) -> Outcome {
 
 struct Unmodelled(&'static str);
 
-type Forward = Result<(u32, u32, [u8; 6]), (Stat, u32)>;
+/// Sent on to the backend's MAC, with the (service, backend) counted (none for a steered ICMP
+/// error), or a reason and verdict.
+type Forward = Result<(Option<(u32, u32)>, [u8; 6]), (Stat, u32)>;
 
 fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, Unmodelled> {
     let s = t.settings;
@@ -164,7 +172,7 @@ fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, U
                 return Ok(Err(refuse_or_pass(t, &key, stat, check_vips)));
             }
         }
-        (PROTO_ICMP | PROTO_ICMPV6, Frag::None) => return Err(Unmodelled("ICMP steering")),
+        (PROTO_ICMP | PROTO_ICMPV6, Frag::None) => return steer(t, f, &mut key, &l3, group, check_vips, stats),
         (_, Frag::Later) => return Ok(Err((Stat::PassFragment, XDP_PASS))),
         _ => return Ok(Err(refuse_or_pass(t, &key, Stat::PassNotL4, check_vips))),
     }
@@ -192,7 +200,92 @@ fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, U
         t.fragments.insert(frag_key(&key, &l3), FragValue { sport: key.sport, dport: key.dport });
         stats.push(Stat::FragmentTracked);
     }
-    Ok(Ok((svc.id, id, backend.mac)))
+    Ok(Ok((Some((svc.id, id)), backend.mac)))
+}
+
+/// As `icmp::steer`: an ICMP error about a balanced flow goes where the flow goes, without
+/// touching the flow table.
+fn steer(t: &Tables, f: &[u8], key: &mut FlowKey, l3: &L3, group: bool, check_vips: bool, stats: &mut Vec<Stat>) -> Result<Forward, Unmodelled> {
+    let pass = |s: Stat| Ok(Err((s, XDP_PASS)));
+    let refuse = |key: &FlowKey, s: Stat| Ok(Err(refuse_or_pass(t, key, s, check_vips)));
+    if l3.l4_off + 8 > l3.ip_end {
+        return pass(Stat::PassMalformed);
+    }
+    let kind = f[l3.l4_off];
+    let inner = l3.l4_off + 8;
+    let (inner_proto, ports_off, client) = if key.family == FAMILY_V4 {
+        if l3.proto != PROTO_ICMP || kind != 3 {
+            return refuse(key, Stat::PassNotL4);
+        }
+        if inner + IPV4_LEN > l3.ip_end {
+            return pass(Stat::PassMalformed);
+        }
+        let ihl = (f[inner] & 0x0f) as usize * 4;
+        if f[inner] >> 4 != 4 || ihl < IPV4_LEN {
+            return pass(Stat::PassMalformed);
+        }
+        if f[inner + 12..inner + 16] != key.dst[..4] {
+            return refuse(key, Stat::PassIcmpNotService);
+        }
+        let mut client = [0u8; 16];
+        client[..4].copy_from_slice(&f[inner + 16..inner + 20]);
+        (f[inner + 9], inner + ihl, client)
+    } else {
+        if l3.proto != PROTO_ICMPV6 {
+            return refuse(key, Stat::PassNotL4);
+        }
+        if (133..=137).contains(&kind) {
+            return pass(Stat::PassNeighbourDiscovery);
+        }
+        if kind != 1 && kind != 2 {
+            return refuse(key, Stat::PassNotL4);
+        }
+        if inner + IPV6_LEN > l3.ip_end {
+            return pass(Stat::PassMalformed);
+        }
+        if f[inner + 8..inner + 24] != key.dst {
+            return refuse(key, Stat::PassIcmpNotService);
+        }
+        (f[inner + 6], inner + IPV6_LEN, f[inner + 24..inner + 40].try_into().unwrap())
+    };
+    if inner_proto != PROTO_TCP && inner_proto != PROTO_UDP {
+        return refuse(key, Stat::PassIcmpNotService);
+    }
+    if ports_off + 4 > l3.ip_end {
+        return pass(Stat::PassMalformed);
+    }
+    if group {
+        return pass(Stat::PassMulticast);
+    }
+    let (vip_port, client_port) = (be16(f, ports_off), be16(f, ports_off + 2));
+    let skey = ServiceKey { addr: key.dst, port: vip_port, proto: inner_proto, family: key.family };
+    let Some(svc) = t.services.get(&skey).copied() else {
+        return refuse(key, Stat::PassIcmpNotService);
+    };
+    if svc.forward != FORWARD_DSR {
+        return Err(Unmodelled("encapsulating services"));
+    }
+    key.src = client;
+    key.sport = client_port;
+    key.dport = vip_port;
+    key.proto = inner_proto;
+    let flow = t.flows.get(key).filter(|v| v.service == svc.id).and_then(|v| live_backend(t, v.backend, svc.id));
+    let Some(backend) = flow.or_else(|| maglev_pick(t, key, &svc).and_then(|id| live_backend(t, id, svc.id))) else {
+        return Ok(Err((Stat::DropNoBackend, XDP_DROP)));
+    };
+    if backend.mac == [0; 6] {
+        return Ok(Err((Stat::DropBackendUnresolved, XDP_DROP)));
+    }
+    stats.push(Stat::IcmpSteered);
+    Ok(Ok((None, backend.mac)))
+}
+
+fn maglev_pick(t: &Tables, key: &FlowKey, svc: &ServiceValue) -> Option<u32> {
+    if svc.table_size == 0 {
+        return None;
+    }
+    let slot = flow_hash(key, t.settings.hash_seed) % svc.table_size;
+    t.maglev.get(svc.table_base.wrapping_add(slot) as usize).copied().filter(|id| *id != NO_BACKEND)
 }
 
 fn frag_key(key: &FlowKey, l3: &L3) -> FragKey {
@@ -226,14 +319,7 @@ fn select_backend(t: &mut Tables, key: &FlowKey, svc: &ServiceValue, stats: &mut
         }
         repinned = true;
     }
-    if svc.table_size == 0 {
-        return Err(Stat::DropNoBackend);
-    }
-    let slot = flow_hash(key, t.settings.hash_seed) % svc.table_size;
-    let id = *t.maglev.get(svc.table_base.wrapping_add(slot) as usize).ok_or(Stat::DropNoBackend)?;
-    if id == NO_BACKEND {
-        return Err(Stat::DropNoBackend);
-    }
+    let id = maglev_pick(t, key, svc).ok_or(Stat::DropNoBackend)?;
     let b = live_backend(t, id, svc.id).ok_or(Stat::DropNoBackend)?;
     t.flows.insert(*key, FlowValue { backend: id, service: svc.id });
     stats.push(if repinned { Stat::FlowRepinned } else { Stat::FlowMiss });

@@ -99,6 +99,40 @@ fn recipe() -> impl Strategy<Value = Recipe> {
     )
 }
 
+/// An ICMP or ICMPv6 message (an error with probability) quoting a packet from the VIP (or,
+/// `proto_any` bit 2, another address) to the client: inner protocol TCP, UDP or other,
+/// IPv4 options (bit 3), the VIP's port `dport`, the client's `sport`, then `payload`.
+fn icmp_error(r: &Recipe, is_v6: bool, dport: u16) -> Vec<u8> {
+    let kind = match (is_v6, r.tcp_doff % 4) {
+        (false, 0) => 8,
+        (false, _) => 3,
+        (true, 0) => [128, 135, 2][r.sport as usize % 3],
+        (true, 1) => 2,
+        (true, _) => 1,
+    };
+    let mut m = vec![kind, 4, 0, 0, 0, 0, 5, 0xdc];
+    let inner_proto = [PROTO_TCP, PROTO_UDP, 47, PROTO_TCP][r.proto_any as usize % 4];
+    let (vip, client) = (if r.proto_any & 4 == 0 { 0x100 } else { 0x101 }, 2 + r.src as u16);
+    if is_v6 {
+        m.extend_from_slice(&[0x60, 0, 0, 0, 0, 20, inner_proto, 64]);
+        m.extend_from_slice(&v6(vip));
+        m.extend_from_slice(&v6(client));
+    } else {
+        let opts = r.proto_any & 8 != 0;
+        m.extend_from_slice(&[if opts { 0x46 } else { 0x45 }, 0, 0, 40, 0, 0, 0x40, 0, 64, inner_proto, 0, 0]);
+        m.extend_from_slice(&[10, 0, 0, (vip & 0xff) as u8]);
+        m.extend_from_slice(&[10, 0, 0, client as u8]);
+        if opts {
+            m.extend_from_slice(&[1, 1, 1, 0]);
+        }
+    }
+    m.extend_from_slice(&dport.to_be_bytes());
+    m.extend_from_slice(&r.sport.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 1]);
+    m.extend_from_slice(&r.payload);
+    m
+}
+
 fn build(r: &Recipe) -> Vec<u8> {
     let is_v6 = r.ether == 1 || (r.ether >= 2 && r.ether_any & 1 == 1);
     let mut f = match r.dst_mac {
@@ -150,6 +184,9 @@ fn build(r: &Recipe) -> Vec<u8> {
         l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, r.tcp_doff << 4, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
     }
     l4.extend_from_slice(&r.payload);
+    if r.proto == 2 {
+        l4 = icmp_error(r, is_v6, dport);
+    }
     let ip_start = f.len();
     if is_v6 {
         let dst = match r.dst {
