@@ -10,7 +10,7 @@
 use std::collections::HashMap as Map;
 
 use fj_lb::model::datapath_model::{self as dm, Decision, Outcome, Tables};
-use fj_lb_common::{FlowValue, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED, SETTINGS_PASS_ORPHAN_FRAGMENTS};
+use fj_lb_common::{FlowValue, PROTO_ICMP, PROTO_IPIP, PROTO_IPV6, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED, SETTINGS_PASS_ORPHAN_FRAGMENTS};
 use proptest::{
     prelude::*,
     test_runner::{Config as PtConfig, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner},
@@ -187,6 +187,21 @@ fn build(r: &Recipe) -> Vec<u8> {
     if r.proto == 2 {
         l4 = icmp_error(r, is_v6, dport);
     }
+    // Encapsulated: the TCP packet inside IPIP (4), IPv6 (41) or GUE (UDP to 6080).
+    let proto = match (r.proto, r.proto_any % 8) {
+        (3, k @ 0..3) => {
+            let inner = if k == 1 { tcp6(v6(2), r.sport, v6(0x100), dport) } else { tcp4(CLIENT, r.sport, VIP, dport) };
+            l4 = inner[14..].to_vec();
+            if k == 2 {
+                let mut gue = r.sport.to_be_bytes().to_vec();
+                gue.extend_from_slice(&[0x17, 0xc0, 0, (12 + l4.len()) as u8, 0, 0, 0, 4, 0, 0]);
+                gue.extend_from_slice(&l4);
+                l4 = gue;
+            }
+            [PROTO_IPIP, PROTO_IPV6, PROTO_UDP][k as usize]
+        }
+        _ => proto,
+    };
     let ip_start = f.len();
     if is_v6 {
         let dst = match r.dst {
