@@ -18,13 +18,18 @@
 //! header from the VIP) steered to the flow's backend without touching the flow table, other
 //! ICMP passed or refused.
 //!
-//! Not modelled (the model says [`Outcome::Unmodelled`]): the encapsulating services (IPIP,
-//! GUE, too-big replies) and the new-flow cap (`max_new_flows` must be 0).
+//! Layer-3 return: IPIP (4in4, 6in6, 4in6, 6in4) and GUE outer headers byte for byte (outer
+//! sources from the flow, checksums, the GUE UDP checksum over the inner one), the path MTU
+//! check, too-big packets dropped when no reply may be sent.
+//!
+//! Not modelled (the model says [`Outcome::Unmodelled`]): the too-big ICMP replies the
+//! program builds (with `icmp_too_big_per_cpu` above 0) and the new-flow cap (`max_new_flows`
+//! must be 0).
 use std::collections::{HashMap, HashSet};
 
 use fj_lb_common::{
-    BACKEND_ALIVE, Backend, FAMILY_V4, FAMILY_V6, FORWARD_DSR, FlowKey, FlowValue, FragKey, FragValue, NO_BACKEND,
-    PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED, SETTINGS_PASS_ORPHAN_FRAGMENTS, ServiceKey,
+    BACKEND_ALIVE, Backend, FAMILY_V4, FAMILY_V6, FORWARD_DSR, FORWARD_GUE, FlowKey, FlowValue, FragKey, FragValue, NO_BACKEND,
+    PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP, PROTO_IPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED, SETTINGS_PASS_ORPHAN_FRAGMENTS, ServiceKey,
     ServiceValue, Settings, Stat, hash::flow_hash,
 };
 
@@ -93,6 +98,9 @@ enum Frag {
 struct L3 {
     l4_off: usize,
     ip_end: usize,
+    ip_len: u32,
+    tos: u8,
+    df: bool,
     proto: u8,
     frag: Frag,
     frag_proto: u8,
@@ -108,10 +116,7 @@ pub fn decide(t: &mut Tables, frame: &[u8]) -> Outcome {
     let mut stats = Vec::new();
     match balance(t, frame, &mut stats) {
         Err(Unmodelled(why)) => Outcome::Unmodelled(why),
-        Ok(Ok((counted, mac))) => {
-            let mut out = frame.to_vec();
-            out[..6].copy_from_slice(&mac);
-            out[6..12].copy_from_slice(&t.settings.lb_mac);
+        Ok(Ok((counted, out))) => {
             if counted.is_some() {
                 stats.push(Stat::Forwarded);
             }
@@ -133,7 +138,7 @@ struct Unmodelled(&'static str);
 
 /// Sent on to the backend's MAC, with the (service, backend) counted (none for a steered ICMP
 /// error), or a reason and verdict.
-type Forward = Result<(Option<(u32, u32)>, [u8; 6]), (Stat, u32)>;
+type Forward = Result<(Option<(u32, u32)>, Vec<u8>), (Stat, u32)>;
 
 fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, Unmodelled> {
     let s = t.settings;
@@ -183,9 +188,6 @@ fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, U
     let Some(svc) = t.services.get(&skey).copied() else {
         return Ok(Err(refuse_or_pass(t, &key, Stat::PassNotService, check_vips)));
     };
-    if svc.forward != FORWARD_DSR {
-        return Err(Unmodelled("encapsulating services"));
-    }
     if s.max_new_flows != 0 {
         return Err(Unmodelled("the new-flow cap"));
     }
@@ -200,7 +202,121 @@ fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, U
         t.fragments.insert(frag_key(&key, &l3), FragValue { sport: key.sport, dport: key.dport });
         stats.push(Stat::FragmentTracked);
     }
-    Ok(Ok((Some((svc.id, id)), backend.mac)))
+    Ok(forward(t, f, &svc, &backend, &key, &l3, true, stats)?.map(|out| (Some((svc.id, id)), out)))
+}
+
+/// As `balancer::forward`: the MACs rewritten (layer 2), or the packet wrapped for the
+/// backend (IPIP, GUE) when it fits the path. Too big: dropped, or (`may_reply`) answered
+/// with ICMP, which the model leaves out.
+#[allow(clippy::too_many_arguments)]
+fn forward(t: &Tables, f: &[u8], svc: &ServiceValue, b: &Backend, key: &FlowKey, l3: &L3, may_reply: bool, stats: &mut Vec<Stat>) -> Result<Result<Vec<u8>, (Stat, u32)>, Unmodelled> {
+    let s = &t.settings;
+    if svc.forward == FORWARD_DSR {
+        let mut out = f.to_vec();
+        out[..6].copy_from_slice(&b.mac);
+        out[6..12].copy_from_slice(&s.lb_mac);
+        return Ok(Ok(out));
+    }
+    let gue = svc.forward == FORWARD_GUE;
+    let outer_v6 = b.family == FAMILY_V6;
+    let over = if outer_v6 { IPV6_LEN } else { IPV4_LEN } as u32 + if gue { UDP_LEN as u32 } else { 0 };
+    if l3.ip_len + over > b.mtu as u32 {
+        // As `icmp::too_big`: IPv4 without DF cannot be answered; no reply budget, none sent.
+        return if !may_reply || (key.family == FAMILY_V4 && !l3.df) {
+            Ok(Err((Stat::DropTooBig, XDP_DROP)))
+        } else if s.icmp_too_big_per_cpu == 0 {
+            Ok(Err((Stat::DropTooBigRateLimited, XDP_DROP)))
+        } else {
+            Err(Unmodelled("too-big replies"))
+        };
+    }
+    let inner_sum = if gue { gue_inner_sum(f, l3, key.family == FAMILY_V6) } else { None };
+    let w = |i: usize| u32::from_be_bytes(key.src[i..i + 4].try_into().unwrap());
+    let entropy = (w(0) ^ w(4) ^ w(8) ^ w(12)) ^ (key.sport as u32).wrapping_mul(0x9e37_79b1);
+    let e16 = (entropy ^ (entropy >> 16)) as u16;
+    let proto = if gue {
+        PROTO_UDP
+    } else if key.family == FAMILY_V6 {
+        PROTO_IPV6
+    } else {
+        PROTO_IPIP
+    };
+    let udp_len = l3.ip_len + UDP_LEN as u32;
+    let mut out = b.mac.to_vec();
+    out.extend_from_slice(&s.lb_mac);
+    let pseudo = if outer_v6 {
+        out.extend_from_slice(&[0x86, 0xdd]);
+        let vtc = (6u32 << 28) | ((l3.tos as u32) << 20) | (entropy & 0x000f_ffff);
+        let mut src = [0u8; 16];
+        src[..8].copy_from_slice(&s.encap_src_v6[..8]);
+        src[12..].copy_from_slice(&entropy.to_be_bytes());
+        out.extend_from_slice(&vtc.to_be_bytes());
+        out.extend_from_slice(&((if gue { udp_len } else { l3.ip_len }) as u16).to_be_bytes());
+        out.extend_from_slice(&[proto, 64]);
+        out.extend_from_slice(&src);
+        out.extend_from_slice(&b.addr);
+        words(&src) + words(&b.addr) + PROTO_UDP as u32 + udp_len
+    } else {
+        out.extend_from_slice(&[0x08, 0x00]);
+        let src = [s.encap_src_v4[0], s.encap_src_v4[1], (e16 >> 8) as u8, e16 as u8];
+        let dst = &b.addr[..4];
+        let mut h = vec![0x45, l3.tos];
+        h.extend_from_slice(&((l3.ip_len + over) as u16).to_be_bytes());
+        h.extend_from_slice(&[0, 0, 0x40, 0, 64, proto, 0, 0]);
+        h.extend_from_slice(&src);
+        h.extend_from_slice(dst);
+        let sum = !fold(words(&h));
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        out.extend_from_slice(&h);
+        words(&src) + words(dst) + PROTO_UDP as u32 + udp_len
+    };
+    if gue {
+        let sport = if e16 == 0 { 1 } else { e16 };
+        let check = inner_sum.map_or(0, |inner| match !fold(inner + pseudo + sport as u32 + svc.gue_port as u32 + udp_len) {
+            0 => 0xffff,
+            c => c,
+        });
+        out.extend_from_slice(&sport.to_be_bytes());
+        out.extend_from_slice(&svc.gue_port.to_be_bytes());
+        out.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        out.extend_from_slice(&check.to_be_bytes());
+    }
+    out.extend_from_slice(&f[ETH_LEN..]);
+    stats.push(if gue { Stat::ForwardedGue } else { Stat::ForwardedIpip });
+    Ok(Ok(out))
+}
+
+fn words(b: &[u8]) -> u32 {
+    b.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32).sum()
+}
+
+fn fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum as u16
+}
+
+/// As `encap::gue_inner_sum`: the inner transport checksum's contribution, when the inner
+/// packet is one whose checksum the outer UDP one can cover.
+fn gue_inner_sum(f: &[u8], l3: &L3, inner_v6: bool) -> Option<u32> {
+    if !matches!(l3.frag, Frag::None) {
+        return None;
+    }
+    match l3.proto {
+        PROTO_TCP if l3.l4_off + TCP_LEN <= l3.ip_end => {}
+        PROTO_UDP if l3.l4_off + UDP_LEN <= l3.ip_end && f[l3.l4_off + 6..l3.l4_off + 8] != [0, 0] => {}
+        _ => return None,
+    }
+    let segment = (l3.ip_end - l3.l4_off) as u32 + l3.proto as u32;
+    if inner_v6 {
+        if l3.l4_off != ETH_LEN + IPV6_LEN {
+            return None;
+        }
+        let addrs = words(&f[22..54]);
+        Some(words(&f[14..22]) + addrs + (!fold(addrs + segment)) as u32)
+    } else {
+        Some((!fold(words(&f[26..34]) + segment)) as u32)
+    }
 }
 
 /// As `icmp::steer`: an ICMP error about a balanced flow goes where the flow goes, without
@@ -262,9 +378,6 @@ fn steer(t: &Tables, f: &[u8], key: &mut FlowKey, l3: &L3, group: bool, check_vi
     let Some(svc) = t.services.get(&skey).copied() else {
         return refuse(key, Stat::PassIcmpNotService);
     };
-    if svc.forward != FORWARD_DSR {
-        return Err(Unmodelled("encapsulating services"));
-    }
     key.src = client;
     key.sport = client_port;
     key.dport = vip_port;
@@ -276,8 +389,11 @@ fn steer(t: &Tables, f: &[u8], key: &mut FlowKey, l3: &L3, group: bool, check_vi
     if backend.mac == [0; 6] {
         return Ok(Err((Stat::DropBackendUnresolved, XDP_DROP)));
     }
-    stats.push(Stat::IcmpSteered);
-    Ok(Ok((None, backend.mac)))
+    let out = forward(t, f, &svc, &backend, key, l3, false, stats)?;
+    if out.is_ok() {
+        stats.push(Stat::IcmpSteered);
+    }
+    Ok(out.map(|o| (None, o)))
 }
 
 fn maglev_pick(t: &Tables, key: &FlowKey, svc: &ServiceValue) -> Option<u32> {
@@ -367,7 +483,17 @@ fn parse_ipv4(f: &[u8], key: &mut FlowKey) -> Result<L3, Stat> {
     key.proto = ip[9];
     key.src[..4].copy_from_slice(&ip[12..16]);
     key.dst[..4].copy_from_slice(&ip[16..20]);
-    Ok(L3 { l4_off: ETH_LEN + ihl, ip_end, proto: ip[9], frag, frag_proto: ip[9], frag_id: be16(ip, 4) as u32 })
+    Ok(L3 {
+        l4_off: ETH_LEN + ihl,
+        ip_end,
+        ip_len: tot_len as u32,
+        tos: ip[1],
+        df: frag_off & 0x4000 != 0,
+        proto: ip[9],
+        frag,
+        frag_proto: ip[9],
+        frag_id: be16(ip, 4) as u32,
+    })
 }
 
 fn parse_ipv6(f: &[u8], key: &mut FlowKey) -> Result<L3, Stat> {
@@ -427,7 +553,7 @@ fn parse_ipv6(f: &[u8], key: &mut FlowKey) -> Result<L3, Stat> {
         return Err(Stat::PassMalformed);
     }
     key.proto = next;
-    Ok(L3 { l4_off: off, ip_end, proto: next, frag, frag_proto, frag_id })
+    Ok(L3 { l4_off: off, ip_end, ip_len: (ip_end - ETH_LEN) as u32, tos: (f[14] << 4) | (f[15] >> 4), df: true, proto: next, frag, frag_proto, frag_id })
 }
 
 fn parse_ports(f: &[u8], key: &mut FlowKey, l3: &L3) -> Result<(), Stat> {
