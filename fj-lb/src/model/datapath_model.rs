@@ -20,11 +20,12 @@
 //!
 //! Layer-3 return: IPIP (4in4, 6in6, 4in6, 6in4) and GUE outer headers byte for byte (outer
 //! sources from the flow, checksums, the GUE UDP checksum over the inner one), the path MTU
-//! check, too-big packets dropped when no reply may be sent.
+//! check, too-big packets dropped when no reply may be sent, and the fragmentation-needed /
+//! packet-too-big replies built byte for byte.
 //!
-//! Not modelled (the model says [`Outcome::Unmodelled`]): the too-big ICMP replies the
-//! program builds (with `icmp_too_big_per_cpu` above 0) and the new-flow cap (`max_new_flows`
-//! must be 0).
+//! Not modelled (the model says [`Outcome::Unmodelled`]): the per-second budgets, the reply
+//! one (`icmp_too_big_per_cpu` must be 0 or unlimited, `u32::MAX`) and the new-flow cap
+//! (`max_new_flows` must be 0).
 use std::collections::{HashMap, HashSet};
 
 use fj_lb_common::{
@@ -202,20 +203,21 @@ fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, U
         t.fragments.insert(frag_key(&key, &l3), FragValue { sport: key.sport, dport: key.dport });
         stats.push(Stat::FragmentTracked);
     }
-    Ok(forward(t, f, &svc, &backend, &key, &l3, true, stats)?.map(|out| (Some((svc.id, id)), out)))
+    Ok(forward(t, f, &svc, &backend, &key, &l3, true, stats)?.map(|(sent, out)| (sent.then_some((svc.id, id)), out)))
 }
 
 /// As `balancer::forward`: the MACs rewritten (layer 2), or the packet wrapped for the
 /// backend (IPIP, GUE) when it fits the path. Too big: dropped, or (`may_reply`) answered
 /// with ICMP, which the model leaves out.
 #[allow(clippy::too_many_arguments)]
-fn forward(t: &Tables, f: &[u8], svc: &ServiceValue, b: &Backend, key: &FlowKey, l3: &L3, may_reply: bool, stats: &mut Vec<Stat>) -> Result<Result<Vec<u8>, (Stat, u32)>, Unmodelled> {
+/// Ok((true, frame)): sent on to the backend; Ok((false, frame)): a too-big reply instead.
+fn forward(t: &Tables, f: &[u8], svc: &ServiceValue, b: &Backend, key: &FlowKey, l3: &L3, may_reply: bool, stats: &mut Vec<Stat>) -> Result<Result<(bool, Vec<u8>), (Stat, u32)>, Unmodelled> {
     let s = &t.settings;
     if svc.forward == FORWARD_DSR {
         let mut out = f.to_vec();
         out[..6].copy_from_slice(&b.mac);
         out[6..12].copy_from_slice(&s.lb_mac);
-        return Ok(Ok(out));
+        return Ok(Ok((true, out)));
     }
     let gue = svc.forward == FORWARD_GUE;
     let outer_v6 = b.family == FAMILY_V6;
@@ -226,8 +228,13 @@ fn forward(t: &Tables, f: &[u8], svc: &ServiceValue, b: &Backend, key: &FlowKey,
             Ok(Err((Stat::DropTooBig, XDP_DROP)))
         } else if s.icmp_too_big_per_cpu == 0 {
             Ok(Err((Stat::DropTooBigRateLimited, XDP_DROP)))
+        } else if s.icmp_too_big_per_cpu != u32::MAX {
+            Err(Unmodelled("the too-big reply budget"))
         } else {
-            Err(Unmodelled("too-big replies"))
+            Ok(too_big_reply(f, key, (b.mtu as u32).saturating_sub(over)).map(|r| {
+                stats.push(Stat::IcmpTooBigSent);
+                (false, r)
+            }))
         };
     }
     let inner_sum = if gue { gue_inner_sum(f, l3, key.family == FAMILY_V6) } else { None };
@@ -283,7 +290,48 @@ fn forward(t: &Tables, f: &[u8], svc: &ServiceValue, b: &Backend, key: &FlowKey,
     }
     out.extend_from_slice(&f[ETH_LEN..]);
     stats.push(if gue { Stat::ForwardedGue } else { Stat::ForwardedIpip });
-    Ok(Ok(out))
+    Ok(Ok((true, out)))
+}
+
+/// As `icmp::reply_too_big`: the frame cut to 128 bytes of the packet and turned into
+/// fragmentation-needed (IPv4) or packet-too-big (IPv6) from the VIP back to the sender.
+fn too_big_reply(f: &[u8], key: &FlowKey, mtu: u32) -> Result<Vec<u8>, (Stat, u32)> {
+    const QUOTE: usize = 128;
+    if f.len() < ETH_LEN + QUOTE {
+        return Err((Stat::DropTooBig, XDP_DROP));
+    }
+    let quote = &f[ETH_LEN..ETH_LEN + QUOTE];
+    let mut out = f[6..12].to_vec();
+    out.extend_from_slice(&f[..6]);
+    let icmp_len = (8 + QUOTE) as u32;
+    if key.family == FAMILY_V6 {
+        let mtu = mtu.max(1280);
+        out.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        out.extend_from_slice(&(icmp_len as u16).to_be_bytes());
+        out.extend_from_slice(&[PROTO_ICMPV6, 64]);
+        out.extend_from_slice(&key.dst);
+        out.extend_from_slice(&key.src);
+        let sum = words(&key.dst) + words(&key.src) + icmp_len + PROTO_ICMPV6 as u32 + (2 << 8) + (mtu >> 16) + (mtu & 0xffff) + words(quote);
+        out.extend_from_slice(&[2, 0]);
+        out.extend_from_slice(&(!fold(sum)).to_be_bytes());
+        out.extend_from_slice(&mtu.to_be_bytes());
+    } else {
+        let mtu = mtu & 0xffff;
+        let mut h = vec![0x45, 0];
+        h.extend_from_slice(&((20 + icmp_len) as u16).to_be_bytes());
+        h.extend_from_slice(&[0, 0, 0, 0, 64, PROTO_ICMP, 0, 0]);
+        h.extend_from_slice(&key.dst[..4]);
+        h.extend_from_slice(&key.src[..4]);
+        let sum = !fold(words(&h));
+        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        out.extend_from_slice(&[0x08, 0x00]);
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&[3, 4]);
+        out.extend_from_slice(&(!fold((3 << 8 | 4) + mtu + words(quote))).to_be_bytes());
+        out.extend_from_slice(&[0, 0, (mtu >> 8) as u8, mtu as u8]);
+    }
+    out.extend_from_slice(quote);
+    Ok(out)
 }
 
 fn words(b: &[u8]) -> u32 {
@@ -393,7 +441,7 @@ fn steer(t: &Tables, f: &[u8], key: &mut FlowKey, l3: &L3, group: bool, check_vi
     if out.is_ok() {
         stats.push(Stat::IcmpSteered);
     }
-    Ok(out.map(|o| (None, o)))
+    Ok(out.map(|(_, o)| (None, o)))
 }
 
 fn maglev_pick(t: &Tables, key: &FlowKey, svc: &ServiceValue) -> Option<u32> {
