@@ -206,12 +206,14 @@ fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, U
     Ok(forward(t, f, &svc, &backend, &key, &l3, true, stats)?.map(|(sent, out)| (sent.then_some((svc.id, id)), out)))
 }
 
+/// Ok((true, frame)): sent on to the backend; Ok((false, frame)): a too-big reply instead.
+type Sent = Result<(bool, Vec<u8>), (Stat, u32)>;
+
 /// As `balancer::forward`: the MACs rewritten (layer 2), or the packet wrapped for the
 /// backend (IPIP, GUE) when it fits the path. Too big: dropped, or (`may_reply`) answered
-/// with ICMP, which the model leaves out.
+/// with ICMP.
 #[allow(clippy::too_many_arguments)]
-/// Ok((true, frame)): sent on to the backend; Ok((false, frame)): a too-big reply instead.
-fn forward(t: &Tables, f: &[u8], svc: &ServiceValue, b: &Backend, key: &FlowKey, l3: &L3, may_reply: bool, stats: &mut Vec<Stat>) -> Result<Result<(bool, Vec<u8>), (Stat, u32)>, Unmodelled> {
+fn forward(t: &Tables, f: &[u8], svc: &ServiceValue, b: &Backend, key: &FlowKey, l3: &L3, may_reply: bool, stats: &mut Vec<Stat>) -> Result<Sent, Unmodelled> {
     let s = &t.settings;
     if svc.forward == FORWARD_DSR {
         let mut out = f.to_vec();
