@@ -544,3 +544,5 @@ mod fragments;
 mod lengths;
 #[path = "xdp_program/decap.rs"]
 mod decap;
+#[path = "xdp_program/model.rs"]
+mod model;

@@ -742,3 +742,103 @@ fn malformed_adverts_are_counted_not_acted_on() {
     assert_eq!(f5798.iter().filter(|p| !checksum_good(p)).count(), N as usize + 1, "{f5798:?}");
     assert_eq!(f9568.iter().filter(|p| !checksum_good(p)).count(), N as usize + 1, "{f9568:?}");
 }
+
+/// Recomputes a VRRPv3 message's checksum (RFC 5798, pseudo-header) after a field was changed.
+fn rechecksum(src: Ipv4Addr, mut m: Vec<u8>) -> Vec<u8> {
+    m[6..8].copy_from_slice(&[0, 0]);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&MCAST.octets());
+    pseudo.extend_from_slice(&[0, 112]);
+    pseudo.extend_from_slice(&(m.len() as u16).to_be_bytes());
+    let sum = inet_checksum(&[&pseudo, &m]);
+    m[6..8].copy_from_slice(&sum.to_be_bytes());
+    m
+}
+
+/// Hostile adverts on the wire (issue 15): from a third host, every field of a priority-254
+/// advert wrong in turn, then random bytes as VRRP; a running master and its backup act on
+/// none (states, master and transitions unchanged) and each counts every one under its reason.
+#[test]
+fn every_field_wrong_in_turn_and_random_bytes_are_counted_not_acted_on() {
+    require_root!();
+    let _serial = one_at_a_time();
+    let mut topo = Topology::builder().lbs(3).backends(2).build();
+    let (v1, v2) = (VrrpSettings::new(150), VrrpSettings::new(100));
+    let (d1, d2) = start_pair(&mut topo, &v1, &v2);
+    let (b1, b2) = (vrrp(&d1), vrrp(&d2));
+    assert!(b1.rejected.is_empty() && b2.rejected.is_empty(), "rejects before anything was sent: {b1:?} {b2:?}");
+
+    let attacker = topo.lb_n(3);
+    let (mac, src) = (parse_mac(&attacker.mac()), attacker.ip);
+    let good = || advert_v3(src, 51, 254, 10, Cksum::PseudoHeader);
+    let with = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut m = good();
+        f(&mut m);
+        rechecksum(src, m)
+    };
+    let kinds: Vec<(&str, Vec<u8>)> = vec![
+        ("bad_ttl", vrrp_frame(mac, src, 64, &good())),
+        ("bad_checksum", vrrp_frame(mac, src, 255, &advert_v3(src, 51, 254, 10, Cksum::Wrong))),
+        ("wrong_version", vrrp_frame(mac, src, 255, &advert_v2(51, 254))),
+        ("wrong_type", vrrp_frame(mac, src, 255, &with(&|m| m[0] = 0x32))),
+        ("wrong_vrid", vrrp_frame(mac, src, 255, &with(&|m| m[1] = 52))),
+        ("zero_interval", vrrp_frame(mac, src, 255, &with(&|m| m[4..6].copy_from_slice(&[0, 0])))),
+        ("wrong_addresses", vrrp_frame(mac, src, 255, &with(&|m| m[8..12].copy_from_slice(&[10, 0, 0, 99])))),
+        ("truncated", vrrp_frame(mac, src, 255, &good()[..6])),
+    ];
+    const N: u64 = 3;
+    let mut frames = Vec::new();
+    for _ in 0..N {
+        frames.extend(kinds.iter().map(|(_, f)| f.clone()));
+    }
+    send_frames(attacker, &frames);
+    let want: BTreeMap<String, u64> = kinds.iter().map(|(k, _)| (k.to_string(), N)).collect();
+    for d in [&d1, &d2] {
+        let got = poll_until(Duration::from_secs(3), Duration::from_millis(20), || {
+            let s = d.vrrp_status_fast().ok()?;
+            (s.rejected == want).then_some(s)
+        });
+        got.unwrap_or_else(|| panic!("{}: rejected counts are not {want:?}: {:?}", d.host(), d.vrrp_status()));
+    }
+
+    // Random bytes as VRRP (seeded xorshift): each rejected under some reason.
+    let mut x: u64 = 0x15_15_15_15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    const RANDOM: u64 = 60;
+    let random: Vec<Vec<u8>> = (0..RANDOM)
+        .map(|_| {
+            let len = (next() % 48) as usize;
+            let m: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            vrrp_frame(mac, src, 255, &m)
+        })
+        .collect();
+    send_frames(attacker, &random);
+    let total = |s: &VrrpStatus| s.rejected.values().sum::<u64>();
+    for d in [&d1, &d2] {
+        let got = poll_until(Duration::from_secs(3), Duration::from_millis(20), || {
+            let s = d.vrrp_status_fast().ok()?;
+            (total(&s) == N * kinds.len() as u64 + RANDOM).then_some(s)
+        });
+        let s = got.unwrap_or_else(|| panic!("{}: not every random advert was rejected: {:?}", d.host(), d.vrrp_status()));
+        println!("{}: rejected {:?}", d.host(), s.rejected);
+    }
+    // Not acted on, for a while: lb1 master with the VIP, lb2 its backup, no transition.
+    let end = Instant::now() + Duration::from_millis(500);
+    loop {
+        let (s1, s2) = (vrrp(&d1), vrrp(&d2));
+        assert!(s1.is_master() && topo.lb_n(1).has_address(VIP), "lb1 gave up mastership: {s1:?}");
+        assert_eq!(s1.transitions, b1.transitions, "lb1 changed state: {s1:?}");
+        assert_eq!(s2.state, "backup", "{s2:?}");
+        assert_eq!((s2.transitions, s2.master.as_deref(), s2.master_priority), (b2.transitions, b2.master.as_deref(), b2.master_priority), "lb2 followed a forged advert: {s2:?}");
+        if Instant::now() >= end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{run, workspace_root};
 
-pub const TARGETS: &[&str] = &["vrrp_advert", "vrrp_validate", "config", "control_request"];
+pub const TARGETS: &[&str] = &["vrrp_advert", "vrrp_validate", "config", "control_request", "import"];
 
 /// cargo-fuzz, from crates.io, once.
 pub fn install() -> Result<()> {
@@ -56,4 +56,17 @@ pub fn fuzz(each: Duration, keep: bool) -> Result<()> {
 
 fn display(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// The property tests of the XDP program against its reference model
+/// (fj-lb/tests/xdp_program/model.rs) with `cases` cases and a new seed, printed so that a
+/// failure can be run again (`MODEL_SEED=... MODEL_CASES=...`).
+pub fn model(cases: u64) -> Result<()> {
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(15, |d| d.as_secs());
+    eprintln!("fuzz: the XDP program against its model, {cases} cases, MODEL_SEED={seed}");
+    run(Command::new("cargo")
+        .current_dir(workspace_root())
+        .args(["test", "-p", "fj-lb", "--test", "xdp_program", "model::"])
+        .env("MODEL_CASES", cases.to_string())
+        .env("MODEL_SEED", seed.to_string()))
 }

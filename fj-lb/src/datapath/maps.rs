@@ -7,7 +7,7 @@ use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
 };
 use fj_lb_common::{
-    Backend, Counters, FlowKey, FlowValue, ServiceKey, ServiceValue, Settings, Stat, VipKey, map_names as names,
+    Backend, Counters, FlowKey, FlowValue, FragKey, FragValue, ServiceKey, ServiceValue, Settings, Stat, VipKey, map_names as names,
 };
 
 use super::{Dataplane, DataplaneError, map_err};
@@ -32,6 +32,11 @@ impl Dataplane {
 
     pub fn flows(&mut self) -> HashMap<&mut MapData, FlowKey, FlowValue> {
         typed(&mut self.ebpf, names::FLOWS)
+    }
+
+    /// First fragments' ports, for the fragments after them.
+    pub fn fragments(&mut self) -> HashMap<&mut MapData, FragKey, FragValue> {
+        typed(&mut self.ebpf, names::FRAGMENTS)
     }
 
     pub fn settings(&mut self) -> Array<&mut MapData, Settings> {

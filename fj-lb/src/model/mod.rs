@@ -8,6 +8,7 @@ pub mod balancer;
 pub mod checksum;
 pub mod command;
 pub mod config;
+pub mod datapath_model;
 pub mod health;
 pub mod maglev;
 pub mod vrrp_config;
