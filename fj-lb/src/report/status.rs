@@ -360,3 +360,15 @@ pub fn lookup(b: &Balancer, key: &FlowKey, pinned: Option<(u32, u32)>, seed: u32
     };
     Ok(LookupReport { service: name, backend, via: "maglev".into(), slot, hash, explanation })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn timestamps_are_rfc_3339_to_the_second() {
+        assert_eq!(super::rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_737_600 + 3661)), "2026-11-27T01:01:01Z");
+        assert_eq!(super::rfc3339(SystemTime::UNIX_EPOCH - Duration::from_secs(5)), "1970-01-01T00:00:00Z", "before the epoch reads as the epoch");
+    }
+}

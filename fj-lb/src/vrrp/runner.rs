@@ -128,11 +128,6 @@ pub async fn start_all(specs: Vec<InstanceSpec>, groups: &[SyncGroupConfig]) -> 
     Ok(set)
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    // humantime panics before the epoch; a clock set that far back reads as the epoch.
-    humantime::format_rfc3339_seconds(t.max(SystemTime::UNIX_EPOCH)).to_string()
-}
-
 struct Runner {
     cfg: VrrpConfig,
     /// Where adverts go: the unicast peers but ourselves, or the multicast group.
@@ -576,7 +571,7 @@ impl Runner {
                     self.notifier.run(hooks::commands(&self.cfg.notify, Kind::Instance, &self.cfg.name, to, self.machine.priority()));
                     self.status.state = to;
                     self.status.transitions += 1;
-                    self.status.last_transition = Some(rfc3339(at));
+                    self.status.last_transition = Some(crate::report::status::rfc3339(at));
                     self.status.last_transition_reason = Some(why.to_string());
                     if to == State::Master {
                         self.status.master = Some(self.primary);
@@ -633,16 +628,5 @@ impl Runner {
             t.abort();
         }
         self.garp_task = Some(tokio::spawn(bursts.send()));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_737_600 + 3661)), "2026-11-27T01:01:01Z");
     }
 }
