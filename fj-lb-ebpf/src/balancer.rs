@@ -1,7 +1,7 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use fj_lb_common::{
     Backend, FORWARD_GUE, FORWARD_IPIP, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED,
-    ServiceKey, ServiceValue, Settings, Stat, VipKey,
+    NO_BACKEND, SETTINGS_TRACE, TRACE_PICK_NONE, ServiceKey, ServiceValue, Settings, Stat, VipKey,
 };
 use fj_lb_ebpf::{
     encap::{encapsulate, overhead},
@@ -10,29 +10,62 @@ use fj_lb_ebpf::{
 };
 
 use crate::{
-    flow::select_backend,
+    flow::{Picked, select_backend},
     frag, icmp,
     maps::{NOT_ACCEPTED, SERVICES, SETTINGS},
     stats::{count, count_forwarded},
+    trace::{self, Decision},
 };
+
+/// The frame's length now, bytes.
+#[inline(always)]
+fn frame_len(ctx: &XdpContext) -> u32 {
+    (ctx.data_end() - ctx.data()) as u32
+}
 
 #[inline(always)]
 pub fn balance(ctx: &XdpContext) -> u32 {
-    match try_balance(ctx) {
-        Ok(action) => action,
+    // Without settings the daemon has not finished loading: let the host handle the packet.
+    let Some(settings) = SETTINGS.get(0) else {
+        count(Stat::PassNotService);
+        return xdp_action::XDP_PASS;
+    };
+    let mut slot = core::mem::MaybeUninit::uninit();
+    let key = zeroed_key(&mut slot);
+    match try_balance(ctx, settings, key) {
+        Ok(sent) => {
+            // The one test tracing costs when it is off (`fj-lb trace`).
+            if settings.flags & SETTINGS_TRACE != 0 {
+                let d = Decision { stat: sent.stat as u32, action: sent.action, backend: sent.backend, how: sent.how, slot: sent.slot, len: sent.len };
+                trace::emit(key, &d);
+            }
+            sent.action
+        }
         Err((stat, action)) => {
             count(stat);
+            if settings.flags & SETTINGS_TRACE != 0 {
+                let d = Decision { stat: stat as u32, action, backend: NO_BACKEND, how: TRACE_PICK_NONE, slot: 0, len: frame_len(ctx) };
+                trace::emit(key, &d);
+            }
             action
         }
     }
 }
 
+/// A packet sent on, and for `fj-lb trace` why there: `Forwarded` (to `backend`, picked by
+/// `how`/`slot`) or `IcmpSteered` (backend not reported).
+struct Sent {
+    action: u32,
+    stat: Stat,
+    backend: u32,
+    how: u32,
+    slot: u32,
+    /// The frame's length as received.
+    len: u32,
+}
+
 #[inline(always)]
-fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
-    // Without settings the daemon has not finished loading: let the host handle the packet.
-    let Some(settings) = SETTINGS.get(0) else {
-        return Err((Stat::PassNotService, xdp_action::XDP_PASS));
-    };
+fn try_balance(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey) -> Result<Sent, (Stat, u32)> {
     // Only unicast frames sent to us: a bridge flooding frames for another host (a dead
     // master's MAC, say) must not make this host forward them too. Broadcast and multicast
     // (ARP, VRRP) go on to the parser, which passes them.
@@ -47,8 +80,6 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
         }
         None => return Err((Stat::PassMalformed, xdp_action::XDP_PASS)),
     };
-    let mut slot = core::mem::MaybeUninit::uninit();
-    let key = zeroed_key(&mut slot);
     let check_vips = settings.flags & SETTINGS_NOT_ACCEPTED != 0;
     let l3 = match parse_l3(ctx, key) {
         Ok(l3) => l3,
@@ -61,7 +92,17 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
                 return Err(refuse_or_pass(key, stat, check_vips));
             }
         }
-        PROTO_ICMP | PROTO_ICMPV6 if l3.frag == FRAG_NONE => return icmp::steer(ctx, settings, key, &l3, group, check_vips),
+        PROTO_ICMP | PROTO_ICMPV6 if l3.frag == FRAG_NONE => {
+            let len = frame_len(ctx);
+            return icmp::steer(ctx, settings, key, &l3, group, check_vips).map(|action| Sent {
+                action,
+                stat: Stat::IcmpSteered,
+                backend: NO_BACKEND,
+                how: TRACE_PICK_NONE,
+                slot: 0,
+                len,
+            });
+        }
         // Later fragments of anything else carry no header to judge: the host's.
         _ if l3.frag == FRAG_LATER => return Err((Stat::PassFragment, xdp_action::XDP_PASS)),
         _ => return Err(refuse_or_pass(key, Stat::PassNotL4, check_vips)),
@@ -81,7 +122,7 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
         return Err(refuse_or_pass(key, Stat::PassNotService, check_vips));
     };
     let svc = *svc;
-    let (id, backend) = select_backend(key, &svc, settings.hash_seed, settings.max_new_flows)
+    let Picked { id, backend, how, slot } = select_backend(key, &svc, settings.hash_seed, settings.max_new_flows)
         .map_err(|s| (s, xdp_action::XDP_DROP))?;
     if backend.mac == [0u8; 6] {
         return Err((Stat::DropBackendUnresolved, xdp_action::XDP_DROP));
@@ -92,7 +133,7 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let action = forward(ctx, settings, &svc, backend, key, &l3, true)?;
     count_forwarded(svc.id, id, len);
-    Ok(action)
+    Ok(Sent { action, stat: Stat::Forwarded, backend: id, how, slot, len: len as u32 })
 }
 
 /// Sends the packet to `backend` the way its service forwards: MACs rewritten (DSR), or

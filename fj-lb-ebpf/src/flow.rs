@@ -1,7 +1,8 @@
 //! Backend choice: the flow table first, so an established flow stays where it is while its
 //! backend lives; Maglev for a new flow, or for one whose backend is gone.
 use fj_lb_common::{
-    BACKEND_ALIVE, Backend, FloodWindow, FlowKey, FlowValue, NO_BACKEND, ServiceValue, Stat, hash::flow_hash,
+    BACKEND_ALIVE, Backend, FloodWindow, FlowKey, FlowValue, NO_BACKEND, ServiceValue, Stat, TRACE_PICK_FLOW,
+    TRACE_PICK_MAGLEV, hash::flow_hash,
 };
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
@@ -57,14 +58,24 @@ fn live_backend(id: u32, service: u32) -> Option<&'static Backend> {
     }
 }
 
+/// The backend id in the flow's Maglev slot, and the slot (for `fj-lb trace`).
 #[inline(always)]
-pub fn maglev_pick(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<u32> {
+pub fn maglev_pick(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<(u32, u32)> {
     if svc.table_size == 0 {
         return None;
     }
     let slot = flow_hash(key, seed) % svc.table_size;
     let id = *MAGLEV.get(svc.table_base.wrapping_add(slot))?;
-    if id == NO_BACKEND { None } else { Some(id) }
+    if id == NO_BACKEND { None } else { Some((id, slot)) }
+}
+
+/// The backend chosen for a packet: its id and entry, and how (`TRACE_PICK_FLOW`, or
+/// `TRACE_PICK_MAGLEV` with the slot), which `fj-lb trace` reports.
+pub struct Picked {
+    pub id: u32,
+    pub backend: &'static Backend,
+    pub how: u32,
+    pub slot: u32,
 }
 
 #[inline(always)]
@@ -73,7 +84,7 @@ pub fn select_backend(
     svc: &ServiceValue,
     seed: u32,
     max_new_flows: u32,
-) -> Result<(u32, &'static Backend), Stat> {
+) -> Result<Picked, Stat> {
     let mut repinned = false;
     if let Some(flow) = unsafe { FLOWS.get(key) } {
         let (id, service) = (flow.backend, flow.service);
@@ -81,11 +92,11 @@ pub fn select_backend(
             && let Some(b) = live_backend(id, svc.id)
         {
             count(Stat::FlowHit);
-            return Ok((id, b));
+            return Ok(Picked { id, backend: b, how: TRACE_PICK_FLOW, slot: 0 });
         }
         repinned = true;
     }
-    let id = maglev_pick(key, svc, seed).ok_or(Stat::DropNoBackend)?;
+    let (id, slot) = maglev_pick(key, svc, seed).ok_or(Stat::DropNoBackend)?;
     let b = live_backend(id, svc.id).ok_or(Stat::DropNoBackend)?;
     let value = FlowValue {
         backend: id,
@@ -101,7 +112,7 @@ pub fn select_backend(
     } else {
         Stat::FlowMiss
     });
-    Ok((id, b))
+    Ok(Picked { id, backend: b, how: TRACE_PICK_MAGLEV, slot })
 }
 
 /// The backend a flow would go to, without touching the flow table or any counter: for
@@ -114,5 +125,5 @@ pub fn peek_backend(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<&'st
     {
         return Some(b);
     }
-    live_backend(maglev_pick(key, svc, seed)?, svc.id)
+    live_backend(maglev_pick(key, svc, seed)?.0, svc.id)
 }
