@@ -7,7 +7,7 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf},
 };
 use fj_lb_common::{
-    Backend, Counters, FlowKey, FlowValue, FragKey, FragValue, ServiceKey, ServiceValue, Settings, Stat, TraceFilter, VipKey,
+    Backend, Counters, FlowKey, FlowValue, FragKey, FragValue, ServiceKey, ServiceValue, Settings, Stat, TraceFilter, TraceRecord, VipKey,
     map_names as names,
 };
 
@@ -104,6 +104,16 @@ impl Dataplane {
     pub fn service_counter(&mut self, id: u32) -> Result<Counters, DataplaneError> {
         sum_counters(&self.service_counters(), id).map_err(map_err(names::SERVICE_COUNTERS))
     }
+}
+
+/// A record read from the TRACE ring buffer; `None` for one of another size (a program of
+/// another layout wrote it).
+pub fn trace_record(bytes: &[u8]) -> Option<TraceRecord> {
+    if bytes.len() != std::mem::size_of::<TraceRecord>() {
+        return None;
+    }
+    // The length is checked; `TraceRecord` is plain data for which any bytes are valid.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const TraceRecord) })
 }
 
 /// Each counter of `all` (at `index(counter)` in `map`) summed over CPUs.
