@@ -103,6 +103,7 @@ fn status_names_match_the_readme() {
             vips: vec![VipAnnounce { vip: "10.0.0.100".parse().unwrap(), announced: true, reason: "serving".into() }],
         }),
         services: vec![],
+        trace: Some("packets service web (10.0.0.100:80 tcp)".into()),
     };
     assert_eq!(keys(&st), readme_names("status"));
 }

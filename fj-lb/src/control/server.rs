@@ -8,7 +8,10 @@ use std::{
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader as TokioBufReader},
-    net::UnixListener,
+    net::{
+        UnixListener,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
     sync::{mpsc, oneshot},
     time::timeout,
 };
@@ -29,8 +32,17 @@ const IDLE: Duration = Duration::from_secs(30);
 /// An answer the client does not read within this long is dropped with the connection.
 const WRITE: Duration = Duration::from_secs(10);
 
-/// A request and where its answer goes.
-pub type Pending = (Request, oneshot::Sender<Response<Reply>>);
+/// Where the lines after the answer go, for a request that streams (`trace`): the daemon
+/// sends one `Response` a line and ends the stream by dropping its sender; the connection
+/// drops the receiver when the client goes, which is how the daemon learns of it.
+pub type Stream = mpsc::Sender<Response<Reply>>;
+
+/// Lines of a stream waiting for the client: beyond them the daemon waits (and the data
+/// path's ring buffer fills and drops records, not packets).
+const STREAM_BUFFER: usize = 256;
+
+/// A request, where its answer goes, and for a streaming request where the rest goes.
+pub type Pending = (Request, oneshot::Sender<Response<Reply>>, Option<Stream>);
 
 /// Binds the socket (mode 0600) and serves it; requests go to `tx`.
 pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::JoinHandle<()>, ControlError> {
@@ -73,24 +85,64 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::Join
                             Ok(req) => {
                                 debug!(?req, "control request");
                                 let (rtx, rrx) = oneshot::channel();
-                                if tx.send((req, rtx)).await.is_err() {
+                                let (stx, srx) = match req {
+                                    Request::Trace { .. } => {
+                                        let (stx, srx) = mpsc::channel(STREAM_BUFFER);
+                                        (Some(stx), Some(srx))
+                                    }
+                                    _ => (None, None),
+                                };
+                                if tx.send((req, rtx, stx)).await.is_err() {
                                     return;
                                 }
-                                rrx.await.unwrap_or_else(|_| Response::err("fj-lb is stopping"))
+                                let resp = rrx.await.unwrap_or_else(|_| Response::err("fj-lb is stopping"));
+                                if let Some(srx) = srx.filter(|_| resp.ok) {
+                                    if write_line(&mut w, &resp).await {
+                                        copy_stream(&mut reader, &mut w, srx).await;
+                                    }
+                                    // A stream is the connection's last answer.
+                                    return;
+                                }
+                                resp
                             }
                             Err(e) => Response::err(format!("bad request: {e}")),
                         }
                     };
-                    let mut out = serde_json::to_vec(&resp).expect("responses serialise");
-                    out.push(b'\n');
                     // After an over-long line the stream cannot be resynchronised: answer, close.
-                    if !matches!(timeout(WRITE, w.write_all(&out)).await, Ok(Ok(()))) || too_long {
+                    if !write_line(&mut w, &resp).await || too_long {
                         return;
                     }
                 }
             });
         }
     }))
+}
+
+/// Writes one answer line; false if the client did not take it within `WRITE`.
+async fn write_line(w: &mut OwnedWriteHalf, resp: &Response<Reply>) -> bool {
+    let mut out = serde_json::to_vec(resp).expect("responses serialise");
+    out.push(b'\n');
+    matches!(timeout(WRITE, w.write_all(&out)).await, Ok(Ok(())))
+}
+
+/// Copies a stream's lines to the client until the daemon ends it or the client goes. No idle
+/// timeout: a trace may rightly be quiet for hours. The client sends nothing more, so its
+/// end of the connection is watched only for closing (EOF, an error, or anything it sends).
+async fn copy_stream(reader: &mut TokioBufReader<OwnedReadHalf>, w: &mut OwnedWriteHalf, mut lines: mpsc::Receiver<Response<Reply>>) {
+    let mut byte = [0u8; 1];
+    loop {
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some(resp) => {
+                    if !write_line(w, &resp).await {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            _ = reader.read(&mut byte) => return,
+        }
+    }
 }
 
 pub fn remove_socket(path: &Path) {
@@ -119,7 +171,7 @@ mod tests {
         let _server = serve(&path, tx).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         tokio::spawn(async move {
-            while let Some((req, reply)) = rx.recv().await {
+            while let Some((req, reply, _)) = rx.recv().await {
                 let _ = reply.send(Response::ok(Reply::Reloaded(ReloadReply { message: format!("{req:?}") })));
             }
         });

@@ -200,6 +200,7 @@ mod tests {
             vrrp_instances: vrrp,
             announce: None,
             services: vec![],
+            trace: None,
         };
         status(&st)
     }
