@@ -163,6 +163,57 @@ mod tests {
     use super::*;
     use crate::control::{call, protocol::ReloadReply};
 
+    /// A trace's connection is quiet while no packet matches: it must outlive `IDLE`, carry
+    /// the lines the daemon sends whenever they come, and tell the daemon when the client goes.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_outlives_the_idle_timeout_and_ends_when_its_client_goes() {
+        use tokio::io::AsyncBufReadExt as _;
+
+        use crate::control::protocol::TraceStarted;
+        use crate::report::trace::TraceEvent;
+
+        let dir = std::env::temp_dir().join(format!("fj-lb-ctl-stream-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let (tx, mut rx) = mpsc::channel::<Pending>(4);
+        let _server = serve(&path, tx).unwrap();
+        let (got_tx, got_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let (req, reply, stream) = rx.recv().await.unwrap();
+            assert!(matches!(req, Request::Trace { .. }), "{req:?}");
+            let _ = reply.send(Response::ok(Reply::TraceStarted(TraceStarted { filter: "every packet".into() })));
+            let _ = got_tx.send(stream.expect("a trace request comes with a stream"));
+        });
+        let client = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let (r, mut w) = client.into_split();
+        w.write_all(b"{\"cmd\":\"trace\",\"count\":2}\n").await.unwrap();
+        let mut lines = TokioBufReader::new(r).lines();
+        let first = lines.next_line().await.unwrap().unwrap();
+        assert_eq!(first, r#"{"ok":true,"data":{"filter":"every packet"}}"#);
+        let stream = got_rx.await.unwrap();
+        tokio::time::sleep(IDLE * 3).await;
+        let event = TraceEvent {
+            src: Some("10.0.0.2:40000".into()),
+            dst: Some("10.0.0.100:80".into()),
+            protocol: Some("tcp".into()),
+            service: Some("web".into()),
+            backend: Some("10.0.0.11".parse().unwrap()),
+            action: "tx".into(),
+            reason: "forwarded".into(),
+            via: Some("maglev".into()),
+            slot: Some(7),
+            len: 74,
+        };
+        stream.send(Response::ok(Reply::Trace(event.clone()))).await.unwrap();
+        let line = lines.next_line().await.unwrap().expect("a line after three idle timeouts");
+        let back: Response<TraceEvent> = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.data, Some(event));
+        assert!(!stream.is_closed(), "the client is still there");
+        drop((lines, w));
+        timeout(Duration::from_secs(5), stream.closed()).await.expect("the daemon learns that the client went");
+        remove_socket(&path);
+        let _ = std::fs::remove_dir(&dir);
+    }
+
     #[tokio::test]
     async fn socket_round_trip_bad_requests_and_mode() {
         let dir = std::env::temp_dir().join(format!("fj-lb-ctl-{}", std::process::id()));
