@@ -283,7 +283,8 @@ pub struct TraceRecord {
     pub how: u32,
     /// The Maglev slot (with `TRACE_PICK_MAGLEV`), else 0.
     pub slot: u32,
-    /// The frame's length as received, bytes.
+    /// The frame's length as received, bytes (for a too-big reply built in place of the
+    /// packet, the reply's).
     pub len: u32,
 }
 const _: () = assert!(core::mem::size_of::<TraceRecord>() == 64);

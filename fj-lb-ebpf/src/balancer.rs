@@ -93,6 +93,7 @@ fn try_balance(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey) -> Resu
             }
         }
         PROTO_ICMP | PROTO_ICMPV6 if l3.frag == FRAG_NONE => {
+            // Before steering may encapsulate the frame; for `fj-lb trace`, on ICMP only.
             let len = frame_len(ctx);
             return icmp::steer(ctx, settings, key, &l3, group, check_vips).map(|action| Sent {
                 action,

@@ -148,7 +148,7 @@ fn trace_names_the_backends_that_answered_and_stops_when_its_client_goes() {
     let mut events = Vec::new();
     let complete = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
         events.extend(trace.events());
-        let ports: BTreeSet<u16> = events.iter().filter_map(|e| port_of(e)).collect();
+        let ports: BTreeSet<u16> = events.iter().filter_map(port_of).collect();
         (served.keys().all(|p| events.iter().filter(|e| port_of(e) == Some(*p)).count() >= 4) && ports.len() >= served.len())
             .then_some(())
     });
