@@ -1,7 +1,7 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use fj_lb_common::{
     Backend, FORWARD_GUE, FORWARD_IPIP, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED,
-    ServiceKey, ServiceValue, Settings, Stat, VipKey,
+    ServiceKey, Settings, Stat, VipKey,
 };
 use fj_lb_ebpf::{
     encap::{encapsulate, overhead},
@@ -10,7 +10,7 @@ use fj_lb_ebpf::{
 };
 
 use crate::{
-    flow::select_backend,
+    flow::{Pinned, established, pick_new},
     frag, icmp,
     maps::{NOT_ACCEPTED, SERVICES, SETTINGS},
     stats::{count, count_forwarded},
@@ -71,6 +71,17 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     if group {
         return Err((Stat::PassMulticast, xdp_action::XDP_PASS));
     }
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    // The flow table first: an established flow's backend entry carries all forwarding needs,
+    // so most packets skip the service lookup.
+    let repinned = match established(key) {
+        Pinned::Hit(id, backend) => {
+            count(Stat::FlowHit);
+            return send(ctx, settings, id, backend, key, &l3, len);
+        }
+        Pinned::Stale => true,
+        Pinned::Absent => false,
+    };
     let skey = ServiceKey {
         addr: key.dst,
         port: key.dport,
@@ -80,18 +91,30 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     let Some(svc) = (unsafe { SERVICES.get(skey) }) else {
         return Err(refuse_or_pass(key, Stat::PassNotService, check_vips));
     };
-    let svc = *svc;
-    let (id, backend) = select_backend(key, &svc, settings.hash_seed, settings.max_new_flows)
+    let (id, backend) = pick_new(key, svc, settings.hash_seed, settings.max_new_flows, repinned)
         .map_err(|s| (s, xdp_action::XDP_DROP))?;
+    send(ctx, settings, id, backend, key, &l3, len)
+}
+
+/// Forwards a packet of a balanced flow to backend `id` and counts it.
+#[inline(always)]
+fn send(
+    ctx: &XdpContext,
+    settings: &Settings,
+    id: u32,
+    backend: &Backend,
+    key: &FlowKey,
+    l3: &L3,
+    len: u64,
+) -> Result<u32, (Stat, u32)> {
     if backend.mac == [0u8; 6] {
         return Err((Stat::DropBackendUnresolved, xdp_action::XDP_DROP));
     }
     if l3.frag == FRAG_FIRST {
-        frag::track(key, &l3);
+        frag::track(key, l3);
     }
-    let len = (ctx.data_end() - ctx.data()) as u64;
-    let action = forward(ctx, settings, &svc, backend, key, &l3, true)?;
-    count_forwarded(svc.id, id, len);
+    let action = forward(ctx, settings, backend, key, l3, true)?;
+    count_forwarded(backend.service, id, len);
     Ok(action)
 }
 
@@ -102,14 +125,13 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
 pub fn forward(
     ctx: &XdpContext,
     settings: &Settings,
-    svc: &ServiceValue,
     backend: &Backend,
     key: &FlowKey,
     l3: &L3,
     may_reply: bool,
 ) -> Result<u32, (Stat, u32)> {
-    if svc.forward == FORWARD_IPIP || svc.forward == FORWARD_GUE {
-        let gue = svc.forward == FORWARD_GUE;
+    if backend.forward == FORWARD_IPIP || backend.forward == FORWARD_GUE {
+        let gue = backend.forward == FORWARD_GUE;
         let over = overhead(backend.family == fj_lb_common::FAMILY_V6, gue);
         let mtu = backend.mtu as u32;
         if l3.ip_len + over > mtu {
@@ -119,7 +141,7 @@ pub fn forward(
                 (Stat::DropTooBig, xdp_action::XDP_DROP)
             });
         }
-        encapsulate(ctx, backend, settings, key, l3, if gue { svc.gue_port } else { 0 })
+        encapsulate(ctx, backend, settings, key, l3, if gue { backend.gue_port } else { 0 })
             .map_err(|s| (s, xdp_action::XDP_DROP))?;
         count(if gue { Stat::ForwardedGue } else { Stat::ForwardedIpip });
         return Ok(xdp_action::XDP_TX);

@@ -46,7 +46,8 @@ pub fn within_rate(window: Option<*mut FloodWindow>, cap: u32) -> bool {
 }
 
 /// The backend `id` if it still belongs to `service` and is alive. Ids are reused after a
-/// backend is removed, so the owner check keeps a stale flow from landing on a stranger.
+/// backend is removed, so the owner check keeps a Maglev slot read mid-swap from landing on a
+/// stranger.
 #[inline(always)]
 fn live_backend(id: u32, service: u32) -> Option<&'static Backend> {
     let b = BACKENDS.get(id)?;
@@ -54,6 +55,40 @@ fn live_backend(id: u32, service: u32) -> Option<&'static Backend> {
         Some(b)
     } else {
         None
+    }
+}
+
+/// The flow's pinned backend while it is alive and still the allocation the flow was pinned
+/// under (`Backend::generation`): then the packet needs no service lookup, because the entry
+/// has everything forwarding needs, and a generation that still matches means the service the
+/// flow was pinned for still exists (removing it releases its backends).
+#[inline(always)]
+fn pinned(flow: &FlowValue) -> Option<&'static Backend> {
+    let b = BACKENDS.get(flow.backend)?;
+    if b.generation == flow.generation && b.flags & BACKEND_ALIVE != 0 {
+        Some(b)
+    } else {
+        None
+    }
+}
+
+/// What the flow table says about a packet's flow.
+pub enum Pinned {
+    /// Established on a live backend: (id, entry).
+    Hit(u32, &'static Backend),
+    /// In the table, but its backend died or its id was reused: pick again.
+    Stale,
+    Absent,
+}
+
+#[inline(always)]
+pub fn established(key: &FlowKey) -> Pinned {
+    match unsafe { FLOWS.get(key) } {
+        Some(flow) => match pinned(flow) {
+            Some(b) => Pinned::Hit(flow.backend, b),
+            None => Pinned::Stale,
+        },
+        None => Pinned::Absent,
     }
 }
 
@@ -67,29 +102,22 @@ pub fn maglev_pick(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<u32> 
     if id == NO_BACKEND { None } else { Some(id) }
 }
 
+/// A backend for a flow the table had no live entry for (`repinned`: it had a stale one), by
+/// Maglev, pinned in the flow table unless the flood guard says no.
 #[inline(always)]
-pub fn select_backend(
+pub fn pick_new(
     key: &FlowKey,
     svc: &ServiceValue,
     seed: u32,
     max_new_flows: u32,
+    repinned: bool,
 ) -> Result<(u32, &'static Backend), Stat> {
-    let mut repinned = false;
-    if let Some(flow) = unsafe { FLOWS.get(key) } {
-        let (id, service) = (flow.backend, flow.service);
-        if service == svc.id
-            && let Some(b) = live_backend(id, svc.id)
-        {
-            count(Stat::FlowHit);
-            return Ok((id, b));
-        }
-        repinned = true;
-    }
     let id = maglev_pick(key, svc, seed).ok_or(Stat::DropNoBackend)?;
     let b = live_backend(id, svc.id).ok_or(Stat::DropNoBackend)?;
     let value = FlowValue {
         backend: id,
         service: svc.id,
+        generation: b.generation,
     };
     if !may_insert(max_new_flows) {
         count(Stat::FlowInsertSkipped);
@@ -109,8 +137,8 @@ pub fn select_backend(
 #[inline(always)]
 pub fn peek_backend(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<&'static Backend> {
     if let Some(flow) = unsafe { FLOWS.get(key) }
-        && flow.service == svc.id
-        && let Some(b) = live_backend(flow.backend, svc.id)
+        && let Some(b) = pinned(flow)
+        && b.service == svc.id
     {
         return Some(b);
     }
