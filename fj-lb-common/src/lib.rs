@@ -42,7 +42,8 @@ pub mod map_names {
     pub const FRAGMENTS: &str = "FRAGMENTS";
     pub const VIPS: &str = "VIPS";
     pub const ICMP_RATE: &str = "ICMP_RATE";
-    pub const ALL: [&str; 13] = [
+    pub const VIP_FILTER: &str = "VIP_FILTER";
+    pub const ALL: [&str; 14] = [
         SERVICES,
         BACKENDS,
         MAGLEV,
@@ -56,6 +57,7 @@ pub mod map_names {
         FRAGMENTS,
         VIPS,
         ICMP_RATE,
+        VIP_FILTER,
     ];
 }
 

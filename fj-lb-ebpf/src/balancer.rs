@@ -1,7 +1,7 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use fj_lb_common::{
     Backend, FORWARD_GUE, FORWARD_IPIP, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED,
-    ServiceKey, Settings, Stat, VipKey,
+    ServiceKey, Settings, Stat, VipKey, hash::vip_filter_bit,
 };
 use fj_lb_ebpf::{
     encap::{encapsulate, overhead},
@@ -12,7 +12,7 @@ use fj_lb_ebpf::{
 use crate::{
     flow::{Pinned, established, pick_new},
     frag, icmp,
-    maps::{NOT_ACCEPTED, SERVICES, SETTINGS},
+    maps::{NOT_ACCEPTED, SERVICES, SETTINGS, VIP_FILTER},
     stats::{count, count_forwarded},
 };
 
@@ -70,6 +70,9 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     // forward each one as many times. (ARP and the like were passed by the parser already.)
     if group {
         return Err((Stat::PassMulticast, xdp_action::XDP_PASS));
+    }
+    if !maybe_vip(&key.dst) {
+        return Err(refuse_or_pass(key, Stat::PassNotService, check_vips));
     }
     let len = (ctx.data_end() - ctx.data()) as u64;
     // The flow table first: an established flow's backend entry carries all forwarding needs,
@@ -150,6 +153,17 @@ pub fn forward(
         return Err((Stat::PassMalformed, xdp_action::XDP_PASS));
     }
     Ok(xdp_action::XDP_TX)
+}
+
+/// Whether `dst` may be a VIP (its bit in the filter is set); false means surely not.
+#[inline(always)]
+fn maybe_vip(dst: &[u8; 16]) -> bool {
+    let bit = vip_filter_bit(dst);
+    match VIP_FILTER.get(bit >> 6) {
+        Some(word) => (*word >> (bit & 63)) & 1 != 0,
+        // Cannot happen (the bit is in range); if it did, the lookups decide.
+        None => true,
+    }
 }
 
 /// A packet the balancer does not take goes to the host, unless it is addressed to a VRRP

@@ -430,6 +430,10 @@ fn a_flow_of_a_removed_service_is_not_forwarded_when_its_backend_id_is_reused() 
         assert_passed_untouched(&lb, f, "a packet of a removed service's flow");
     }
     assert_eq!(lb.stat(Stat::FlowHit), hits, "no stale flow counts as a hit");
+    // The VIP filter learnt the new VIP and forgot the old ones.
+    let to = lb.forward(&tcp4(CLIENT, 20000, [10, 0, 0, 201], 80));
+    assert!(["10.0.0.14", "10.0.0.15"].contains(&to.to_string().as_str()), "the new service's VIP is balanced, to {to}");
+    assert_passed_untouched(&lb, &tcp4(CLIENT, 20001, [10, 0, 0, 200], 80), "api's VIP, removed");
 }
 
 #[test]

@@ -7,7 +7,8 @@ use aya::{
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
 };
 use fj_lb_common::{
-    Backend, Counters, FlowKey, FlowValue, FragKey, FragValue, ServiceKey, ServiceValue, Settings, Stat, VipKey, map_names as names,
+    Backend, Counters, FlowKey, FlowValue, FragKey, FragValue, ServiceKey, ServiceValue, Settings, Stat, VipKey,
+    hash::vip_filter_words, map_names as names,
 };
 
 use super::{Dataplane, DataplaneError, map_err};
@@ -143,6 +144,13 @@ impl MapWriter for Dataplane {
         }
         for k in &stale {
             map.remove(k).map_err(write_err(names::VIPS))?;
+        }
+        let mut filter: Array<&mut MapData, u64> = typed(&mut self.ebpf, names::VIP_FILTER);
+        for (i, word) in vip_filter_words(vips.iter().map(|k| &k.addr)).into_iter().enumerate() {
+            let i = i as u32;
+            if filter.get(&i, 0).ok() != Some(word) {
+                filter.set(i, word, 0).map_err(write_err(names::VIP_FILTER))?;
+            }
         }
         Ok(())
     }

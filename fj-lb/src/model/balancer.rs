@@ -29,8 +29,9 @@ pub trait MapWriter {
     fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), MapWriteError>;
     fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), MapWriteError>;
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), MapWriteError>;
-    /// Makes the set of VIPs the data path knows (for fragments) exactly `vips`, each keyed as
-    /// a service with port and protocol 0. Writers that do not track VIPs ignore it.
+    /// Makes the set of VIPs the data path knows (for fragments, and its VIP filter) exactly
+    /// `vips`, each keyed as a service with port and protocol 0. Writers that do not track VIPs
+    /// ignore it.
     fn set_vips(&mut self, vips: &[ServiceKey]) -> Result<(), MapWriteError> {
         let _ = vips;
         Ok(())
@@ -299,6 +300,14 @@ impl TableInput {
     }
 }
 
+/// The VIPs of `services`, each once, keyed as a service with port and protocol 0.
+fn vip_set(services: impl Iterator<Item = ServiceKey>) -> Vec<ServiceKey> {
+    let mut v: Vec<ServiceKey> = services.map(|k| ServiceKey { port: 0, proto: 0, ..k }).collect();
+    v.sort_by_key(|k| (k.family, k.addr));
+    v.dedup();
+    v
+}
+
 pub fn service_key(s: &Service) -> ServiceKey {
     let (addr, family) = addr_bytes(s.vip);
     ServiceKey { addr, port: s.port, proto: s.protocol.number(), family }
@@ -450,11 +459,7 @@ impl Balancer {
 
     /// The VIPs of the services, as the VIPS map keys them.
     fn vip_keys(&self) -> Vec<ServiceKey> {
-        let mut v: Vec<ServiceKey> =
-            self.services.values().map(|st| ServiceKey { port: 0, proto: 0, ..st.key }).collect();
-        v.sort_by_key(|k| (k.family, k.addr));
-        v.dedup();
-        v
+        vip_set(self.services.values().map(|st| st.key))
     }
 
     /// Every backend address the data path needs a MAC for.
@@ -572,6 +577,10 @@ impl Balancer {
         maps: &mut impl MapWriter,
     ) -> Result<ApplySummary, ApplyError> {
         let mut summary = ApplySummary::default();
+        // The VIPs of old and new services until the end: a new service's packets must get
+        // past the data path's VIP filter as soon as its entry is written.
+        let old = self.services.values().map(|st| st.key);
+        maps.set_vips(&vip_set(old.chain(cfg.services.iter().map(service_key))))?;
         // Removed services, and services whose key changed (re-added below under the new key).
         let stale: Vec<String> = self
             .services
@@ -945,6 +954,11 @@ mod tests {
         fn set_service(&mut self, k: &ServiceKey, v: &ServiceValue) -> Result<(), MapWriteError> {
             self.write()?;
             self.log.push(format!("service {} base {}", k.port, v.table_base));
+            assert!(
+                self.vips.iter().any(|x| x.addr == k.addr && x.family == k.family),
+                "service {k:?} written while its VIP is not in the VIP set {:?}: its packets would be passed",
+                self.vips
+            );
             self.services.insert(*k, *v);
             Ok(())
         }
