@@ -321,6 +321,7 @@ stats! {
     /// Why the balancer did what it did with a packet: one per-CPU counter each. The value is
     /// the counter's index in the STATS map.
     Stat {
+    /// Derived by the daemon from the service counters, not counted in the data path.
     Forwarded = 0, "forwarded";
     FlowHit = 1, "flow_hit";
     FlowMiss = 2, "flow_miss";
