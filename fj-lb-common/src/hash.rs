@@ -67,6 +67,33 @@ pub fn bytes_hash(data: &[u8], seed: u32) -> u32 {
     finish(h, data.len() as u32)
 }
 
+/// Bits in the VIP filter (`VIP_FILTER`: this many / 64 words).
+pub const VIP_FILTER_BITS: u32 = 4096;
+
+/// The VIP filter's bit for destination `addr`: set for every VIP, so a packet whose bit is
+/// clear is for no service, and the program passes it without a hash-map lookup (the LB host's
+/// own traffic would otherwise pay for a flow-table and a service lookup). A set bit only
+/// means "perhaps": the lookups decide. Native byte order: the daemon that fills the filter
+/// runs on the host whose program reads it.
+#[inline(always)]
+pub fn vip_filter_bit(addr: &[u8; 16]) -> u32 {
+    let w = |i: usize| u32::from_ne_bytes([addr[i], addr[i + 1], addr[i + 2], addr[i + 3]]);
+    let folded = w(0) ^ w(4) ^ w(8) ^ w(12);
+    // Fibonacci hashing: the top bits of the product, well mixed even for addresses that
+    // differ only in their last byte.
+    folded.wrapping_mul(0x9e37_79b1) >> (32 - VIP_FILTER_BITS.trailing_zeros())
+}
+
+/// The VIP filter with the bits of `addrs` set, word by word as the map holds it.
+pub fn vip_filter_words<'a>(addrs: impl IntoIterator<Item = &'a [u8; 16]>) -> [u64; (VIP_FILTER_BITS / 64) as usize] {
+    let mut words = [0u64; (VIP_FILTER_BITS / 64) as usize];
+    for a in addrs {
+        let bit = vip_filter_bit(a);
+        words[(bit >> 6) as usize] |= 1 << (bit & 63);
+    }
+    words
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +112,34 @@ mod tests {
         assert_eq!(a, flow_hash(&k, DEFAULT_SEED));
         k.sport = 40001;
         assert_ne!(a, flow_hash(&k, DEFAULT_SEED), "ports must change the hash");
+    }
+
+    #[test]
+    fn neighbouring_addresses_spread_over_the_vip_filter() {
+        let mut seen = [false; VIP_FILTER_BITS as usize];
+        for last in 0..=255u8 {
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&[10, 0, 0, last]);
+            seen[vip_filter_bit(&a) as usize] = true;
+        }
+        let distinct = seen.iter().filter(|s| **s).count();
+        assert!(distinct > 240, "a /24 of VIPs takes {distinct} distinct bits of 256");
+    }
+
+    #[test]
+    fn the_filter_words_hold_exactly_the_bits_of_their_addresses() {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&[10, 0, 0, 100]);
+        let mut b = [0u8; 16];
+        b[..2].copy_from_slice(&[0x20, 0x01]);
+        b[15] = 0x64;
+        let words = vip_filter_words([&a, &b]);
+        let set: u32 = words.iter().map(|w| w.count_ones()).sum();
+        assert_eq!(set, if vip_filter_bit(&a) == vip_filter_bit(&b) { 1 } else { 2 });
+        for x in [a, b] {
+            let bit = vip_filter_bit(&x);
+            assert_ne!(words[(bit >> 6) as usize] & (1 << (bit & 63)), 0);
+        }
+        assert_eq!(vip_filter_words([]), [0; 64]);
     }
 }

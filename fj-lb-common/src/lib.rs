@@ -25,7 +25,7 @@ pub const NO_BACKEND: u32 = u32::MAX;
 /// The layout of the maps a daemon leaves pinned for the next one (keys, values, how ids are
 /// used). A daemon adopts a previous daemon's flow table only under the same number: bump it
 /// with any change to `FlowKey`, `FlowValue`, `Backend`, `ServiceKey` or `ServiceValue`.
-pub const MAP_LAYOUT: u32 = 2;
+pub const MAP_LAYOUT: u32 = 3;
 
 /// Names of the maps, shared so that the daemon, the CLI and the tests look up the same ones.
 pub mod map_names {
@@ -42,11 +42,12 @@ pub mod map_names {
     pub const FRAGMENTS: &str = "FRAGMENTS";
     pub const VIPS: &str = "VIPS";
     pub const ICMP_RATE: &str = "ICMP_RATE";
+    pub const VIP_FILTER: &str = "VIP_FILTER";
     /// `fj-lb trace`: the ring buffer the program writes one `TraceRecord` a matching packet
     /// into, and the single-entry array holding the `TraceFilter` saying which match.
     pub const TRACE: &str = "TRACE";
     pub const TRACE_FILTER: &str = "TRACE_FILTER";
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         SERVICES,
         BACKENDS,
         MAGLEV,
@@ -60,6 +61,7 @@ pub mod map_names {
         FRAGMENTS,
         VIPS,
         ICMP_RATE,
+        VIP_FILTER,
         TRACE,
         TRACE_FILTER,
     ];
@@ -114,18 +116,14 @@ const _: () = assert!(core::mem::size_of::<ServiceKey>() == 20);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServiceValue {
-    /// Index into the per-service counters; also stamped on flows and backends.
+    /// Index into the per-service counters; also stamped on backends.
     pub id: u32,
     /// Offset of this service's Maglev table inside the MAGLEV array. The daemon writes a new
     /// table elsewhere and then swaps this one field, so a packet sees the old table or the new.
     pub table_base: u32,
     pub table_size: u32,
-    /// How packets reach the backends: one of `FORWARD_*`.
-    pub forward: u16,
-    /// The UDP destination port of GUE (`FORWARD_GUE`), host byte order; 0 otherwise.
-    pub gue_port: u16,
 }
-const _: () = assert!(core::mem::size_of::<ServiceValue>() == 16);
+const _: () = assert!(core::mem::size_of::<ServiceValue>() == 12);
 
 /// Layer-2 direct return: only the MACs change.
 pub const FORWARD_DSR: u16 = 0;
@@ -137,6 +135,8 @@ pub const FORWARD_GUE: u16 = 2;
 /// Set in `Backend::flags` while the backend may keep its established flows.
 pub const BACKEND_ALIVE: u8 = 1;
 
+/// One backend of one service. Everything a packet of an established flow needs is here, so
+/// that a flow-table hit forwards without looking its service up.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Backend {
@@ -148,12 +148,22 @@ pub struct Backend {
     pub flags: u8,
     /// The service this backend id currently belongs to (ids are reused after removal).
     pub service: u32,
+    /// Which allocation of this id the entry is: the daemon never gives two allocations the
+    /// same number (0 is never used), and a flow remembers the one it was pinned under. A
+    /// flow-table hit is trusted only while the two agree, so a flow whose service went away
+    /// (and whose backend id was reused, for another service or another VIP) misses instead of
+    /// being forwarded to a stranger.
+    pub generation: u32,
     /// The largest IP packet the path to this backend carries (the route's MTU, else the
     /// interface's). An encapsulated packet must fit in it, outer header included.
     pub mtu: u16,
+    /// How packets reach this backend, its service's mode: one of `FORWARD_*`.
+    pub forward: u16,
+    /// The UDP destination port of GUE (`FORWARD_GUE`), host byte order; 0 otherwise.
+    pub gue_port: u16,
     pub _pad: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<Backend>() == 32);
+const _: () = assert!(core::mem::size_of::<Backend>() == 40);
 
 /// One L4 flow as the balancer sees it. `_pad` is explicit because the key is hashed byte for
 /// byte by the kernel: implicit padding could hold garbage and split one flow into many.
@@ -175,8 +185,10 @@ const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 pub struct FlowValue {
     pub backend: u32,
     pub service: u32,
+    /// The backend's `generation` when the flow was pinned.
+    pub generation: u32,
 }
-const _: () = assert!(core::mem::size_of::<FlowValue>() == 8);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 12);
 
 /// Process-wide settings, a single-entry array.
 #[repr(C)]
@@ -385,6 +397,7 @@ stats! {
     /// Why the balancer did what it did with a packet: one per-CPU counter each. The value is
     /// the counter's index in the STATS map.
     Stat {
+    /// Derived by the daemon from the service counters, not counted in the data path.
     Forwarded = 0, "forwarded";
     FlowHit = 1, "flow_hit";
     FlowMiss = 2, "flow_miss";

@@ -1,7 +1,8 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use fj_lb_common::{
     Backend, FORWARD_GUE, FORWARD_IPIP, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED,
-    NO_BACKEND, SETTINGS_TRACE, TRACE_PICK_NONE, ServiceKey, ServiceValue, Settings, Stat, VipKey,
+    NO_BACKEND, SETTINGS_TRACE, ServiceKey, Settings, Stat, TRACE_PICK_FLOW, TRACE_PICK_MAGLEV, TRACE_PICK_NONE, VipKey,
+    hash::vip_filter_bit,
 };
 use fj_lb_ebpf::{
     encap::{encapsulate, overhead},
@@ -10,18 +11,12 @@ use fj_lb_ebpf::{
 };
 
 use crate::{
-    flow::{Picked, select_backend},
+    flow::{Pinned, established, pick_new},
     frag, icmp,
-    maps::{NOT_ACCEPTED, SERVICES, SETTINGS},
+    maps::{NOT_ACCEPTED, SERVICES, SETTINGS, VIP_FILTER},
     stats::{count, count_forwarded},
     trace::{self, Decision},
 };
-
-/// The frame's length now, bytes.
-#[inline(always)]
-fn frame_len(ctx: &XdpContext) -> u32 {
-    (ctx.data_end() - ctx.data()) as u32
-}
 
 #[inline(always)]
 pub fn balance(ctx: &XdpContext) -> u32 {
@@ -30,6 +25,8 @@ pub fn balance(ctx: &XdpContext) -> u32 {
         count(Stat::PassNotService);
         return xdp_action::XDP_PASS;
     };
+    // Here rather than in `try_balance`, so that `fj-lb trace` reports the 5-tuple as far as
+    // it was parsed whatever the outcome.
     let mut slot = core::mem::MaybeUninit::uninit();
     let key = zeroed_key(&mut slot);
     match try_balance(ctx, settings, key) {
@@ -52,6 +49,12 @@ pub fn balance(ctx: &XdpContext) -> u32 {
     }
 }
 
+/// The frame's length now, bytes.
+#[inline(always)]
+fn frame_len(ctx: &XdpContext) -> u32 {
+    (ctx.data_end() - ctx.data()) as u32
+}
+
 /// A packet sent on, and for `fj-lb trace` why there: `Forwarded` (to `backend`, picked by
 /// `how`/`slot`) or `IcmpSteered` (backend not reported).
 struct Sent {
@@ -62,6 +65,13 @@ struct Sent {
     slot: u32,
     /// The frame's length as received.
     len: u32,
+}
+
+impl Sent {
+    #[inline(always)]
+    fn forwarded(action: u32, backend: u32, how: u32, slot: u32, len: u64) -> Self {
+        Sent { action, stat: Stat::Forwarded, backend, how, slot, len: len as u32 }
+    }
 }
 
 #[inline(always)]
@@ -113,6 +123,21 @@ fn try_balance(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey) -> Resu
     if group {
         return Err((Stat::PassMulticast, xdp_action::XDP_PASS));
     }
+    if !maybe_vip(&key.dst) {
+        return Err(refuse_or_pass(key, Stat::PassNotService, check_vips));
+    }
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    // The flow table first: an established flow's backend entry carries all forwarding needs,
+    // so most packets skip the service lookup.
+    let repinned = match established(key) {
+        Pinned::Hit(id, backend) => {
+            count(Stat::FlowHit);
+            let action = send(ctx, settings, id, backend, key, &l3, len)?;
+            return Ok(Sent::forwarded(action, id, TRACE_PICK_FLOW, 0, len));
+        }
+        Pinned::Stale => true,
+        Pinned::Absent => false,
+    };
     let skey = ServiceKey {
         addr: key.dst,
         port: key.dport,
@@ -122,19 +147,32 @@ fn try_balance(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey) -> Resu
     let Some(svc) = (unsafe { SERVICES.get(skey) }) else {
         return Err(refuse_or_pass(key, Stat::PassNotService, check_vips));
     };
-    let svc = *svc;
-    let Picked { id, backend, how, slot } = select_backend(key, &svc, settings.hash_seed, settings.max_new_flows)
+    let (id, backend, slot) = pick_new(key, svc, settings.hash_seed, settings.max_new_flows, repinned)
         .map_err(|s| (s, xdp_action::XDP_DROP))?;
+    let action = send(ctx, settings, id, backend, key, &l3, len)?;
+    Ok(Sent::forwarded(action, id, TRACE_PICK_MAGLEV, slot, len))
+}
+
+/// Forwards a packet of a balanced flow to backend `id` and counts it.
+#[inline(always)]
+fn send(
+    ctx: &XdpContext,
+    settings: &Settings,
+    id: u32,
+    backend: &Backend,
+    key: &FlowKey,
+    l3: &L3,
+    len: u64,
+) -> Result<u32, (Stat, u32)> {
     if backend.mac == [0u8; 6] {
         return Err((Stat::DropBackendUnresolved, xdp_action::XDP_DROP));
     }
     if l3.frag == FRAG_FIRST {
-        frag::track(key, &l3);
+        frag::track(key, l3);
     }
-    let len = (ctx.data_end() - ctx.data()) as u64;
-    let action = forward(ctx, settings, &svc, backend, key, &l3, true)?;
-    count_forwarded(svc.id, id, len);
-    Ok(Sent { action, stat: Stat::Forwarded, backend: id, how, slot, len: len as u32 })
+    let action = forward(ctx, settings, backend, key, l3, true)?;
+    count_forwarded(backend.service, id, len);
+    Ok(action)
 }
 
 /// Sends the packet to `backend` the way its service forwards: MACs rewritten (DSR), or
@@ -144,14 +182,13 @@ fn try_balance(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey) -> Resu
 pub fn forward(
     ctx: &XdpContext,
     settings: &Settings,
-    svc: &ServiceValue,
     backend: &Backend,
     key: &FlowKey,
     l3: &L3,
     may_reply: bool,
 ) -> Result<u32, (Stat, u32)> {
-    if svc.forward == FORWARD_IPIP || svc.forward == FORWARD_GUE {
-        let gue = svc.forward == FORWARD_GUE;
+    if backend.forward == FORWARD_IPIP || backend.forward == FORWARD_GUE {
+        let gue = backend.forward == FORWARD_GUE;
         let over = overhead(backend.family == fj_lb_common::FAMILY_V6, gue);
         let mtu = backend.mtu as u32;
         if l3.ip_len + over > mtu {
@@ -161,7 +198,7 @@ pub fn forward(
                 (Stat::DropTooBig, xdp_action::XDP_DROP)
             });
         }
-        encapsulate(ctx, backend, settings, key, l3, if gue { svc.gue_port } else { 0 })
+        encapsulate(ctx, backend, settings, key, l3, if gue { backend.gue_port } else { 0 })
             .map_err(|s| (s, xdp_action::XDP_DROP))?;
         count(if gue { Stat::ForwardedGue } else { Stat::ForwardedIpip });
         return Ok(xdp_action::XDP_TX);
@@ -170,6 +207,17 @@ pub fn forward(
         return Err((Stat::PassMalformed, xdp_action::XDP_PASS));
     }
     Ok(xdp_action::XDP_TX)
+}
+
+/// Whether `dst` may be a VIP (its bit in the filter is set); false means surely not.
+#[inline(always)]
+fn maybe_vip(dst: &[u8; 16]) -> bool {
+    let bit = vip_filter_bit(dst);
+    match VIP_FILTER.get(bit >> 6) {
+        Some(word) => (*word >> (bit & 63)) & 1 != 0,
+        // Cannot happen (the bit is in range); if it did, the lookups decide.
+        None => true,
+    }
 }
 
 /// A packet the balancer does not take goes to the host, unless it is addressed to a VRRP

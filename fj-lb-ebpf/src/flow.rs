@@ -1,8 +1,7 @@
 //! Backend choice: the flow table first, so an established flow stays where it is while its
 //! backend lives; Maglev for a new flow, or for one whose backend is gone.
 use fj_lb_common::{
-    BACKEND_ALIVE, Backend, FloodWindow, FlowKey, FlowValue, NO_BACKEND, ServiceValue, Stat, TRACE_PICK_FLOW,
-    TRACE_PICK_MAGLEV, hash::flow_hash,
+    BACKEND_ALIVE, Backend, FloodWindow, FlowKey, FlowValue, NO_BACKEND, ServiceValue, Stat, hash::flow_hash,
 };
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
@@ -47,7 +46,8 @@ pub fn within_rate(window: Option<*mut FloodWindow>, cap: u32) -> bool {
 }
 
 /// The backend `id` if it still belongs to `service` and is alive. Ids are reused after a
-/// backend is removed, so the owner check keeps a stale flow from landing on a stranger.
+/// backend is removed, so the owner check keeps a Maglev slot read mid-swap from landing on a
+/// stranger.
 #[inline(always)]
 fn live_backend(id: u32, service: u32) -> Option<&'static Backend> {
     let b = BACKENDS.get(id)?;
@@ -58,7 +58,41 @@ fn live_backend(id: u32, service: u32) -> Option<&'static Backend> {
     }
 }
 
-/// The backend id in the flow's Maglev slot, and the slot (for `fj-lb trace`).
+/// The flow's pinned backend while it is alive and still the allocation the flow was pinned
+/// under (`Backend::generation`): then the packet needs no service lookup, because the entry
+/// has everything forwarding needs, and a generation that still matches means the service the
+/// flow was pinned for still exists (removing it releases its backends).
+#[inline(always)]
+fn pinned(flow: &FlowValue) -> Option<&'static Backend> {
+    let b = BACKENDS.get(flow.backend)?;
+    if b.generation == flow.generation && b.flags & BACKEND_ALIVE != 0 {
+        Some(b)
+    } else {
+        None
+    }
+}
+
+/// What the flow table says about a packet's flow.
+pub enum Pinned {
+    /// Established on a live backend: (id, entry).
+    Hit(u32, &'static Backend),
+    /// In the table, but its backend died or its id was reused: pick again.
+    Stale,
+    Absent,
+}
+
+#[inline(always)]
+pub fn established(key: &FlowKey) -> Pinned {
+    match unsafe { FLOWS.get(key) } {
+        Some(flow) => match pinned(flow) {
+            Some(b) => Pinned::Hit(flow.backend, b),
+            None => Pinned::Stale,
+        },
+        None => Pinned::Absent,
+    }
+}
+
+/// The backend id in the flow's Maglev slot, and the slot (which `fj-lb trace` reports).
 #[inline(always)]
 pub fn maglev_pick(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<(u32, u32)> {
     if svc.table_size == 0 {
@@ -69,38 +103,22 @@ pub fn maglev_pick(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<(u32,
     if id == NO_BACKEND { None } else { Some((id, slot)) }
 }
 
-/// The backend chosen for a packet: its id and entry, and how (`TRACE_PICK_FLOW`, or
-/// `TRACE_PICK_MAGLEV` with the slot), which `fj-lb trace` reports.
-pub struct Picked {
-    pub id: u32,
-    pub backend: &'static Backend,
-    pub how: u32,
-    pub slot: u32,
-}
-
+/// A backend for a flow the table had no live entry for (`repinned`: it had a stale one), by
+/// Maglev, pinned in the flow table unless the flood guard says no: (id, entry, Maglev slot).
 #[inline(always)]
-pub fn select_backend(
+pub fn pick_new(
     key: &FlowKey,
     svc: &ServiceValue,
     seed: u32,
     max_new_flows: u32,
-) -> Result<Picked, Stat> {
-    let mut repinned = false;
-    if let Some(flow) = unsafe { FLOWS.get(key) } {
-        let (id, service) = (flow.backend, flow.service);
-        if service == svc.id
-            && let Some(b) = live_backend(id, svc.id)
-        {
-            count(Stat::FlowHit);
-            return Ok(Picked { id, backend: b, how: TRACE_PICK_FLOW, slot: 0 });
-        }
-        repinned = true;
-    }
+    repinned: bool,
+) -> Result<(u32, &'static Backend, u32), Stat> {
     let (id, slot) = maglev_pick(key, svc, seed).ok_or(Stat::DropNoBackend)?;
     let b = live_backend(id, svc.id).ok_or(Stat::DropNoBackend)?;
     let value = FlowValue {
         backend: id,
         service: svc.id,
+        generation: b.generation,
     };
     if !may_insert(max_new_flows) {
         count(Stat::FlowInsertSkipped);
@@ -112,7 +130,7 @@ pub fn select_backend(
     } else {
         Stat::FlowMiss
     });
-    Ok(Picked { id, backend: b, how: TRACE_PICK_MAGLEV, slot })
+    Ok((id, b, slot))
 }
 
 /// The backend a flow would go to, without touching the flow table or any counter: for
@@ -120,8 +138,8 @@ pub fn select_backend(
 #[inline(always)]
 pub fn peek_backend(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<&'static Backend> {
     if let Some(flow) = unsafe { FLOWS.get(key) }
-        && flow.service == svc.id
-        && let Some(b) = live_backend(flow.backend, svc.id)
+        && let Some(b) = pinned(flow)
+        && b.service == svc.id
     {
         return Some(b);
     }

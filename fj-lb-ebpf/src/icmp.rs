@@ -115,7 +115,7 @@ pub fn steer(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey, l3: &L3, 
         return Err((Stat::DropBackendUnresolved, xdp_action::XDP_DROP));
     }
     // An error about an error is never sent: an oversized one is dropped (`may_reply` false).
-    let action = forward(ctx, settings, &svc, backend, key, l3, false)?;
+    let action = forward(ctx, settings, backend, key, l3, false)?;
     count(Stat::IcmpSteered);
     Ok(action)
 }

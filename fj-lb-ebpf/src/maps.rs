@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use fj_lb_common::{
     Backend, Counters, FloodWindow, FlowKey, FlowValue, FragKey, FragValue, ServiceKey, ServiceValue, Settings, Stat,
-    VipKey,
+    VipKey, hash::VIP_FILTER_BITS,
 };
 
 /// BPF_F_NO_PREALLOC: updates of a service swap its value under RCU, so a packet never reads a
@@ -71,6 +71,12 @@ pub const FRAGMENT_TABLE_SIZE: u32 = 65_536;
 /// passed).
 #[map(name = "VIPS")]
 pub static VIPS: HashMap<ServiceKey, u8> = HashMap::with_max_entries(64, 0);
+
+/// One bit per hashed destination address (`hash::vip_filter_bit`), set for every VIP: a clear
+/// bit passes the packet before any hash-map lookup. An array lookup is a bounds check and a
+/// load once the verifier has inlined it.
+#[map(name = "VIP_FILTER")]
+pub static VIP_FILTER: Array<u64> = Array::with_max_entries(VIP_FILTER_BITS / 64, 0);
 
 /// Each CPU's count of ICMP too-big replies in the current one-second window.
 #[map(name = "ICMP_RATE")]

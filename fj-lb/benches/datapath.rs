@@ -332,7 +332,8 @@ fn scaling(r: &mut Report) {
                 let mut k = FlowKey { sport: (i & 0xffff) as u16, dport: 80, proto: 6, family: 4, ..Default::default() };
                 k.src[..4].copy_from_slice(&[172, 16, (i >> 16) as u8, (i >> 8) as u8]);
                 k.dst[..4].copy_from_slice(&VIP0);
-                let _ = flows.insert(k, FlowValue { backend: 0, service: 0 }, 0);
+                // Occupancy only: these keys are never looked up, so their generation does not matter.
+                let _ = flows.insert(k, FlowValue { backend: 0, service: 0, generation: 0 }, 0);
             }
         }
         let p = l.dp.program();
@@ -510,6 +511,7 @@ fn flood(r: &mut Report) {
         let web = b.services().find(|s| s.config.name == "s0").expect("service s0");
         let (svc_id, ids): (u32, Vec<u32>) = (web.id, web.backends.iter().map(|x| x.id).collect());
         let mac_of_id: HashMap<u32, Mac> = web.backends.iter().map(|x| (x.id, macs[&x.address])).collect();
+        let generation_of_id: HashMap<u32, u32> = web.backends.iter().map(|x| (x.id, x.generation)).collect();
         let est = |i: u32| tcp4([172, 20, (i >> 8) as u8, i as u8], 5000, VIP0);
         // A table full of older flows, then the established flows, each moved off its Maglev
         // owner to the next backend.
@@ -524,7 +526,7 @@ fn flood(r: &mut Report) {
             let mut k = FlowKey { sport: 5000, dport: 80, proto: 6, family: 4, ..Default::default() };
             k.src[..4].copy_from_slice(&p[26..30]);
             k.dst[..4].copy_from_slice(&VIP0);
-            dp.flows().insert(k, FlowValue { backend: other, service: svc_id }, 0).expect("pin away");
+            dp.flows().insert(k, FlowValue { backend: other, service: svc_id, generation: generation_of_id[&other] }, 0).expect("pin away");
             pinned.push((p, mac_of_id[&other]));
         }
         dp.write_settings(settings(cap)).unwrap();

@@ -401,6 +401,41 @@ fn flows_of_a_removed_backend_move_to_a_live_one() {
     assert_eq!(lb.stat(Stat::FlowRepinned), moved);
 }
 
+/// The flow table is looked up before the services: a flow left behind by a removed service
+/// must not be forwarded when its backend id is handed to someone else.
+#[test]
+fn a_flow_of_a_removed_service_is_not_forwarded_when_its_backend_id_is_reused() {
+    require_root!();
+    let one = |name: &str, vip: &str, backends: &[&str]| {
+        let mut s = format!("interface = \"lb0\"\nflow_table_size = 4096\nmaglev_table_size = 251\nmax_services = 2\nmax_backends = 2\n\n[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nport = 80\nprotocol = \"tcp\"\n");
+        for b in backends {
+            s += &format!("  [[service.backend]]\n  address = \"{b}\"\n");
+        }
+        s
+    };
+    let mut lb = Lb::new(&one("web", "10.0.0.100", &["10.0.0.11", "10.0.0.12"]));
+    let web_ids: Vec<u32> = lb.balancer.service("web").unwrap().backends.iter().map(|b| b.id).collect();
+    let flows: Vec<Vec<u8>> = (20000..20040u16).map(|p| tcp4(CLIENT, p, VIP, 80)).collect();
+    for f in &flows {
+        lb.forward(f);
+    }
+    // Two reloads later the ids web's backends had belong to a service on another VIP (the
+    // pool hands out released ids only once the fresh ones are used up).
+    lb.reconfigure(&one("api", "10.0.0.200", &["10.0.0.13"]));
+    lb.reconfigure(&one("other", "10.0.0.201", &["10.0.0.14", "10.0.0.15"]));
+    let other_ids: Vec<u32> = lb.balancer.service("other").unwrap().backends.iter().map(|b| b.id).collect();
+    assert!(other_ids.iter().any(|id| web_ids.contains(id)), "the test needs web's ids reused: web {web_ids:?}, other {other_ids:?}");
+    let hits = lb.stat(Stat::FlowHit);
+    for f in &flows {
+        assert_passed_untouched(&lb, f, "a packet of a removed service's flow");
+    }
+    assert_eq!(lb.stat(Stat::FlowHit), hits, "no stale flow counts as a hit");
+    // The VIP filter learnt the new VIP and forgot the old ones.
+    let to = lb.forward(&tcp4(CLIENT, 20000, [10, 0, 0, 201], 80));
+    assert!(["10.0.0.14", "10.0.0.15"].contains(&to.to_string().as_str()), "the new service's VIP is balanced, to {to}");
+    assert_passed_untouched(&lb, &tcp4(CLIENT, 20001, [10, 0, 0, 200], 80), "api's VIP, removed");
+}
+
 #[test]
 fn counters_count_packets_and_bytes_per_service_and_backend() {
     require_root!();

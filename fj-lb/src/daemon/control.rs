@@ -136,7 +136,7 @@ impl Daemon {
             Ok(k) => k,
             Err(e) => return Response::err(e),
         };
-        let pinned = self.dp.flows().get(&key, 0).ok().map(|v| (v.backend, v.service));
+        let pinned = self.dp.flows().get(&key, 0).ok();
         match status::lookup(&self.balancer, &key, pinned, self.config.hash_seed) {
             Ok(r) => Response::ok(Reply::Lookup(r)),
             Err(e) => Response::err(e),

@@ -86,8 +86,7 @@ impl Daemon {
     /// Says when flood mode starts and ends: the data path stops inserting new flows above
     /// `max_new_flows_per_cpu` (they are still forwarded), counted as flow_insert_skipped.
     pub(super) fn watch_flood(&mut self) {
-        let Ok(stats) = self.dp.stats() else { return };
-        let skipped = stats.iter().find(|(s, _)| *s == Stat::FlowInsertSkipped).map_or(0, |(_, n)| *n);
+        let Ok(skipped) = self.dp.stat(Stat::FlowInsertSkipped) else { return };
         let (last, on) = self.flood;
         let now_on = skipped > last;
         if now_on && !on {

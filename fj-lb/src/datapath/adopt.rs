@@ -8,7 +8,7 @@ use aya::maps::{Array, HashMap as BpfHashMap, Map, MapData, MapInfo, MapType};
 use fj_lb_common::{Backend, FlowKey, FlowValue, MAP_LAYOUT, ServiceKey, ServiceValue, map_names as names};
 use tracing::{info, warn};
 
-use crate::model::{addr::addr_from_bytes, balancer::PreviousIds};
+use crate::model::{addr::addr_from_bytes, balancer::{PreviousBackend, PreviousIds}};
 
 /// The marker (an empty directory in bpffs) saying which map layout the pins beside it have.
 pub fn layout_marker(dir: &Path) -> std::path::PathBuf {
@@ -85,11 +85,12 @@ fn previous_ids(dir: &Path) -> Result<PreviousIds, aya::maps::MapError> {
     for (k, v) in services.iter().filter_map(Result::ok) {
         ids.services.insert(k, v.id);
     }
-    let mut by_service: HashMap<(u32, IpAddr), u32> = HashMap::new();
+    let mut by_service: HashMap<(u32, IpAddr), PreviousBackend> = HashMap::new();
     for (id, b) in (0..backends.len()).filter_map(|i| backends.get(&i, 0).ok().map(|b| (i, b))) {
-        // Zeroed entries are ids released by the previous daemon.
+        ids.generation = ids.generation.max(b.generation);
+        // Entries without a family are ids released by the previous daemon.
         if b.family != 0 {
-            by_service.insert((b.service, addr_from_bytes(&b.addr, b.family)), id);
+            by_service.insert((b.service, addr_from_bytes(&b.addr, b.family)), PreviousBackend { id, generation: b.generation });
         }
     }
     ids.backends = by_service;

@@ -7,8 +7,8 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf},
 };
 use fj_lb_common::{
-    Backend, Counters, FlowKey, FlowValue, FragKey, FragValue, ServiceKey, ServiceValue, Settings, Stat, TraceFilter, TraceRecord, VipKey,
-    map_names as names,
+    Backend, Counters, FlowKey, FlowValue, FragKey, FragValue, ServiceKey, ServiceValue, Settings, Stat, TraceFilter,
+    TraceRecord, VipKey, hash::vip_filter_words, map_names as names,
 };
 
 use super::{Dataplane, DataplaneError, map_err};
@@ -92,9 +92,33 @@ impl Dataplane {
         RingBuf::try_from(Map::RingBuf(data)).map_err(map_err(names::TRACE))
     }
 
-    /// Counters summed over CPUs, by reason.
+    /// Counters summed over CPUs, by reason. `forwarded` is not counted on its own in the
+    /// data path (one per-CPU update less per packet): it is the sum of the per-service packet
+    /// counters, every id's, since counters are never reset and every forwarded packet counts
+    /// once for its service.
     pub fn stats(&mut self) -> Result<Vec<(Stat, u64)>, DataplaneError> {
-        sum_per_cpu(&self.stats_map(), &Stat::ALL, |s| s as u32, names::STATS)
+        let mut stats = sum_per_cpu(&self.stats_map(), &Stat::ALL, |s| s as u32, names::STATS)?;
+        let forwarded = self.forwarded()?;
+        for (s, n) in stats.iter_mut() {
+            if *s == Stat::Forwarded {
+                *n = forwarded;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// One counter (not `forwarded`, which `stats` derives), summed over CPUs.
+    pub fn stat(&mut self, stat: Stat) -> Result<u64, DataplaneError> {
+        Ok(sum_per_cpu(&self.stats_map(), &[stat], |s| s as u32, names::STATS)?[0].1)
+    }
+
+    fn forwarded(&mut self) -> Result<u64, DataplaneError> {
+        let counters = self.service_counters();
+        let mut total = 0;
+        for id in 0..counters.len() {
+            total += sum_counters(&counters, id).map_err(map_err(names::SERVICE_COUNTERS))?.packets;
+        }
+        Ok(total)
     }
 
     pub fn backend_counter(&mut self, id: u32) -> Result<Counters, DataplaneError> {
@@ -176,6 +200,13 @@ impl MapWriter for Dataplane {
         }
         for k in &stale {
             map.remove(k).map_err(write_err(names::VIPS))?;
+        }
+        let mut filter: Array<&mut MapData, u64> = typed(&mut self.ebpf, names::VIP_FILTER);
+        for (i, word) in vip_filter_words(vips.iter().map(|k| &k.addr)).into_iter().enumerate() {
+            let i = i as u32;
+            if filter.get(&i, 0).ok() != Some(word) {
+                filter.set(i, word, 0).map_err(write_err(names::VIP_FILTER))?;
+            }
         }
         Ok(())
     }

@@ -29,8 +29,9 @@ pub trait MapWriter {
     fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), MapWriteError>;
     fn set_service(&mut self, key: &ServiceKey, value: &ServiceValue) -> Result<(), MapWriteError>;
     fn remove_service(&mut self, key: &ServiceKey) -> Result<(), MapWriteError>;
-    /// Makes the set of VIPs the data path knows (for fragments) exactly `vips`, each keyed as
-    /// a service with port and protocol 0. Writers that do not track VIPs ignore it.
+    /// Makes the set of VIPs the data path knows (for fragments, and its VIP filter) exactly
+    /// `vips`, each keyed as a service with port and protocol 0. Writers that do not track VIPs
+    /// ignore it.
     fn set_vips(&mut self, vips: &[ServiceKey]) -> Result<(), MapWriteError> {
         let _ = vips;
         Ok(())
@@ -83,13 +84,7 @@ fn destination(
 
 /// A service's value in the SERVICES map, its table at `base`.
 fn service_value(st: &ServiceState, base: u32, table_size: u32) -> ServiceValue {
-    let forward = match st.config.forward {
-        Forward::Dsr => FORWARD_DSR,
-        Forward::Ipip => FORWARD_IPIP,
-        Forward::Gue => FORWARD_GUE,
-    };
-    let gue_port = if st.config.forward == Forward::Gue { st.config.gue_port } else { 0 };
-    ServiceValue { id: st.id, table_base: base, table_size, forward, gue_port }
+    ServiceValue { id: st.id, table_base: base, table_size }
 }
 
 /// A map write the kernel refused, with the map's name.
@@ -199,6 +194,9 @@ pub struct BackendState {
     /// The path MTU towards the backend (layer-3 services; `DEFAULT_MTU` otherwise).
     #[serde(skip)]
     pub mtu: u16,
+    /// This allocation's `Backend::generation`: flows pinned under another one miss.
+    #[serde(skip)]
+    pub generation: u32,
     pub health: HealthState,
     /// The entry as last written to the BACKENDS map.
     #[serde(skip)]
@@ -302,6 +300,14 @@ impl TableInput {
     }
 }
 
+/// The VIPs of `services`, each once, keyed as a service with port and protocol 0.
+fn vip_set(services: impl Iterator<Item = ServiceKey>) -> Vec<ServiceKey> {
+    let mut v: Vec<ServiceKey> = services.map(|k| ServiceKey { port: 0, proto: 0, ..k }).collect();
+    v.sort_by_key(|k| (k.family, k.addr));
+    v.dedup();
+    v
+}
+
 pub fn service_key(s: &Service) -> ServiceKey {
     let (addr, family) = addr_bytes(s.vip);
     ServiceKey { addr, port: s.port, proto: s.protocol.number(), family }
@@ -312,8 +318,17 @@ pub fn service_key(s: &Service) -> ServiceKey {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PreviousIds {
     pub services: HashMap<ServiceKey, u32>,
-    /// (service id, backend address) → backend id.
-    pub backends: HashMap<(u32, IpAddr), u32>,
+    /// (service id, backend address) → the backend's id and generation.
+    pub backends: HashMap<(u32, IpAddr), PreviousBackend>,
+    /// The highest generation in the pinned entries, released ones included: new allocations
+    /// start above it, so no flow the previous daemon pinned can match one of them.
+    pub generation: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreviousBackend {
+    pub id: u32,
+    pub generation: u32,
 }
 
 /// What an apply changed, for the log line an operator reads after a reload.
@@ -352,6 +367,9 @@ pub struct Balancer {
     fixed: Config,
     /// Next hops of layer-3 backends, as the daemon last resolved them.
     next_hops: HashMap<IpAddr, NextHop>,
+    /// The last `Backend::generation` handed out. Never goes back, not even when an apply is
+    /// rolled back: the failed apply's generations may be in the flow table.
+    generation: u32,
 }
 
 /// Map capacities for a config: ids are allocated before the ones they replace are released,
@@ -383,6 +401,7 @@ impl Balancer {
             previous: PreviousIds::default(),
             fixed: cfg.clone(),
             next_hops: HashMap::new(),
+            generation: 0,
         }
     }
 
@@ -391,7 +410,8 @@ impl Balancer {
     pub fn with_previous(cfg: &Config, assume_healthy: bool, previous: PreviousIds) -> Self {
         let mut b = Self::with_options(cfg, assume_healthy);
         b.service_ids.reserve(previous.services.values().copied());
-        b.backend_ids.reserve(previous.backends.values().copied());
+        b.backend_ids.reserve(previous.backends.values().map(|p| p.id));
+        b.generation = previous.generation;
         b.previous = previous;
         b
     }
@@ -439,11 +459,7 @@ impl Balancer {
 
     /// The VIPs of the services, as the VIPS map keys them.
     fn vip_keys(&self) -> Vec<ServiceKey> {
-        let mut v: Vec<ServiceKey> =
-            self.services.values().map(|st| ServiceKey { port: 0, proto: 0, ..st.key }).collect();
-        v.sort_by_key(|k| (k.family, k.addr));
-        v.dedup();
-        v
+        vip_set(self.services.values().map(|st| st.key))
     }
 
     /// Every backend address the data path needs a MAC for.
@@ -501,6 +517,7 @@ impl Balancer {
             }
             Err(failure) => {
                 let failed = std::mem::replace(self, before);
+                self.generation = failed.generation;
                 let failure = Box::new(failure);
                 match self.restore(&failed, maps) {
                     Ok(()) => Err(ApplyError::RolledBack { failure }),
@@ -527,7 +544,7 @@ impl Balancer {
         }
         for st in self.services.values_mut() {
             for b in st.backends.iter_mut() {
-                let entry = b.written.unwrap_or_default();
+                let entry = b.written.unwrap_or(released(b.generation));
                 maps.set_backend(b.id, &entry)?;
             }
         }
@@ -543,7 +560,7 @@ impl Balancer {
         let kept: std::collections::HashSet<u32> = self.services.values().flat_map(|st| st.backends.iter().map(|b| b.id)).collect();
         for b in failed.services.values().flat_map(|st| st.backends.iter()) {
             if !kept.contains(&b.id) {
-                maps.set_backend(b.id, &Backend::default())?;
+                maps.set_backend(b.id, &released(b.generation))?;
             }
         }
         // The slots in use moved: every other slot is free again.
@@ -560,6 +577,10 @@ impl Balancer {
         maps: &mut impl MapWriter,
     ) -> Result<ApplySummary, ApplyError> {
         let mut summary = ApplySummary::default();
+        // The VIPs of old and new services until the end: a new service's packets must get
+        // past the data path's VIP filter as soon as its entry is written.
+        let old = self.services.values().map(|st| st.key);
+        maps.set_vips(&vip_set(old.chain(cfg.services.iter().map(service_key))))?;
         // Removed services, and services whose key changed (re-added below under the new key).
         let stale: Vec<String> = self
             .services
@@ -573,7 +594,7 @@ impl Balancer {
             let st = self.services.remove(&name).expect("listed above");
             maps.remove_service(&st.key)?;
             for b in &st.backends {
-                maps.set_backend(b.id, &Backend::default())?;
+                maps.set_backend(b.id, &released(b.generation))?;
                 self.backend_ids.release(b.id);
             }
             self.table_slots.release(st.table_slot);
@@ -612,14 +633,9 @@ impl Balancer {
             }
             let checks_changed = st.config.health.check != svc.health.check || st.config.health.port != svc.health.port;
             let mode_changed = existed && (st.config.forward != svc.forward || st.config.gue_port != svc.gue_port);
-            let to_l3 = st.config.forward != svc.forward && svc.forward.is_l3();
+            // The mode is in each backend's entry, written with the MAC that goes with it (a
+            // router's MAC under layer-2 return would send VIP packets to the router).
             st.config = svc.clone();
-            // Into layer 3, the service switches before its backends' entries take next-hop
-            // MACs (a router's MAC under layer-2 return would send VIP packets to the router);
-            // out of it, after they took their own.
-            if mode_changed && to_l3 {
-                maps.set_service(&st.key, &service_value(st, st.table_slot * self.table_size, self.table_size))?;
-            }
             // Backends: keep ids, health and overrides of addresses that stay.
             let mut next = Vec::with_capacity(svc.backends.len());
             for b in &svc.backends {
@@ -634,11 +650,18 @@ impl Balancer {
                         health: if checks_changed { initial } else { old.health.clone() },
                         ..old.clone()
                     },
-                    None => BackendState {
-                        id: match self.previous.backends.get(&(st.id, b.address)).and_then(|id| self.backend_ids.take(*id)) {
-                            Some(id) => id,
-                            None => self.backend_ids.alloc()?,
-                        },
+                    None => {
+                        let previous = self.previous.backends.get(&(st.id, b.address)).copied();
+                        let (id, generation) = match previous.and_then(|p| self.backend_ids.take(p.id).map(|id| (id, p.generation))) {
+                            Some(kept) => kept,
+                            None => {
+                                self.generation += 1;
+                                (self.backend_ids.alloc()?, self.generation)
+                            }
+                        };
+                        BackendState {
+                        id,
+                        generation,
                         address: b.address,
                         weight: b.weight,
                         weight_override: None,
@@ -646,25 +669,24 @@ impl Balancer {
                         mtu,
                         health: initial,
                         written: None,
-                    },
+                    }
+                    }
                 });
             }
-            let removed: Vec<u32> = st
+            let removed: Vec<(u32, u32)> = st
                 .backends
                 .iter()
                 .filter(|old| !next.iter().any(|n| n.address == old.address))
-                .map(|old| old.id)
+                .map(|old| (old.id, old.generation))
                 .collect();
             st.backends = next;
             if Self::sync(st, self.table_size, &mut self.table_slots, maps, !existed)? {
                 summary.tables_written += 1;
-            } else if mode_changed && !to_l3 {
-                maps.set_service(&st.key, &service_value(st, st.table_slot * self.table_size, self.table_size))?;
             }
             // Only now, with no table pointing at them, may removed backends lose their entry:
             // their established flows are re-pinned by the data path to the new table.
-            for id in removed {
-                maps.set_backend(id, &Backend::default())?;
+            for (id, generation) in removed {
+                maps.set_backend(id, &released(generation))?;
                 self.backend_ids.release(id);
             }
         }
@@ -708,7 +730,7 @@ impl Balancer {
         for i in 0..st.backends.len() {
             let alive = all_down || st.healthy(&st.backends[i]);
             let b = &mut st.backends[i];
-            let entry = backend_entry(b, st.id, alive);
+            let entry = backend_entry(b, &st.config, st.id, alive);
             if b.written != Some(entry) {
                 maps.set_backend(b.id, &entry)?;
                 b.written = Some(entry);
@@ -835,17 +857,31 @@ pub enum OpErrorOr {
     Apply(#[from] ApplyError),
 }
 
-fn backend_entry(b: &BackendState, service: u32, alive: bool) -> Backend {
+fn backend_entry(b: &BackendState, svc: &Service, service: u32, alive: bool) -> Backend {
     let (addr, family) = addr_bytes(b.address);
+    let forward = match svc.forward {
+        Forward::Dsr => FORWARD_DSR,
+        Forward::Ipip => FORWARD_IPIP,
+        Forward::Gue => FORWARD_GUE,
+    };
     Backend {
         addr,
         mac: b.mac.unwrap_or_default(),
         family,
         flags: if alive { BACKEND_ALIVE } else { 0 },
         service,
+        generation: b.generation,
         mtu: b.mtu,
+        forward,
+        gue_port: if svc.forward == Forward::Gue { svc.gue_port } else { 0 },
         _pad: [0; 2],
     }
+}
+
+/// The entry of a released backend id: never alive, but it keeps the generation it last had,
+/// so that a daemon reading the pins after this one still sees every generation handed out.
+fn released(generation: u32) -> Backend {
+    Backend { generation, ..Backend::default() }
 }
 
 #[cfg(test)]
@@ -864,6 +900,8 @@ mod tests {
         services: HashMap<ServiceKey, ServiceValue>,
         /// The last VIP set written (not logged, not counted as a write).
         vips: Vec<ServiceKey>,
+        /// Every generation a backend entry was ever written with.
+        generations: HashSet<u32>,
     }
 
     impl FakeMaps {
@@ -902,6 +940,7 @@ mod tests {
             self.write()?;
             self.log.push(format!("backend {id} alive={}", b.flags & BACKEND_ALIVE));
             self.backends.insert(id, *b);
+            self.generations.insert(b.generation);
             Ok(())
         }
         fn write_table(&mut self, base: u32, table: &[u32]) -> Result<(), MapWriteError> {
@@ -915,6 +954,11 @@ mod tests {
         fn set_service(&mut self, k: &ServiceKey, v: &ServiceValue) -> Result<(), MapWriteError> {
             self.write()?;
             self.log.push(format!("service {} base {}", k.port, v.table_base));
+            assert!(
+                self.vips.iter().any(|x| x.addr == k.addr && x.family == k.family),
+                "service {k:?} written while its VIP is not in the VIP set {:?}: its packets would be passed",
+                self.vips
+            );
             self.services.insert(*k, *v);
             Ok(())
         }
@@ -1002,16 +1046,15 @@ mod tests {
         let entry = |name: &str| m.backends[&b.service(name).unwrap().backends[0].id];
         assert_eq!((entry("l3").mac, entry("l3").mtu), (ROUTER, 1400), "the router's MAC, the route's MTU");
         assert_eq!((entry("dsr").mac, entry("dsr").mtu), ([2, 0, 0, 0, 0, 1], DEFAULT_MTU), "its own MAC, never a router's");
-        let value = |port: u16| *m.services.iter().find(|(k, _)| k.port == port).unwrap().1;
-        assert_eq!((value(80).forward, value(80).gue_port), (FORWARD_GUE, 7000));
-        assert_eq!((value(81).forward, value(81).gue_port), (FORWARD_DSR, 0));
+        assert_eq!((entry("l3").forward, entry("l3").gue_port), (FORWARD_GUE, 7000), "the mode is in each backend's entry");
+        assert_eq!((entry("dsr").forward, entry("dsr").gue_port), (FORWARD_DSR, 0));
         assert_eq!(b.l3_backend_addresses(), vec!["10.1.0.11".parse::<IpAddr>().unwrap()]);
         assert_eq!(m.vips.len(), 1, "two services, one VIP: {:?}", m.vips);
         assert_eq!((m.vips[0].port, m.vips[0].proto, m.vips[0].addr[..4].to_vec()), (0, 0, vec![10, 0, 0, 100]));
     }
 
     #[test]
-    fn switching_to_layer_3_changes_the_mode_before_router_macs_and_back_after_own_macs() {
+    fn switching_to_layer_3_and_back_writes_the_mode_and_its_mac_in_one_entry() {
         let dsr = cfg(vec![svc("web", 80, &[("10.1.0.11", 1)])]);
         let mut ipip = dsr.clone();
         ipip.services[0].forward = Forward::Ipip;
@@ -1022,12 +1065,14 @@ mod tests {
         b.apply(&dsr, &mk, &mut m).unwrap();
         m.log.clear();
         b.apply(&ipip, &mk, &mut m).unwrap();
-        assert_eq!(m.log, vec!["service 80 base 0", "backend 0 alive=1"], "mode first, then the router's MAC");
-        assert_eq!((m.backends[&0].mac, m.services.values().next().unwrap().forward), (ROUTER, FORWARD_IPIP));
+        // One write: no packet can see the router's MAC under layer-2 return, or its own MAC
+        // under layer 3 (a router's MAC under DSR would send VIP packets to the router).
+        assert_eq!(m.log, vec!["backend 0 alive=1"], "mode and the router's MAC together");
+        assert_eq!((m.backends[&0].mac, m.backends[&0].forward), (ROUTER, FORWARD_IPIP));
         m.log.clear();
         b.apply(&dsr, &mk, &mut m).unwrap();
-        assert_eq!(m.log, vec!["backend 0 alive=1", "service 80 base 0"], "own MAC first, then the mode");
-        assert_eq!((m.backends[&0].mac, m.services.values().next().unwrap().forward), ([2, 0, 0, 0, 0, 1], FORWARD_DSR));
+        assert_eq!(m.log, vec!["backend 0 alive=1"], "own MAC and the mode together");
+        assert_eq!((m.backends[&0].mac, m.backends[&0].forward), ([2, 0, 0, 0, 0, 1], FORWARD_DSR));
     }
 
     #[test]
@@ -1210,6 +1255,7 @@ mod tests {
             let (mut b2, mut m2) = (b.clone(), m.clone());
             m2.fail_after = Some(k);
             let e = b2.apply(&new, &all, &mut m2).unwrap_err();
+            let failed_generations: HashSet<u32> = m2.generations.difference(&m.generations).copied().collect();
             assert!(matches!(e, ApplyError::RolledBack { .. }), "write {k}: {e}");
             assert!(e.to_string().contains("put back"), "{e}");
             assert_eq!(m2.seen(), seen_before, "after failing at write {k} of {writes}, packets see the old tables");
@@ -1218,7 +1264,17 @@ mod tests {
             // And the next reload, with nothing failing, still works from there.
             m2.fail_after = None;
             b2.apply(&new, &all, &mut m2).unwrap_or_else(|e| panic!("after a rollback at write {k}, a clean reload fails: {e}"));
-            assert_eq!(m2.seen(), probe.1.seen(), "after the rollback at write {k}, the retried reload ends where a clean one does");
+            // Where a clean one does, but with generations of its own: the failed attempt's
+            // may be in the flow table, and must never be handed out again.
+            let strip = |m: &FakeMaps| {
+                let mut seen = m.seen();
+                seen.values_mut().flat_map(|(_, t)| t.iter_mut()).for_each(|b| b.generation = 0);
+                seen
+            };
+            assert_eq!(strip(&m2), strip(&probe.1), "after the rollback at write {k}, the retried reload ends where a clean one does");
+            for b in m2.seen().values().flat_map(|(_, t)| t.iter()) {
+                assert!(!failed_generations.contains(&b.generation), "after the rollback at write {k}, a new backend reuses generation {} of the failed attempt", b.generation);
+            }
         }
     }
 
@@ -1241,8 +1297,9 @@ mod tests {
             previous.services.insert(*k, v.id);
         }
         for (id, be) in &m.backends {
+            previous.generation = previous.generation.max(be.generation);
             if be.family != 0 {
-                previous.backends.insert((be.service, crate::model::addr::addr_from_bytes(&be.addr, be.family)), *id);
+                previous.backends.insert((be.service, crate::model::addr::addr_from_bytes(&be.addr, be.family)), PreviousBackend { id: *id, generation: be.generation });
             }
         }
         // A fresh daemon without them would number .12 and .13 from 0; with them, it keeps them.
@@ -1270,6 +1327,40 @@ mod tests {
         let taken: Vec<u32> = next.services().flat_map(|s| s.backends.iter().map(|b| b.id)).collect();
         let unique: HashSet<u32> = taken.iter().copied().collect();
         assert_eq!(unique.len(), taken.len(), "ids are unique: {taken:?}");
+        // Kept backends keep their generation (their flows stay valid); the new one gets a
+        // generation no entry of the previous daemon ever had, released ones included (.11's).
+        let generation = |b: &Balancer, a: &str| b.service("web").unwrap().backends.iter().find(|x| x.address == a.parse::<IpAddr>().unwrap()).unwrap().generation;
+        assert_eq!(generation(&next, "10.0.0.12"), generation(&old, "10.0.0.12"));
+        assert_eq!(generation(&next, "10.0.0.13"), generation(&old, "10.0.0.13"));
+        assert!(generation(&next, "10.0.0.31") > *m.generations.iter().max().unwrap(), "a fresh generation for a fresh backend");
+    }
+
+    #[test]
+    fn a_released_backend_id_keeps_its_generation_and_its_next_owner_gets_a_new_one() {
+        let two = cfg(vec![svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)])]);
+        let one = cfg(vec![svc("web", 80, &[("10.0.0.12", 1)])]);
+        let other = cfg(vec![svc("web", 80, &[("10.0.0.12", 1)]), svc("api", 81, &[("10.0.0.21", 1)])]);
+        let all = macs(&["10.0.0.11", "10.0.0.12", "10.0.0.21"]);
+        let mut b = Balancer::new(&two);
+        let mut m = FakeMaps::default();
+        b.apply(&two, &all, &mut m).unwrap();
+        let gone = b.service("web").unwrap().backends.iter().find(|x| x.address.to_string() == "10.0.0.11").map(|x| (x.id, x.generation)).unwrap();
+        assert_ne!(gone.1, 0, "0 is never a generation: zeroed flow values must not match");
+        b.apply(&one, &all, &mut m).unwrap();
+        let entry = m.backends[&gone.0];
+        assert_eq!((entry.flags & BACKEND_ALIVE, entry.family, entry.generation), (0, 0, gone.1), "released, generation kept");
+        // Whoever gets an id next, no entry ever again carries the released generation with a
+        // live backend: flows pinned to .11 miss.
+        for _ in 0..3 {
+            b.apply(&other, &all, &mut m).unwrap();
+            b.apply(&one, &all, &mut m).unwrap();
+        }
+        b.apply(&other, &all, &mut m).unwrap();
+        for (id, e) in &m.backends {
+            assert!(!(e.flags & BACKEND_ALIVE != 0 && e.generation == gone.1), "backend {id} is alive under the released generation {}", gone.1);
+        }
+        let gens: Vec<u32> = b.services().flat_map(|s| s.backends.iter().map(|x| x.generation)).collect();
+        assert_eq!(gens.iter().copied().collect::<HashSet<_>>().len(), gens.len(), "one generation per allocation: {gens:?}");
     }
 
     #[test]

@@ -185,16 +185,27 @@ fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, U
     if group {
         return Ok(Err((Stat::PassMulticast, XDP_PASS)));
     }
-    let skey = ServiceKey { addr: key.dst, port: key.dport, proto: key.proto, family: key.family };
-    let Some(svc) = t.services.get(&skey).copied() else {
-        return Ok(Err(refuse_or_pass(t, &key, Stat::PassNotService, check_vips)));
-    };
-    if s.max_new_flows != 0 {
-        return Err(Unmodelled("the new-flow cap"));
-    }
-    let (id, backend) = match select_backend(t, &key, &svc, stats) {
-        Ok(b) => b,
-        Err(stat) => return Ok(Err((stat, XDP_DROP))),
+    // The flow table before the services, as the program: a hit needs no service.
+    let pinned = t.flows.get(&key).copied();
+    let hit = pinned.and_then(|v| pinned_backend(t, &v).map(|b| (v.backend, b)));
+    let (id, backend) = match hit {
+        Some(hit) => {
+            stats.push(Stat::FlowHit);
+            hit
+        }
+        None => {
+            let skey = ServiceKey { addr: key.dst, port: key.dport, proto: key.proto, family: key.family };
+            let Some(svc) = t.services.get(&skey).copied() else {
+                return Ok(Err(refuse_or_pass(t, &key, Stat::PassNotService, check_vips)));
+            };
+            if s.max_new_flows != 0 {
+                return Err(Unmodelled("the new-flow cap"));
+            }
+            match pick_new(t, &key, &svc, pinned.is_some(), stats) {
+                Ok(b) => b,
+                Err(stat) => return Ok(Err((stat, XDP_DROP))),
+            }
+        }
     };
     if backend.mac == [0; 6] {
         return Ok(Err((Stat::DropBackendUnresolved, XDP_DROP)));
@@ -203,7 +214,7 @@ fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, U
         t.fragments.insert(frag_key(&key, &l3), FragValue { sport: key.sport, dport: key.dport });
         stats.push(Stat::FragmentTracked);
     }
-    Ok(forward(t, f, &svc, &backend, &key, &l3, true, stats)?.map(|(sent, out)| (sent.then_some((svc.id, id)), out)))
+    Ok(forward(t, f, &backend, &key, &l3, true, stats)?.map(|(sent, out)| (sent.then_some((backend.service, id)), out)))
 }
 
 /// Ok((true, frame)): sent on to the backend; Ok((false, frame)): a too-big reply instead.
@@ -213,15 +224,15 @@ type Sent = Result<(bool, Vec<u8>), (Stat, u32)>;
 /// backend (IPIP, GUE) when it fits the path. Too big: dropped, or (`may_reply`) answered
 /// with ICMP.
 #[allow(clippy::too_many_arguments)]
-fn forward(t: &Tables, f: &[u8], svc: &ServiceValue, b: &Backend, key: &FlowKey, l3: &L3, may_reply: bool, stats: &mut Vec<Stat>) -> Result<Sent, Unmodelled> {
+fn forward(t: &Tables, f: &[u8], b: &Backend, key: &FlowKey, l3: &L3, may_reply: bool, stats: &mut Vec<Stat>) -> Result<Sent, Unmodelled> {
     let s = &t.settings;
-    if svc.forward == FORWARD_DSR {
+    if b.forward == FORWARD_DSR {
         let mut out = f.to_vec();
         out[..6].copy_from_slice(&b.mac);
         out[6..12].copy_from_slice(&s.lb_mac);
         return Ok(Ok((true, out)));
     }
-    let gue = svc.forward == FORWARD_GUE;
+    let gue = b.forward == FORWARD_GUE;
     let outer_v6 = b.family == FAMILY_V6;
     let over = if outer_v6 { IPV6_LEN } else { IPV4_LEN } as u32 + if gue { UDP_LEN as u32 } else { 0 };
     if l3.ip_len + over > b.mtu as u32 {
@@ -281,12 +292,12 @@ fn forward(t: &Tables, f: &[u8], svc: &ServiceValue, b: &Backend, key: &FlowKey,
     };
     if gue {
         let sport = if e16 == 0 { 1 } else { e16 };
-        let check = inner_sum.map_or(0, |inner| match !fold(inner + pseudo + sport as u32 + svc.gue_port as u32 + udp_len) {
+        let check = inner_sum.map_or(0, |inner| match !fold(inner + pseudo + sport as u32 + b.gue_port as u32 + udp_len) {
             0 => 0xffff,
             c => c,
         });
         out.extend_from_slice(&sport.to_be_bytes());
-        out.extend_from_slice(&svc.gue_port.to_be_bytes());
+        out.extend_from_slice(&b.gue_port.to_be_bytes());
         out.extend_from_slice(&(udp_len as u16).to_be_bytes());
         out.extend_from_slice(&check.to_be_bytes());
     }
@@ -432,14 +443,14 @@ fn steer(t: &Tables, f: &[u8], key: &mut FlowKey, l3: &L3, group: bool, check_vi
     key.sport = client_port;
     key.dport = vip_port;
     key.proto = inner_proto;
-    let flow = t.flows.get(key).filter(|v| v.service == svc.id).and_then(|v| live_backend(t, v.backend, svc.id));
+    let flow = t.flows.get(key).and_then(|v| pinned_backend(t, v)).filter(|b| b.service == svc.id);
     let Some(backend) = flow.or_else(|| maglev_pick(t, key, &svc).and_then(|id| live_backend(t, id, svc.id))) else {
         return Ok(Err((Stat::DropNoBackend, XDP_DROP)));
     };
     if backend.mac == [0; 6] {
         return Ok(Err((Stat::DropBackendUnresolved, XDP_DROP)));
     }
-    let out = forward(t, f, &svc, &backend, key, l3, false, stats)?;
+    let out = forward(t, f, &backend, key, l3, false, stats)?;
     if out.is_ok() {
         stats.push(Stat::IcmpSteered);
     }
@@ -474,20 +485,16 @@ fn live_backend(t: &Tables, id: u32, service: u32) -> Option<Backend> {
     (b.service == service && b.flags & BACKEND_ALIVE != 0).then_some(b)
 }
 
-fn select_backend(t: &mut Tables, key: &FlowKey, svc: &ServiceValue, stats: &mut Vec<Stat>) -> Result<(u32, Backend), Stat> {
-    let mut repinned = false;
-    if let Some(flow) = t.flows.get(key).copied() {
-        if flow.service == svc.id
-            && let Some(b) = live_backend(t, flow.backend, svc.id)
-        {
-            stats.push(Stat::FlowHit);
-            return Ok((flow.backend, b));
-        }
-        repinned = true;
-    }
+/// As `flow::pinned`: the flow's backend while alive and of the generation it was pinned under.
+fn pinned_backend(t: &Tables, v: &FlowValue) -> Option<Backend> {
+    let b = *t.backends.get(v.backend as usize)?;
+    (b.generation == v.generation && b.flags & BACKEND_ALIVE != 0).then_some(b)
+}
+
+fn pick_new(t: &mut Tables, key: &FlowKey, svc: &ServiceValue, repinned: bool, stats: &mut Vec<Stat>) -> Result<(u32, Backend), Stat> {
     let id = maglev_pick(t, key, svc).ok_or(Stat::DropNoBackend)?;
     let b = live_backend(t, id, svc.id).ok_or(Stat::DropNoBackend)?;
-    t.flows.insert(*key, FlowValue { backend: id, service: svc.id });
+    t.flows.insert(*key, FlowValue { backend: id, service: svc.id, generation: b.generation });
     stats.push(if repinned { Stat::FlowRepinned } else { Stat::FlowMiss });
     Ok((id, b))
 }
@@ -631,9 +638,9 @@ mod tests {
         vip[..4].copy_from_slice(&[10, 0, 0, 100]);
         t.services.insert(
             ServiceKey { addr: vip, port: 80, proto: PROTO_TCP, family: FAMILY_V4 },
-            ServiceValue { id: 0, table_base: 0, table_size: 1, forward: FORWARD_DSR, gue_port: 0 },
+            ServiceValue { id: 0, table_base: 0, table_size: 1 },
         );
-        t.backends.push(Backend { mac: [2, 0xbe, 0, 0, 4, 11], family: FAMILY_V4, flags: BACKEND_ALIVE, ..Default::default() });
+        t.backends.push(Backend { mac: [2, 0xbe, 0, 0, 4, 11], family: FAMILY_V4, flags: BACKEND_ALIVE, generation: 1, ..Default::default() });
         t.maglev.push(0);
         t
     }

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use fj_lb_common::{Counters, FlowKey, NO_BACKEND, hash::flow_hash};
+use fj_lb_common::{Counters, FlowKey, FlowValue, NO_BACKEND, hash::flow_hash};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -334,7 +334,7 @@ pub fn flow_key(src: (IpAddr, u16), dst: (IpAddr, u16), protocol: Protocol) -> R
 }
 
 /// Where the data path sends this 5-tuple, given what the flow table holds for it.
-pub fn lookup(b: &Balancer, key: &FlowKey, pinned: Option<(u32, u32)>, seed: u32) -> Result<LookupReport, LookupError> {
+pub fn lookup(b: &Balancer, key: &FlowKey, pinned: Option<FlowValue>, seed: u32) -> Result<LookupReport, LookupError> {
     let dst = addr_from_bytes(&key.dst, key.family);
     let st = b
         .services()
@@ -342,8 +342,10 @@ pub fn lookup(b: &Balancer, key: &FlowKey, pinned: Option<(u32, u32)>, seed: u32
         .ok_or_else(|| LookupError::NoService { endpoint: sockaddr(dst, key.dport), protocol: proto_name(key.proto) })?;
     let hash = flow_hash(key, seed);
     let name = st.config.name.clone();
-    if let Some((backend, service)) = pinned
-        && let Some(be) = st.backends.iter().find(|be| be.id == backend && service == st.id)
+    // As the data path: a pinned flow counts while its backend is the allocation it was
+    // pinned under, and alive.
+    if let Some(flow) = pinned
+        && let Some(be) = st.backends.iter().find(|be| be.id == flow.backend && be.generation == flow.generation)
             && (st.all_down || st.healthy(be)) {
                 return Ok(LookupReport {
                     service: name,

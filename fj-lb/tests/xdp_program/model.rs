@@ -285,18 +285,18 @@ fn build(r: &Recipe) -> Vec<u8> {
 }
 
 /// A case: frames run in order against tables that start empty of flows and fragments, then
-/// (optionally) every flow the case created re-pointed to another backend and service and the
-/// first frame run again.
+/// (optionally) every flow the case created re-pointed to another backend and service, under
+/// that backend's generation or a stale one, and the first frame run again.
 #[derive(Debug, Clone)]
 struct Case {
     flags: u32,
     alt_mac: bool,
     frames: Vec<Recipe>,
-    again: Option<Option<(u8, u8)>>,
+    again: Option<Option<(u8, u8, bool)>>,
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    (0u32..4, any::<bool>(), prop::collection::vec(recipe(), 1..4), prop_oneof![2 => Just(None), 1 => Just(Some(None)), 1 => (0u8..20, 0u8..6).prop_map(|r| Some(Some(r)))], prop::bool::weighted(0.3))
+    (0u32..4, any::<bool>(), prop::collection::vec(recipe(), 1..4), prop_oneof![2 => Just(None), 1 => Just(Some(None)), 1 => (0u8..20, 0u8..6, any::<bool>()).prop_map(|r| Some(Some(r)))], prop::bool::weighted(0.3))
         .prop_map(|(flags, alt_mac, mut frames, again, follow)| {
             // The first frame a first fragment, a later fragment of its datagram at the end.
             if follow {
@@ -400,8 +400,10 @@ fn run_case(lb: &mut Lb, base: &Tables, c: &Case, covered: &mut u64) -> Result<(
             *covered += one(lb, &mut t, f)? as u64;
         }
         if let Some(repin) = c.again {
-            if let Some((backend, service)) = repin {
-                let v = FlowValue { backend: backend as u32, service: service as u32 };
+            if let Some((backend, service, current)) = repin {
+                let live = t.backends.get(backend as usize).map_or(0, |b| b.generation);
+                let generation = if current { live } else { live.wrapping_add(1) };
+                let v = FlowValue { backend: backend as u32, service: service as u32, generation };
                 for (k, val) in t.flows.iter_mut() {
                     *val = v;
                     lb.dp.flows().insert(k, v, 0).unwrap();
