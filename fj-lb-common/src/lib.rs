@@ -43,7 +43,11 @@ pub mod map_names {
     pub const VIPS: &str = "VIPS";
     pub const ICMP_RATE: &str = "ICMP_RATE";
     pub const VIP_FILTER: &str = "VIP_FILTER";
-    pub const ALL: [&str; 14] = [
+    /// `fj-lb trace`: the ring buffer the program writes one `TraceRecord` a matching packet
+    /// into, and the single-entry array holding the `TraceFilter` saying which match.
+    pub const TRACE: &str = "TRACE";
+    pub const TRACE_FILTER: &str = "TRACE_FILTER";
+    pub const ALL: [&str; 16] = [
         SERVICES,
         BACKENDS,
         MAGLEV,
@@ -58,6 +62,8 @@ pub mod map_names {
         VIPS,
         ICMP_RATE,
         VIP_FILTER,
+        TRACE,
+        TRACE_FILTER,
     ];
 }
 
@@ -224,6 +230,76 @@ const _: () = assert!(core::mem::size_of::<FloodWindow>() == 16);
 pub const SETTINGS_NOT_ACCEPTED: u32 = 1;
 /// A later fragment whose first fragment was not seen is passed to the host instead of dropped.
 pub const SETTINGS_PASS_ORPHAN_FRAGMENTS: u32 = 2;
+
+/// `fj-lb trace` is running: each packet's decision is checked against TRACE_FILTER and, if it
+/// matches, written to the TRACE ring buffer. Off, tracing costs the hot path this one bit test.
+pub const SETTINGS_TRACE: u32 = 4;
+
+/// Bytes of the TRACE ring buffer (a power of two, a multiple of the page size): about 4,000
+/// records; when the reader falls behind, further records are lost (the packets are not).
+pub const TRACE_RING_BYTES: u32 = 256 * 1024;
+
+/// `TraceFilter::fields` bits: which of the filter's fields a packet must match (all that
+/// are set; none set matches every packet).
+pub const TRACE_MATCH_DST: u32 = 1;
+/// Destination port and protocol (with `TRACE_MATCH_DST`: one service).
+pub const TRACE_MATCH_PORT: u32 = 2;
+pub const TRACE_MATCH_SRC: u32 = 4;
+pub const TRACE_MATCH_BACKEND: u32 = 8;
+pub const TRACE_MATCH_STAT: u32 = 16;
+
+/// Which packets `fj-lb trace` reports, as the daemon resolved the operator's names: the
+/// value of TRACE_FILTER's one entry. Addresses as in `FlowKey`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceFilter {
+    /// `TRACE_MATCH_*` bits.
+    pub fields: u32,
+    /// The `Stat` a packet's decision must be (`TraceRecord::stat`).
+    pub stat: u32,
+    /// The backend id a packet must have been sent to.
+    pub backend: u32,
+    /// Host byte order, as in `FlowKey`.
+    pub dport: u16,
+    pub proto: u8,
+    /// The family of `dst` and `src` (both, when both are set).
+    pub family: u8,
+    pub dst: [u8; 16],
+    pub src: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<TraceFilter>() == 48);
+
+/// `TraceRecord::how`: nothing was picked (the packet was passed or dropped before a backend).
+pub const TRACE_PICK_NONE: u32 = 0;
+/// The flow table had the flow, on a live backend.
+pub const TRACE_PICK_FLOW: u32 = 1;
+/// The Maglev table decided (a new flow, or one whose backend is gone): `slot` says where.
+pub const TRACE_PICK_MAGLEV: u32 = 2;
+
+/// One traced packet, as the program writes it into TRACE: the 5-tuple it was judged by, the
+/// decision, and for a forwarded packet where it went and why there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceRecord {
+    /// The packet's 5-tuple as far as it was parsed (zero beyond that); for an ICMP error
+    /// steered to a backend, the flow the error is about.
+    pub key: FlowKey,
+    /// The decisive `Stat`: `Forwarded`, `IcmpSteered`, `IcmpTooBigSent`, or the pass or drop
+    /// reason.
+    pub stat: u32,
+    /// The XDP action returned (`XDP_PASS` = 2, `XDP_TX` = 3, `XDP_DROP` = 1).
+    pub action: u32,
+    /// The backend id the packet was sent to, or `NO_BACKEND`.
+    pub backend: u32,
+    /// `TRACE_PICK_*`.
+    pub how: u32,
+    /// The Maglev slot (with `TRACE_PICK_MAGLEV`), else 0.
+    pub slot: u32,
+    /// The frame's length as received, bytes (for a too-big reply built in place of the
+    /// packet, the reply's).
+    pub len: u32,
+}
+const _: () = assert!(core::mem::size_of::<TraceRecord>() == 64);
 
 /// A datagram being fragmented, as the key of FRAGMENTS: what RFC 791 / RFC 8200 say
 /// identifies the fragments of one datagram (source, destination, identification, protocol).
@@ -426,6 +502,8 @@ mod pod {
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for FragValue {}
     unsafe impl aya::Pod for DecapConfig {}
+    unsafe impl aya::Pod for TraceFilter {}
+    unsafe impl aya::Pod for TraceRecord {}
 }
 
 #[cfg(test)]

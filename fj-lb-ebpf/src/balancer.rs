@@ -1,7 +1,8 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use fj_lb_common::{
     Backend, FORWARD_GUE, FORWARD_IPIP, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED,
-    ServiceKey, Settings, Stat, VipKey, hash::vip_filter_bit,
+    NO_BACKEND, SETTINGS_TRACE, ServiceKey, Settings, Stat, TRACE_PICK_FLOW, TRACE_PICK_MAGLEV, TRACE_PICK_NONE, VipKey,
+    hash::vip_filter_bit,
 };
 use fj_lb_ebpf::{
     encap::{encapsulate, overhead},
@@ -14,25 +15,67 @@ use crate::{
     frag, icmp,
     maps::{NOT_ACCEPTED, SERVICES, SETTINGS, VIP_FILTER},
     stats::{count, count_forwarded},
+    trace::{self, Decision},
 };
 
 #[inline(always)]
 pub fn balance(ctx: &XdpContext) -> u32 {
-    match try_balance(ctx) {
-        Ok(action) => action,
+    // Without settings the daemon has not finished loading: let the host handle the packet.
+    let Some(settings) = SETTINGS.get(0) else {
+        count(Stat::PassNotService);
+        return xdp_action::XDP_PASS;
+    };
+    // Here rather than in `try_balance`, so that `fj-lb trace` reports the 5-tuple as far as
+    // it was parsed whatever the outcome.
+    let mut slot = core::mem::MaybeUninit::uninit();
+    let key = zeroed_key(&mut slot);
+    match try_balance(ctx, settings, key) {
+        Ok(sent) => {
+            // The one test tracing costs when it is off (`fj-lb trace`).
+            if settings.flags & SETTINGS_TRACE != 0 {
+                let d = Decision { stat: sent.stat as u32, action: sent.action, backend: sent.backend, how: sent.how, slot: sent.slot, len: sent.len };
+                trace::emit(key, &d);
+            }
+            sent.action
+        }
         Err((stat, action)) => {
             count(stat);
+            if settings.flags & SETTINGS_TRACE != 0 {
+                let d = Decision { stat: stat as u32, action, backend: NO_BACKEND, how: TRACE_PICK_NONE, slot: 0, len: frame_len(ctx) };
+                trace::emit(key, &d);
+            }
             action
         }
     }
 }
 
+/// The frame's length now, bytes.
 #[inline(always)]
-fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
-    // Without settings the daemon has not finished loading: let the host handle the packet.
-    let Some(settings) = SETTINGS.get(0) else {
-        return Err((Stat::PassNotService, xdp_action::XDP_PASS));
-    };
+fn frame_len(ctx: &XdpContext) -> u32 {
+    (ctx.data_end() - ctx.data()) as u32
+}
+
+/// A packet sent on, and for `fj-lb trace` why there: `Forwarded` (to `backend`, picked by
+/// `how`/`slot`) or `IcmpSteered` (backend not reported).
+struct Sent {
+    action: u32,
+    stat: Stat,
+    backend: u32,
+    how: u32,
+    slot: u32,
+    /// The frame's length as received.
+    len: u32,
+}
+
+impl Sent {
+    #[inline(always)]
+    fn forwarded(action: u32, backend: u32, how: u32, slot: u32, len: u64) -> Self {
+        Sent { action, stat: Stat::Forwarded, backend, how, slot, len: len as u32 }
+    }
+}
+
+#[inline(always)]
+fn try_balance(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey) -> Result<Sent, (Stat, u32)> {
     // Only unicast frames sent to us: a bridge flooding frames for another host (a dead
     // master's MAC, say) must not make this host forward them too. Broadcast and multicast
     // (ARP, VRRP) go on to the parser, which passes them.
@@ -47,8 +90,6 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
         }
         None => return Err((Stat::PassMalformed, xdp_action::XDP_PASS)),
     };
-    let mut slot = core::mem::MaybeUninit::uninit();
-    let key = zeroed_key(&mut slot);
     let check_vips = settings.flags & SETTINGS_NOT_ACCEPTED != 0;
     let l3 = match parse_l3(ctx, key) {
         Ok(l3) => l3,
@@ -61,7 +102,18 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
                 return Err(refuse_or_pass(key, stat, check_vips));
             }
         }
-        PROTO_ICMP | PROTO_ICMPV6 if l3.frag == FRAG_NONE => return icmp::steer(ctx, settings, key, &l3, group, check_vips),
+        PROTO_ICMP | PROTO_ICMPV6 if l3.frag == FRAG_NONE => {
+            // Before steering may encapsulate the frame; for `fj-lb trace`, on ICMP only.
+            let len = frame_len(ctx);
+            return icmp::steer(ctx, settings, key, &l3, group, check_vips).map(|action| Sent {
+                action,
+                stat: Stat::IcmpSteered,
+                backend: NO_BACKEND,
+                how: TRACE_PICK_NONE,
+                slot: 0,
+                len,
+            });
+        }
         // Later fragments of anything else carry no header to judge: the host's.
         _ if l3.frag == FRAG_LATER => return Err((Stat::PassFragment, xdp_action::XDP_PASS)),
         _ => return Err(refuse_or_pass(key, Stat::PassNotL4, check_vips)),
@@ -80,7 +132,8 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     let repinned = match established(key) {
         Pinned::Hit(id, backend) => {
             count(Stat::FlowHit);
-            return send(ctx, settings, id, backend, key, &l3, len);
+            let action = send(ctx, settings, id, backend, key, &l3, len)?;
+            return Ok(Sent::forwarded(action, id, TRACE_PICK_FLOW, 0, len));
         }
         Pinned::Stale => true,
         Pinned::Absent => false,
@@ -94,9 +147,10 @@ fn try_balance(ctx: &XdpContext) -> Result<u32, (Stat, u32)> {
     let Some(svc) = (unsafe { SERVICES.get(skey) }) else {
         return Err(refuse_or_pass(key, Stat::PassNotService, check_vips));
     };
-    let (id, backend) = pick_new(key, svc, settings.hash_seed, settings.max_new_flows, repinned)
+    let (id, backend, slot) = pick_new(key, svc, settings.hash_seed, settings.max_new_flows, repinned)
         .map_err(|s| (s, xdp_action::XDP_DROP))?;
-    send(ctx, settings, id, backend, key, &l3, len)
+    let action = send(ctx, settings, id, backend, key, &l3, len)?;
+    Ok(Sent::forwarded(action, id, TRACE_PICK_MAGLEV, slot, len))
 }
 
 /// Forwards a packet of a balanced flow to backend `id` and counts it.

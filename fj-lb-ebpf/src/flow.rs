@@ -92,18 +92,19 @@ pub fn established(key: &FlowKey) -> Pinned {
     }
 }
 
+/// The backend id in the flow's Maglev slot, and the slot (which `fj-lb trace` reports).
 #[inline(always)]
-pub fn maglev_pick(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<u32> {
+pub fn maglev_pick(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<(u32, u32)> {
     if svc.table_size == 0 {
         return None;
     }
     let slot = flow_hash(key, seed) % svc.table_size;
     let id = *MAGLEV.get(svc.table_base.wrapping_add(slot))?;
-    if id == NO_BACKEND { None } else { Some(id) }
+    if id == NO_BACKEND { None } else { Some((id, slot)) }
 }
 
 /// A backend for a flow the table had no live entry for (`repinned`: it had a stale one), by
-/// Maglev, pinned in the flow table unless the flood guard says no.
+/// Maglev, pinned in the flow table unless the flood guard says no: (id, entry, Maglev slot).
 #[inline(always)]
 pub fn pick_new(
     key: &FlowKey,
@@ -111,8 +112,8 @@ pub fn pick_new(
     seed: u32,
     max_new_flows: u32,
     repinned: bool,
-) -> Result<(u32, &'static Backend), Stat> {
-    let id = maglev_pick(key, svc, seed).ok_or(Stat::DropNoBackend)?;
+) -> Result<(u32, &'static Backend, u32), Stat> {
+    let (id, slot) = maglev_pick(key, svc, seed).ok_or(Stat::DropNoBackend)?;
     let b = live_backend(id, svc.id).ok_or(Stat::DropNoBackend)?;
     let value = FlowValue {
         backend: id,
@@ -129,7 +130,7 @@ pub fn pick_new(
     } else {
         Stat::FlowMiss
     });
-    Ok((id, b))
+    Ok((id, b, slot))
 }
 
 /// The backend a flow would go to, without touching the flow table or any counter: for
@@ -142,5 +143,5 @@ pub fn peek_backend(key: &FlowKey, svc: &ServiceValue, seed: u32) -> Option<&'st
     {
         return Some(b);
     }
-    live_backend(maglev_pick(key, svc, seed)?, svc.id)
+    live_backend(maglev_pick(key, svc, seed)?.0, svc.id)
 }

@@ -9,6 +9,7 @@ mod frag;
 mod icmp;
 mod maps;
 mod stats;
+mod trace;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 

@@ -11,7 +11,7 @@ use fj_lb::{
     cli::{Cli, Command, ImportFrom, manual},
     control::{
         self, Request,
-        protocol::{FlowsReply, ReloadReply, StatsReply},
+        protocol::{FlowsReply, ReloadReply, StatsReply, TraceStarted},
     },
     daemon::{Daemon, DaemonError, Options},
     datapath,
@@ -23,6 +23,7 @@ use fj_lb::{
     report::{
         status::{LookupReport, MaglevReport, Status},
         tables,
+        trace::TraceEvent,
     },
 };
 
@@ -78,6 +79,9 @@ fn main() -> ExitCode {
             Ok(())
         })()),
         Command::Manual { out } => report(write_manual(&out)),
+        Command::Trace { vip, service, backend, reason, client, count } => {
+            report(trace(&cli.socket, cli.json, Request::Trace { vip, service, backend, reason, client, count }, count))
+        }
         other => report(client(&cli.socket, cli.json, other)),
     }
 }
@@ -141,6 +145,7 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
         | Command::Completions { .. }
         | Command::Manual { .. }
         | Command::Import { .. }
+        | Command::Trace { .. }
         | Command::Decap { .. } => unreachable!("handled in main"),
     };
     let call = |req: &Request| Asker { socket, req: req.clone() };
@@ -195,6 +200,35 @@ fn client(socket: &std::path::Path, json: bool, cmd: Command) -> anyhow::Result<
     };
     print!("{out}");
     Ok(())
+}
+
+/// `fj-lb trace`: the filter on stderr, then one line (or one JSON object) per packet on
+/// stdout until `count` of them; Ctrl-C ends it sooner (the daemon sees the connection close
+/// and stops tracing).
+fn trace(socket: &std::path::Path, json: bool, req: Request, count: Option<u64>) -> anyhow::Result<()> {
+    let mut seen = 0u64;
+    let mut out = std::io::stdout().lock();
+    let mut failed = None;
+    control::stream(
+        socket,
+        &req,
+        Duration::from_secs(30),
+        |s: TraceStarted| eprintln!("tracing {}{}", s.filter, count.map_or("; Ctrl-C to stop".into(), |n| format!(", {n} of them"))),
+        |e: TraceEvent| {
+            let line = if json { serde_json::to_string(&e).expect("events serialise") } else { fj_lb::report::trace::line(&e) };
+            // A closed stdout (`| head`) ends the trace like Ctrl-C.
+            if let Err(e) = writeln!(out, "{line}") {
+                failed = Some(e);
+                return false;
+            }
+            seen += 1;
+            count.is_none_or(|n| seen < n)
+        },
+    )?;
+    match failed {
+        Some(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// One request to the daemon, read back as the type the caller names.

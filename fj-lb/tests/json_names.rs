@@ -8,7 +8,10 @@ use std::{
 
 use fj_lb::{
     control::protocol::FlowsReply,
-    report::status::{AnnounceStatus, BackendReport, FlowReport, LookupReport, MaglevReport, MaglevShare, ServiceReport, Status, VipAnnounce},
+    report::{
+        status::{AnnounceStatus, BackendReport, FlowReport, LookupReport, MaglevReport, MaglevShare, ServiceReport, Status, VipAnnounce},
+        trace::TraceEvent,
+    },
     vrrp::{VrrpStatus, machine::State},
 };
 use serde::Serialize;
@@ -103,6 +106,7 @@ fn status_names_match_the_readme() {
             vips: vec![VipAnnounce { vip: "10.0.0.100".parse().unwrap(), announced: true, reason: "serving".into() }],
         }),
         services: vec![],
+        trace: Some("packets service web (10.0.0.100:80 tcp)".into()),
     };
     assert_eq!(keys(&st), readme_names("status"));
 }
@@ -170,4 +174,24 @@ fn lookup_names_match_the_readme() {
     // `via`'s two values are listed beside it.
     assert!(names.remove("flow_table") && names.remove("maglev"), "{names:?}");
     assert_eq!(keys(&l), names);
+}
+
+#[test]
+fn trace_names_match_the_readme() {
+    let e = TraceEvent {
+        src: Some("10.0.0.2:40000".into()),
+        dst: Some("10.0.0.100:80".into()),
+        protocol: Some("tcp".into()),
+        service: Some("web".into()),
+        backend: Some("10.0.0.11".parse().unwrap()),
+        action: "tx".into(),
+        reason: "forwarded".into(),
+        via: Some("maglev".into()),
+        slot: Some(7),
+        len: 74,
+    };
+    let mut names = readme_names("trace");
+    // `via`'s two values are listed beside it.
+    assert!(names.remove("flow_table") && names.remove("maglev"), "{names:?}");
+    assert_eq!(keys(&e), names);
 }

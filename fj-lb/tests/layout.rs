@@ -10,6 +10,7 @@ const PURE: &[&str] = &[
     "report/tables.rs",
     "report/metrics.rs",
     "report/page.rs",
+    "report/trace.rs",
     "control/protocol.rs",
     "vrrp/machine.rs",
     "vrrp/packet.rs",

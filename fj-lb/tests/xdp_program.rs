@@ -581,3 +581,6 @@ mod lengths;
 mod decap;
 #[path = "xdp_program/model.rs"]
 mod model;
+// `fj-lb trace` (issue 16).
+#[path = "xdp_program/trace.rs"]
+mod trace;

@@ -66,6 +66,30 @@ pub enum Command {
         #[arg(default_value = "tcp")]
         protocol: String,
     },
+    /// The data path's decisions, live: one line per packet matching every filter given
+    /// (5-tuple, service, backend and `flow hit` / `maglev slot N`, or the pass or drop
+    /// reason), until `--count` packets or Ctrl-C. Tracing stops when this command does.
+    Trace {
+        /// Packets to this address (a VIP, or any address the program sees).
+        #[arg(long)]
+        vip: Option<String>,
+        /// Packets to this service (its VIP, port and protocol).
+        #[arg(long)]
+        service: Option<String>,
+        /// Packets sent to this backend (an address; with --service when it serves several).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Packets decided so: a counter name of `fj-lb stats` (forwarded, pass_not_service,
+        /// drop_no_backend, ...).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Packets from this client address.
+        #[arg(long)]
+        client: Option<String>,
+        /// Stop after this many packets.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+    },
     /// Weight 0: no new flows; established flows stay until they end.
     Drain { service: String, backend: String },
     /// Undo drain/weight: back to the config's weight.

@@ -7,7 +7,7 @@ pub mod server;
 
 use std::path::PathBuf;
 
-pub use client::call;
+pub use client::{call, stream};
 pub use protocol::{Reply, Request, Response};
 pub use server::{Pending, remove_socket, serve};
 
@@ -35,6 +35,9 @@ pub enum ControlError {
     },
     #[error("fj-lb answered something unreadable: {0}")]
     Garbled(String),
+    /// A stream ended before the client was done with it: the daemon stopped, or closed it.
+    #[error("fj-lb ended the stream (it stopped, or closed the connection)")]
+    Ended,
     /// The daemon understood the request and said no; its words.
     #[error("{0}")]
     Refused(String),

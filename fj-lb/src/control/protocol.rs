@@ -5,7 +5,10 @@ use std::{collections::BTreeMap, net::IpAddr};
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::report::status::{FlowReport, LookupReport, MaglevReport, Status};
+use crate::report::{
+    status::{FlowReport, LookupReport, MaglevReport, Status},
+    trace::TraceEvent,
+};
 
 /// Longest request line accepted; anything longer is refused unread.
 pub const MAX_REQUEST: usize = 64 * 1024;
@@ -22,6 +25,22 @@ pub enum Request {
     Maglev { service: String },
     Stats {},
     Lookup { src: String, dst: String, protocol: String },
+    /// Streams: the answer (`TraceStarted`), then one `TraceEvent` line per matching packet
+    /// until `count` of them, the client closing the connection, or the daemon stopping.
+    Trace {
+        vip: Option<String>,
+        service: Option<String>,
+        backend: Option<String>,
+        reason: Option<String>,
+        client: Option<String>,
+        count: Option<u64>,
+    },
+}
+
+/// What `trace` answers before its events: the filter in force, in words.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TraceStarted {
+    pub filter: String,
 }
 
 /// What `flows` answers: a page of the flow table.
@@ -52,6 +71,9 @@ pub enum Reply {
     Stats(StatsReply),
     Lookup(LookupReport),
     Reloaded(ReloadReply),
+    TraceStarted(TraceStarted),
+    /// One line of a trace's stream.
+    Trace(TraceEvent),
     /// Drain, enable, weight: done, nothing to show.
     Done,
 }
@@ -89,6 +111,8 @@ impl Answer for MaglevReport {}
 impl Answer for StatsReply {}
 impl Answer for LookupReport {}
 impl Answer for ReloadReply {}
+impl Answer for TraceStarted {}
+impl Answer for TraceEvent {}
 impl Answer for () {}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +138,11 @@ mod tests {
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"weight","service":"web"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"format_disk"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"reload","extra":1}"#).is_err());
+        let t: Request = serde_json::from_str(r#"{"cmd":"trace","service":"web","count":3}"#).unwrap();
+        assert_eq!(
+            t,
+            Request::Trace { vip: None, service: Some("web".into()), backend: None, reason: None, client: None, count: Some(3) }
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@ use std::{
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt, BufReader as TokioBufReader},
-    net::UnixListener,
+    net::{
+        UnixListener,
+        unix::{OwnedReadHalf, OwnedWriteHalf},
+    },
     sync::{mpsc, oneshot},
     time::timeout,
 };
@@ -29,8 +32,17 @@ const IDLE: Duration = Duration::from_secs(30);
 /// An answer the client does not read within this long is dropped with the connection.
 const WRITE: Duration = Duration::from_secs(10);
 
-/// A request and where its answer goes.
-pub type Pending = (Request, oneshot::Sender<Response<Reply>>);
+/// Where the lines after the answer go, for a request that streams (`trace`): the daemon
+/// sends one `Response` a line and ends the stream by dropping its sender; the connection
+/// drops the receiver when the client goes, which is how the daemon learns of it.
+pub type Stream = mpsc::Sender<Response<Reply>>;
+
+/// Lines of a stream waiting for the client: beyond them the daemon waits (and the data
+/// path's ring buffer fills and drops records, not packets).
+const STREAM_BUFFER: usize = 256;
+
+/// A request, where its answer goes, and for a streaming request where the rest goes.
+pub type Pending = (Request, oneshot::Sender<Response<Reply>>, Option<Stream>);
 
 /// Binds the socket (mode 0600) and serves it; requests go to `tx`.
 pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::JoinHandle<()>, ControlError> {
@@ -73,24 +85,64 @@ pub fn serve(path: &Path, tx: mpsc::Sender<Pending>) -> Result<tokio::task::Join
                             Ok(req) => {
                                 debug!(?req, "control request");
                                 let (rtx, rrx) = oneshot::channel();
-                                if tx.send((req, rtx)).await.is_err() {
+                                let (stx, srx) = match req {
+                                    Request::Trace { .. } => {
+                                        let (stx, srx) = mpsc::channel(STREAM_BUFFER);
+                                        (Some(stx), Some(srx))
+                                    }
+                                    _ => (None, None),
+                                };
+                                if tx.send((req, rtx, stx)).await.is_err() {
                                     return;
                                 }
-                                rrx.await.unwrap_or_else(|_| Response::err("fj-lb is stopping"))
+                                let resp = rrx.await.unwrap_or_else(|_| Response::err("fj-lb is stopping"));
+                                if let Some(srx) = srx.filter(|_| resp.ok) {
+                                    if write_line(&mut w, &resp).await {
+                                        copy_stream(&mut reader, &mut w, srx).await;
+                                    }
+                                    // A stream is the connection's last answer.
+                                    return;
+                                }
+                                resp
                             }
                             Err(e) => Response::err(format!("bad request: {e}")),
                         }
                     };
-                    let mut out = serde_json::to_vec(&resp).expect("responses serialise");
-                    out.push(b'\n');
                     // After an over-long line the stream cannot be resynchronised: answer, close.
-                    if !matches!(timeout(WRITE, w.write_all(&out)).await, Ok(Ok(()))) || too_long {
+                    if !write_line(&mut w, &resp).await || too_long {
                         return;
                     }
                 }
             });
         }
     }))
+}
+
+/// Writes one answer line; false if the client did not take it within `WRITE`.
+async fn write_line(w: &mut OwnedWriteHalf, resp: &Response<Reply>) -> bool {
+    let mut out = serde_json::to_vec(resp).expect("responses serialise");
+    out.push(b'\n');
+    matches!(timeout(WRITE, w.write_all(&out)).await, Ok(Ok(())))
+}
+
+/// Copies a stream's lines to the client until the daemon ends it or the client goes. No idle
+/// timeout: a trace may rightly be quiet for hours. The client sends nothing more, so its
+/// end of the connection is watched only for closing (EOF, an error, or anything it sends).
+async fn copy_stream(reader: &mut TokioBufReader<OwnedReadHalf>, w: &mut OwnedWriteHalf, mut lines: mpsc::Receiver<Response<Reply>>) {
+    let mut byte = [0u8; 1];
+    loop {
+        tokio::select! {
+            line = lines.recv() => match line {
+                Some(resp) => {
+                    if !write_line(w, &resp).await {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            _ = reader.read(&mut byte) => return,
+        }
+    }
 }
 
 pub fn remove_socket(path: &Path) {
@@ -111,6 +163,57 @@ mod tests {
     use super::*;
     use crate::control::{call, protocol::ReloadReply};
 
+    /// A trace's connection is quiet while no packet matches: it must outlive `IDLE`, carry
+    /// the lines the daemon sends whenever they come, and tell the daemon when the client goes.
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_outlives_the_idle_timeout_and_ends_when_its_client_goes() {
+        use tokio::io::AsyncBufReadExt as _;
+
+        use crate::control::protocol::TraceStarted;
+        use crate::report::trace::TraceEvent;
+
+        let dir = std::env::temp_dir().join(format!("fj-lb-ctl-stream-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let (tx, mut rx) = mpsc::channel::<Pending>(4);
+        let _server = serve(&path, tx).unwrap();
+        let (got_tx, got_rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let (req, reply, stream) = rx.recv().await.unwrap();
+            assert!(matches!(req, Request::Trace { .. }), "{req:?}");
+            let _ = reply.send(Response::ok(Reply::TraceStarted(TraceStarted { filter: "every packet".into() })));
+            let _ = got_tx.send(stream.expect("a trace request comes with a stream"));
+        });
+        let client = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let (r, mut w) = client.into_split();
+        w.write_all(b"{\"cmd\":\"trace\",\"count\":2}\n").await.unwrap();
+        let mut lines = TokioBufReader::new(r).lines();
+        let first = lines.next_line().await.unwrap().unwrap();
+        assert_eq!(first, r#"{"ok":true,"data":{"filter":"every packet"}}"#);
+        let stream = got_rx.await.unwrap();
+        tokio::time::sleep(IDLE * 3).await;
+        let event = TraceEvent {
+            src: Some("10.0.0.2:40000".into()),
+            dst: Some("10.0.0.100:80".into()),
+            protocol: Some("tcp".into()),
+            service: Some("web".into()),
+            backend: Some("10.0.0.11".parse().unwrap()),
+            action: "tx".into(),
+            reason: "forwarded".into(),
+            via: Some("maglev".into()),
+            slot: Some(7),
+            len: 74,
+        };
+        stream.send(Response::ok(Reply::Trace(event.clone()))).await.unwrap();
+        let line = lines.next_line().await.unwrap().expect("a line after three idle timeouts");
+        let back: Response<TraceEvent> = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.data, Some(event));
+        assert!(!stream.is_closed(), "the client is still there");
+        drop((lines, w));
+        timeout(Duration::from_secs(5), stream.closed()).await.expect("the daemon learns that the client went");
+        remove_socket(&path);
+        let _ = std::fs::remove_dir(&dir);
+    }
+
     #[tokio::test]
     async fn socket_round_trip_bad_requests_and_mode() {
         let dir = std::env::temp_dir().join(format!("fj-lb-ctl-{}", std::process::id()));
@@ -119,7 +222,7 @@ mod tests {
         let _server = serve(&path, tx).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         tokio::spawn(async move {
-            while let Some((req, reply)) = rx.recv().await {
+            while let Some((req, reply, _)) = rx.recv().await {
                 let _ = reply.send(Response::ok(Reply::Reloaded(ReloadReply { message: format!("{req:?}") })));
             }
         });

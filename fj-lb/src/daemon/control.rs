@@ -9,15 +9,19 @@ use crate::{
     control::{
         Reply, Request, Response,
         protocol::{FlowsReply, parse_backend_filter},
+        server::Stream,
     },
     model::config::Protocol,
-    report::status::{self, Names},
+    report::{
+        status::{self, Names},
+        trace::Wanted,
+    },
 };
 
 type Answer = Response<Reply>;
 
 impl Daemon {
-    pub(super) async fn on_control(&mut self, req: Request, reply: oneshot::Sender<Answer>) {
+    pub(super) async fn on_control(&mut self, req: Request, reply: oneshot::Sender<Answer>, stream: Option<Stream>) {
         let answer = match req {
             Request::Flows { service, backend, limit } => {
                 return self.flows(service, backend, limit.unwrap_or(100), reply);
@@ -39,6 +43,16 @@ impl Daemon {
                 Err(e) => Response::err(e),
             },
             Request::Lookup { src, dst, protocol } => self.lookup(&src, &dst, &protocol),
+            Request::Trace { vip, service, backend, reason, client, count } => {
+                let wanted = Wanted {
+                    vip: vip.as_deref(),
+                    service: service.as_deref(),
+                    backend: backend.as_deref(),
+                    reason: reason.as_deref(),
+                    client: client.as_deref(),
+                };
+                self.start_trace(&wanted, count, stream)
+            }
         };
         let _ = reply.send(answer);
     }
@@ -69,6 +83,7 @@ impl Daemon {
             vrrp_instances,
             announce: self.announce_status(),
             services,
+            trace: self.trace.filter(),
         }
     }
 

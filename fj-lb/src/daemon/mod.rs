@@ -11,6 +11,7 @@ mod sampling;
 mod start;
 mod stop;
 mod systemd;
+mod trace;
 mod tracking;
 
 use std::{
@@ -116,6 +117,8 @@ pub struct Daemon {
     settings: Settings,
     /// Flood mode: the skipped-insert counter at the last tick, and whether it is on.
     flood: (u64, bool),
+    /// `fj-lb trace`: the one running, if any.
+    trace: trace::Tracing,
 }
 
 struct Signals {
@@ -148,6 +151,8 @@ enum Event {
     Health(CheckResult),
     Scrape(ScrapeRequest),
     Control(Pending),
+    /// The running trace ended (its count reached, its client gone).
+    TraceDone,
     /// The VRRP instance's status changed (a transition, an advert).
     Vrrp,
     Tick,
@@ -177,6 +182,7 @@ impl Daemon {
                 Some(result) = self.checkers.rx.recv() => Event::Health(result),
                 Some(reply) = self.scrape_rx.recv() => Event::Scrape(reply),
                 Some(pending) = self.control_rx.recv() => Event::Control(pending),
+                Some(()) = self.trace.done_rx.recv() => Event::TraceDone,
                 true = vrrp_changed(tracking::vmac_instance(&self.config, self.vrrp.as_mut())) => Event::Vrrp,
                 _ = tick.tick() => Event::Tick,
                 _ = self.watchdog.due() => Event::Watchdog,
@@ -197,10 +203,11 @@ impl Daemon {
                 }
                 Event::Health(result) => self.on_health(result).await,
                 Event::Scrape(reply) => self.on_scrape(reply),
-                Event::Control((req, reply)) => {
+                Event::Control((req, reply, stream)) => {
                     let span = info_span!("control", request = ?req);
-                    self.on_control(req, reply).instrument(span).await;
+                    self.on_control(req, reply, stream).instrument(span).await;
                 }
+                Event::TraceDone => self.on_trace_done(),
                 Event::Vrrp => self.on_vrrp(),
                 Event::Tick => self.on_tick().await,
                 Event::Watchdog => self.watchdog.ping(),

@@ -100,6 +100,7 @@ impl Daemon {
             s.services_added, s.services_removed, s.services_changed, s.tables_written
         );
         self.config = new;
+        self.trace_names_changed();
         self.checkers.restart(&self.balancer);
         self.track();
         // A VIP the new config drops loses its route; a new one is announced once it serves.

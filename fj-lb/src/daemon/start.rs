@@ -93,6 +93,7 @@ impl Daemon {
             _bpffs_lock: lock,
             settings,
             flood: (0, false),
+            trace: super::trace::Tracing::new(),
             flow_walks,
         };
         // From here on a failure undoes everything through `stop`.

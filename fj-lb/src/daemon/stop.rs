@@ -15,6 +15,8 @@ impl Daemon {
     /// control socket and metrics listener gone.
     async fn stop_serving(&mut self) {
         super::systemd::stopping();
+        // First, so that a program left attached for the next daemon stops tracing.
+        self.stop_trace();
         if let Some(v) = self.vrrp.take() {
             v.shutdown(VRRP_SHUTDOWN).await;
         }

@@ -4,11 +4,11 @@ use std::net::IpAddr;
 
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues, RingBuf},
 };
 use fj_lb_common::{
-    Backend, Counters, FlowKey, FlowValue, FragKey, FragValue, ServiceKey, ServiceValue, Settings, Stat, VipKey,
-    hash::vip_filter_words, map_names as names,
+    Backend, Counters, FlowKey, FlowValue, FragKey, FragValue, ServiceKey, ServiceValue, Settings, Stat, TraceFilter,
+    TraceRecord, VipKey, hash::vip_filter_words, map_names as names,
 };
 
 use super::{Dataplane, DataplaneError, map_err};
@@ -70,6 +70,28 @@ impl Dataplane {
         self.settings().set(0, settings, 0).map_err(map_err(names::SETTINGS))
     }
 
+    /// The packets `fj-lb trace` reports (written before `SETTINGS_TRACE` is set).
+    pub fn set_trace_filter(&mut self, filter: &TraceFilter) -> Result<(), DataplaneError> {
+        let mut map: Array<&mut MapData, TraceFilter> = typed(&mut self.ebpf, names::TRACE_FILTER);
+        map.set(0, filter, 0).map_err(map_err(names::TRACE_FILTER))
+    }
+
+    /// A reader of the TRACE ring buffer of its own (a duplicate of the map's descriptor), so
+    /// that a trace can read it on another task while the object stays whole here for pinning
+    /// and the other maps. One reader at a time: two would split the records between them.
+    pub fn trace_reader(&self) -> Result<RingBuf<MapData>, DataplaneError> {
+        let io = |e: std::io::Error| DataplaneError::Map {
+            name: names::TRACE,
+            source: MapError::SyscallError(aya::sys::SyscallError { call: "dup", io_error: e }),
+        };
+        let map = self.ebpf.map(names::TRACE).expect("the embedded object has every map");
+        let Map::RingBuf(data) = map else { panic!("TRACE is a ring buffer") };
+        use std::os::fd::AsFd as _;
+        let fd = data.fd().as_fd().try_clone_to_owned().map_err(io)?;
+        let data = MapData::from_fd(fd).map_err(map_err(names::TRACE))?;
+        RingBuf::try_from(Map::RingBuf(data)).map_err(map_err(names::TRACE))
+    }
+
     /// Counters summed over CPUs, by reason. `forwarded` is not counted on its own in the
     /// data path (one per-CPU update less per packet): it is the sum of the per-service packet
     /// counters, every id's, since counters are never reset and every forwarded packet counts
@@ -106,6 +128,16 @@ impl Dataplane {
     pub fn service_counter(&mut self, id: u32) -> Result<Counters, DataplaneError> {
         sum_counters(&self.service_counters(), id).map_err(map_err(names::SERVICE_COUNTERS))
     }
+}
+
+/// A record read from the TRACE ring buffer; `None` for one of another size (a program of
+/// another layout wrote it).
+pub fn trace_record(bytes: &[u8]) -> Option<TraceRecord> {
+    if bytes.len() != std::mem::size_of::<TraceRecord>() {
+        return None;
+    }
+    // The length is checked; `TraceRecord` is plain data for which any bytes are valid.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr() as *const TraceRecord) })
 }
 
 /// Each counter of `all` (at `index(counter)` in `map`) summed over CPUs.

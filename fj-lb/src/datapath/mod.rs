@@ -20,6 +20,7 @@ pub use aux::{AUX_OBJECT, Generated, attach_aux, generate, load_aux};
 pub use bpffs::{BpffsLock, ensure_bpffs, lock_bpffs};
 pub use decap::{DECAP_OBJECT, DecapAttached, DecapRequest, attach_decap, decap_stats, default_decap_dir, detach_decap, load_decap};
 pub use link::{AttachedMode, LINK_PIN};
+pub use maps::trace_record;
 pub use pinned::{count_entries, read_flows, unpin_maps};
 
 /// The balancer's XDP object (`fj-lb-ebpf/src/main.rs`), built by `build.rs` with aya-build:

@@ -253,6 +253,7 @@ mod tests {
             vrrp: None,
             vrrp_instances: Vec::new(),
             announce: None,
+            trace: None,
             services: vec![ServiceReport {
                 name: "web<&>".into(),
                 vip: "10.0.0.100".parse().unwrap(),

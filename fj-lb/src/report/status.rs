@@ -34,6 +34,10 @@ pub struct Status {
     #[serde(default)]
     pub vrrp_instances: Vec<VrrpStatus>,
     pub services: Vec<ServiceReport>,
+    /// The filter of the `fj-lb trace` running, in words; null when none is (the data path
+    /// then checks no trace filter). (Default: an older daemon does not send it.)
+    #[serde(default)]
+    pub trace: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -89,6 +89,9 @@ pub fn status(st: &Status) -> String {
             out.push_str(&format!("  {:<16} {state}: {}\n", v.vip.to_string(), v.reason));
         }
     }
+    if let Some(t) = &st.trace {
+        out.push_str(&format!("Trace running (fj-lb trace): {t}\n"));
+    }
     out.push('\n');
     out + &services(&st.services)
 }
@@ -200,6 +203,7 @@ mod tests {
             vrrp_instances: vrrp,
             announce: None,
             services: vec![],
+            trace: None,
         };
         status(&st)
     }
