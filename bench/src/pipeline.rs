@@ -265,6 +265,10 @@ struct Run {
     bpf: Option<(u64, u64)>,
     /// fj-lb's counter deltas.
     counters: BTreeMap<String, u64>,
+    /// Busy CPU seconds of each CPU over the generator's run (/proc/stat, machine-wide).
+    cpu_busy: Vec<f64>,
+    /// Of those, softirq: where the path's NAPI work ran.
+    cpu_softirq: Vec<f64>,
 }
 
 impl Run {
@@ -277,6 +281,11 @@ impl Run {
     }
     fn mpps(&self) -> f64 {
         self.handled as f64 / self.tx.seconds / 1e6
+    }
+    /// Busy CPU time a packet, ns, summed over every CPU: counts the work wherever it ran,
+    /// where the time a packet sees only what delays the generator.
+    fn cpu_ns_per_packet(&self) -> f64 {
+        if self.handled == 0 { f64::NAN } else { self.cpu_busy.iter().sum::<f64>() * 1e9 / self.handled as f64 }
     }
     /// The kernel's run time of the program a run, ns.
     fn bpf_ns(&self) -> f64 {
@@ -318,7 +327,13 @@ fn one_run(lab: &Lab, d: &Daemon, sw: &mut Swapper, prog: Prog, mode: Mode, run_
     let s0 = (prog == Prog::Balancer).then(|| lab.stats(d));
     let (br0, lb0) = settled_counts(lab);
     let k0 = bpf_prog_stats(id);
+    let c0 = per_cpu_busy_s();
     let tx = generate(lab, topo.client().ns.name(), &topo.lb().mac(), &topo.client().mac(), src, port, frames(), flows)?;
+    // Before the settle's `ip` processes add theirs; the frames still in the rings are
+    // microseconds of work.
+    let c1 = per_cpu_busy_s();
+    let cpu_busy = c1.iter().zip(&c0).map(|(b, a)| b.0 - a.0).collect();
+    let cpu_softirq = c1.iter().zip(&c0).map(|(b, a)| b.1 - a.1).collect();
     let (br1, lb1) = settled_counts(lab);
     let k1 = bpf_prog_stats(id);
     let bpf = match (k0, k1) {
@@ -332,7 +347,22 @@ fn one_run(lab: &Lab, d: &Daemon, sw: &mut Swapper, prog: Prog, mode: Mode, run_
         (Prog::Balancer, _) => counters.get("forwarded").copied().unwrap_or(0),
         _ => lb_rx,
     };
-    Ok(Run { prog, tx, bridge_rx: br1 - br0, lb_rx, handled, bpf, counters })
+    Ok(Run { prog, tx, bridge_rx: br1 - br0, lb_rx, handled, bpf, counters, cpu_busy, cpu_softirq })
+}
+
+/// Busy seconds of each CPU so far (the `cpuN` lines of /proc/stat: user + nice + system + irq
+/// + softirq + steal), and of those softirq, in clock ticks' resolution.
+fn per_cpu_busy_s() -> Vec<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l.split_whitespace().skip(1).map(|x| x.parse().unwrap_or(0)).collect();
+            let g = |i: usize| v.get(i).copied().unwrap_or(0);
+            let t = super::clk_tck();
+            ((g(0) + g(1) + g(2) + g(5) + g(6) + g(7)) as f64 / t, g(6) as f64 / t)
+        })
+        .collect()
 }
 
 /// A round: each fj-lb run between two runs of its baseline. The floor between established
@@ -404,6 +434,8 @@ struct Sandwich {
     ns_above: f64,
     bpf_lb: f64,
     bpf_base: f64,
+    cpu_lb: f64,
+    cpu_base: f64,
 }
 
 fn sandwich(round: &[Run], mode: Mode) -> Sandwich {
@@ -422,6 +454,8 @@ fn sandwich(round: &[Run], mode: Mode) -> Sandwich {
         ns_above: lb.ns_per_packet() - base_ns,
         bpf_lb: lb.bpf_ns(),
         bpf_base: mean(a.bpf_ns(), b.bpf_ns()),
+        cpu_lb: lb.cpu_ns_per_packet(),
+        cpu_base: mean(a.cpu_ns_per_packet(), b.cpu_ns_per_packet()),
     }
 }
 
@@ -533,10 +567,14 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
                 "median": {"fj_lb_mpps": m(|x| x.lb_mpps), "baseline_mpps": m(|x| x.base_mpps),
                     "fj_lb_ns_per_packet": m(|x| x.lb_ns), "baseline_ns_per_packet": m(|x| x.base_ns),
                     "time_per_packet_ratio": time_ratio, "rate_ratio": m(|x| x.rate_ratio), "ns_above_baseline": ns_above,
-                    "bpf_stats_ns_per_run_fj_lb": bpf_lb, "bpf_stats_ns_per_run_baseline": bpf_base, "bpf_stats_ns_above_baseline": bpf_above},
+                    "bpf_stats_ns_per_run_fj_lb": bpf_lb, "bpf_stats_ns_per_run_baseline": bpf_base, "bpf_stats_ns_above_baseline": bpf_above,
+                    "busy_cpu_ns_per_packet_fj_lb": m(|x| x.cpu_lb), "busy_cpu_ns_per_packet_baseline": m(|x| x.cpu_base)},
                 "per_round": {"time_per_packet_ratio": per_round(|x| x.time_ratio), "rate_ratio": per_round(|x| x.rate_ratio),
                     "ns_above_baseline": per_round(|x| x.ns_above), "fj_lb_mpps": per_round(|x| x.lb_mpps), "baseline_mpps": per_round(|x| x.base_mpps),
-                    "bpf_stats_ns_per_run_fj_lb": per_round(|x| x.bpf_lb), "bpf_stats_ns_per_run_baseline": per_round(|x| x.bpf_base)},
+                    "bpf_stats_ns_per_run_fj_lb": per_round(|x| x.bpf_lb), "bpf_stats_ns_per_run_baseline": per_round(|x| x.bpf_base),
+                    "busy_cpu_ns_per_packet_fj_lb": per_round(|x| x.cpu_lb), "busy_cpu_ns_per_packet_baseline": per_round(|x| x.cpu_base),
+                    "fj_lb_busy_cpu_s_by_cpu": runs.iter().map(|x| x.cpu_busy.clone()).collect::<Vec<_>>(),
+                    "fj_lb_softirq_s_by_cpu": runs.iter().map(|x| x.cpu_softirq.clone()).collect::<Vec<_>>()},
                 "totals_over_counted_fj_lb_runs": {"sent": sent, "reached_bridge": bridge, "lb_eth0_rx": lb_rx, "handled": handled,
                     "flow_miss": miss, "flow_hit": hit, "flow_insert_skipped": skipped, "flow_insert_failed": failed, "counters": totals},
             }),
@@ -568,7 +606,21 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
         String::new(),
         "within 10 %: see the in-kernel figure in `datapath.md`".into(),
     ]);
-    r.table(&["mode", "baseline", "", "", "", "", "", "", "goal (issue 14)"], &rows);
+    r.table(&["mode", "baseline", "", "", "", "", "", "", "", "goal (issue 14)"], &rows);
+    // Where the path's work ran: if all its softirq time is on the generator's CPU, the time a
+    // packet is that CPU's time a packet; work on another CPU would not slow the generator.
+    let mut softirq = vec![0.0; p.rounds.first().and_then(|r| r.first()).map_or(0, |x| x.cpu_softirq.len())];
+    for x in p.rounds.iter().flatten() {
+        for (t, v) in softirq.iter_mut().zip(&x.cpu_softirq) {
+            *t += v;
+        }
+    }
+    let total: f64 = p.rounds.iter().flatten().map(|x| x.tx.seconds).sum();
+    r.para(&format!(
+        "Softirq time by CPU over all counted runs ({} s of sending): {}. The path's work runs in the generator's          system call (live frames) and in softirq on the CPU it raised it on; where it is all on one CPU, the time a          packet is that CPU's time a packet. Busy CPU by CPU is in the JSON (`fj_lb_busy_cpu_s_by_cpu`), machine-wide,          so with anything else running it says little.",
+        f(total, 1),
+        softirq.iter().enumerate().map(|(i, v)| format!("CPU {i} {} s", f(*v, 2))).collect::<Vec<_>>().join(", ")
+    ));
     r.para("fj-lb's counters summed over the counted fj-lb runs of each mode (deltas of `fj-lb stats`):");
     r.table(
         &["mode", "frames sent", "reached the bridge", "reached the LB's XDP", "handled", "flow_miss", "flow_hit", "flow_insert_skipped", "flow_insert_failed"],
