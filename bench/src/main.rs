@@ -27,7 +27,7 @@ mod pipeline;
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddrV4},
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -429,7 +429,7 @@ struct Gen {
 }
 
 #[allow(clippy::too_many_arguments)] // the generator's command line
-fn generate(lab: &Lab, client_ns: &str, dst_mac: &str, src_mac: &str, src: Ipv4Addr, port: u16, packets: u64, flows: u32) -> Result<Gen, String> {
+fn generate(lab: &Lab, client_ns: &str, dst_mac: &str, src_mac: &str, src: IpAddr, dst: IpAddr, port: u16, packets: u64, flows: u32) -> Result<Gen, String> {
     let out = run_tool(
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{client_ns}"))
@@ -437,7 +437,7 @@ fn generate(lab: &Lab, client_ns: &str, dst_mac: &str, src_mac: &str, src: Ipv4A
             .args(gen_pin())
             .arg(&lab.bin)
             .args(["generate", "--interface", "eth0", "--src-mac", src_mac, "--dst-mac", dst_mac])
-            .args(["--src", &src.to_string(), "--dst", &VIP.to_string(), "--port", &port.to_string()])
+            .args(["--src", &src.to_string(), "--dst", &dst.to_string(), "--port", &port.to_string()])
             .args(["--packets", &packets.to_string(), "--flows", &flows.to_string()])
             .env("NO_COLOR", "1"),
     )?;
@@ -502,7 +502,7 @@ fn pps_run(lab: &Lab, daemon: Option<&Daemon>, trial: u8, flows: u32) -> Result<
     let src = Ipv4Addr::new(10, 0, trial, 2);
     let prog = xdp_info(lb_ns, "eth0").and_then(|x| x.prog_id);
     let k0 = prog.and_then(bpf_prog_stats);
-    let tx = generate(lab, topo.client().ns.name(), &lb_mac, &client_mac, src, UDP_PORT, GEN_PACKETS, flows)?;
+    let tx = generate(lab, topo.client().ns.name(), &lb_mac, &client_mac, src.into(), VIP.into(), UDP_PORT, GEN_PACKETS, flows)?;
     // Let the queues drain before reading the counters (the generator returns once it queued
     // the last frame).
     std::thread::sleep(Duration::from_millis(300));
@@ -753,7 +753,8 @@ fn main() {
     };
     let foreign_before = foreign_ns(None);
     eprintln!("fj-lb-bench-e2e: building the lab (client, lb, {BACKENDS} nginx backends)");
-    let mut topo = Topology::builder().backends(BACKENDS).build();
+    // IPv6 too for the pipeline's IPv6 mode (addresses only: every other part uses IPv4).
+    let mut topo = Topology::builder().backends(BACKENDS).ipv6(wants(&only, "pipeline")).build();
     // XDP_TX out of a veth is delivered only if the peer has an XDP program: pass-through on
     // every bridge port, for the whole run (every path, direct included, crosses these ports).
     topo.start_xdp_pass(&bin);

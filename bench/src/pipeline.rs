@@ -14,7 +14,7 @@
 use std::{
     collections::BTreeMap,
     io,
-    net::Ipv4Addr,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd, RawFd},
     path::Path,
     time::Duration,
@@ -22,10 +22,10 @@ use std::{
 
 use aya::{Ebpf, programs::Xdp};
 use fj_lb_common::program_names;
-use fj_lb_tests::{Daemon, VIP, daemon::XDP_MODE_NATIVE, xdp_info};
+use fj_lb_tests::{Daemon, Service, VIP, VIP6, backend_ip, daemon::XDP_MODE_NATIVE, ip6_of, poll_until, xdp_info};
 use serde_json::{Value, json};
 
-use super::{Gen, Lab, Report, UDP_PORT, bpf_prog_stats, check_stop, counters_delta, f, generate, link_stats, median};
+use super::{BACKENDS, Gen, Lab, Report, UDP_PORT, bpf_prog_stats, check_stop, counters_delta, f, generate, link_stats, median};
 
 /// Frames per generator run. About 0.7 s a run at this lab's rate, 64 runs: lower it for a
 /// quick check of the code (FJ_LB_BENCH_PIPELINE_FRAMES overrides it, as does
@@ -46,11 +46,15 @@ const NO_SERVICE_PORT: u16 = 9;
 /// 10.(1 + run % 190).x.2 for new flows.
 const EST_SRC: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
 const NO_SERVICE_SRC: Ipv4Addr = Ipv4Addr::new(10, 201, 0, 2);
+/// The IPv6 generator writes its CPU and round into the source's 15th byte; fd00:c8::/32 is no
+/// lab host's.
+const EST6_SRC: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xc8, 0, 0, 0, 0, 0, 2);
 
 /// Issue 14's goals, reported and never enforced.
 const GOAL_ESTABLISHED_RATIO: f64 = 1.25;
 const GOAL_NEW_FLOW_RATIO: f64 = 4.5;
 const GOAL_NO_SERVICE_NS: f64 = 30.0;
+const GOAL_IPV6_WITHIN: f64 = 0.10;
 
 fn frames() -> u64 {
     std::env::var("FJ_LB_BENCH_PIPELINE_FRAMES").ok().and_then(|s| s.parse().ok()).filter(|n| *n > 0).unwrap_or(FRAMES)
@@ -229,17 +233,38 @@ impl Drop for BpfStatsOn {
 enum Mode {
     Established,
     NewFlow,
+    Established6,
     NoService,
 }
 
 impl Mode {
-    const ALL: [Mode; 3] = [Mode::Established, Mode::NewFlow, Mode::NoService];
+    const ALL: [Mode; 4] = [Mode::Established, Mode::NewFlow, Mode::Established6, Mode::NoService];
 
     fn key(self) -> &'static str {
         match self {
             Mode::Established => "established",
             Mode::NewFlow => "new_flow",
+            Mode::Established6 => "established_ipv6",
             Mode::NoService => "not_for_a_service",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Established => "fj-lb, established (IPv4)",
+            Mode::NewFlow => "fj-lb, new flow every frame, every one inserted",
+            Mode::Established6 => "fj-lb, established (IPv6)",
+            Mode::NoService => "fj-lb, not for a service (XDP_PASS)",
+        }
+    }
+
+    /// The generator's source, destination, UDP port and flows for this mode's frames.
+    fn frames(self, run_no: usize) -> (IpAddr, IpAddr, u16, u32) {
+        match self {
+            Mode::Established => (EST_SRC.into(), VIP.into(), UDP_PORT, EST_FLOWS),
+            Mode::NewFlow => (Ipv4Addr::new(10, 1 + (run_no % 190) as u8, 0, 2).into(), VIP.into(), UDP_PORT, 0),
+            Mode::Established6 => (EST6_SRC.into(), VIP6.into(), UDP_PORT, EST_FLOWS),
+            Mode::NoService => (NO_SERVICE_SRC.into(), VIP.into(), NO_SERVICE_PORT, EST_FLOWS),
         }
     }
 
@@ -317,18 +342,14 @@ fn settled_counts(lab: &Lab) -> (u64, u64) {
 fn one_run(lab: &Lab, d: &Daemon, sw: &mut Swapper, prog: Prog, mode: Mode, run_no: usize) -> Result<Run, String> {
     check_stop();
     sw.put(prog)?;
-    let (src, port, flows) = match mode {
-        Mode::Established => (EST_SRC, UDP_PORT, EST_FLOWS),
-        Mode::NewFlow => (Ipv4Addr::new(10, 1 + (run_no % 190) as u8, 0, 2), UDP_PORT, 0),
-        Mode::NoService => (NO_SERVICE_SRC, NO_SERVICE_PORT, EST_FLOWS),
-    };
+    let (src, dst, port, flows) = mode.frames(run_no);
     let topo = &lab.topo;
     let id = sw.id(prog) as u64;
     let s0 = (prog == Prog::Balancer).then(|| lab.stats(d));
     let (br0, lb0) = settled_counts(lab);
     let k0 = bpf_prog_stats(id);
     let c0 = per_cpu_busy_s();
-    let tx = generate(lab, topo.client().ns.name(), &topo.lb().mac(), &topo.client().mac(), src, port, frames(), flows)?;
+    let tx = generate(lab, topo.client().ns.name(), &topo.lb().mac(), &topo.client().mac(), src, dst, port, frames(), flows)?;
     // Before the settle's `ip` processes add theirs; the frames still in the rings are
     // microseconds of work.
     let c1 = per_cpu_busy_s();
@@ -365,14 +386,17 @@ fn per_cpu_busy_s() -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// A round: each fj-lb run between two runs of its baseline. The floor between established
-/// and new flow serves both.
-const ROUND: [(Prog, Mode); 8] = [
+/// A round: each fj-lb run between two runs of its baseline with the same kind of frames. The
+/// floor between established and new flow serves both.
+const ROUND: [(Prog, Mode); 11] = [
     (Prog::Floor, Mode::Established),
     (Prog::Balancer, Mode::Established),
     (Prog::Floor, Mode::Established),
     (Prog::Balancer, Mode::NewFlow),
     (Prog::Floor, Mode::Established),
+    (Prog::Floor, Mode::Established6),
+    (Prog::Balancer, Mode::Established6),
+    (Prog::Floor, Mode::Established6),
     (Prog::Pass, Mode::NoService),
     (Prog::Balancer, Mode::NoService),
     (Prog::Pass, Mode::NoService),
@@ -385,7 +409,8 @@ pub struct Pipeline {
 
 /// Starts fj-lb (the web and dns services, the new-flow cap lifted) and runs the rounds.
 pub fn measure(lab: &mut Lab) -> Result<Pipeline, String> {
-    let services = [super::web_service(), super::dns_service()];
+    let dns6 = Service::new("dns6", UDP_PORT, "udp").vip(VIP6).backends((1..=BACKENDS).map(|i| ip6_of(backend_ip(i))));
+    let services = [super::web_service(), super::dns_service(), dns6];
     // Lifted, so that in new-flow mode every packet inserts (flood mode would forward by hash
     // without inserting: `flow_insert_skipped`).
     let config = lab.config("pipeline", &services).max_new_flows_per_cpu(0);
@@ -393,6 +418,11 @@ pub fn measure(lab: &mut Lab) -> Result<Pipeline, String> {
     let lb_ns = lab.topo.lb().ns.name().to_string();
     let _stats = BpfStatsOn::new();
     let mut sw = Swapper::new(&lb_ns, &config.bpffs)?;
+    // The daemon was ready as soon as it forwarded HTTP over IPv4; the IPv6 backends'
+    // neighbour entries may come later.
+    for mode in [Mode::Established, Mode::Established6] {
+        wait_forwarding(lab, &d, mode)?;
+    }
     let (n, frames) = (rounds(), frames());
     let mut rounds = Vec::new();
     let mut run_no = 0;
@@ -417,6 +447,23 @@ pub fn measure(lab: &mut Lab) -> Result<Pipeline, String> {
     drop(sw);
     drop(d);
     Ok(Pipeline { frames, rounds })
+}
+
+/// Small generator runs until fj-lb forwards every frame of `mode` (its backends' MACs known).
+fn wait_forwarding(lab: &Lab, d: &Daemon, mode: Mode) -> Result<(), String> {
+    const PROBE: u64 = 1000;
+    let topo = &lab.topo;
+    let (src, dst, port, flows) = mode.frames(0);
+    let mut last = BTreeMap::new();
+    let ok = poll_until(Duration::from_secs(15), Duration::from_millis(50), || {
+        check_stop();
+        let s0 = lab.stats(d);
+        generate(lab, topo.client().ns.name(), &topo.lb().mac(), &topo.client().mac(), src, dst, port, PROBE, flows).ok()?;
+        settled_counts(lab);
+        last = counters_delta(&s0, &lab.stats(d));
+        (last.get("forwarded").copied().unwrap_or(0) >= PROBE).then_some(())
+    });
+    ok.ok_or_else(|| format!("fj-lb did not forward {} frames within 15 s (last probe's counters: {last:?})", mode.key()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,16 +528,18 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
              cap, every new flow inserted) runs throughout; for the baseline runs the bench swaps the MAC-swap XDP_TX floor \
              program (or, for frames to no service, the XDP_PASS program) onto the daemon's own XDP link with \
              BPF_LINK_UPDATE, and the balancer back after: same interface, same native attachment, the daemon's flow table \
-             and counters untouched. A round is floor → fj-lb established → floor → fj-lb new flow → floor → pass → fj-lb \
-             not for a service → pass; {WARMUP_ROUNDS} warm-up round first (not counted), then {rounds_s} rounds. Each fj-lb \
+             and counters untouched. A round is floor → fj-lb established → floor → fj-lb new flow → floor, then floor → fj-lb \
+             established over IPv6 → floor (the IPv6 frames), then pass → fj-lb not for a service → pass; {WARMUP_ROUNDS} warm-up round first (not counted), then {rounds_s} rounds. Each fj-lb \
              run is compared with the mean of the two baseline runs either side of it; the table gives the median over \
              rounds of each figure.\n\n\
              Modes: *established* — `--flows {EST_FLOWS}`, the generator cycles through {EST_FLOWS} 5-tuples, all in the \
-             flow table after the first round; *new flow* — every frame a new 5-tuple (a new template source per run, \
+             flow table after the first round (*IPv6*: the same with 80-byte IPv6 frames to [{VIP6}]:{UDP_PORT}, service \
+             dns6 over the backends' IPv6 addresses, its floor runs sending the IPv6 frames too; compared with IPv4 \
+             established round by round); *new flow* — every frame a new 5-tuple (a new template source per run, \
              so no run meets another's flows), every one a flow miss and an insert into the LRU flow table (full after \
              the warm-up: inserts evict); *not for a service* — frames to {VIP}:{NO_SERVICE_PORT}/udp, which fj-lb \
              passes to the kernel (`pass_not_service`), against the XDP_PASS program with the same frames (the \
-             kernel's UDP then finds no socket in both). The floor runs send the established mode's frames.\n\n\
+             kernel's UDP then finds no socket in both). The IPv4 floor runs send the established mode's frames.\n\n\
              **Time a packet** is the pipeline's: the generator's sending time over the frames the program handled \
              (fj-lb's `forwarded`, or `pass_not_service`; a baseline's, the frames its eth0 received), so \
              1 / the handled rate. The generator, the bridge and the LB's XDP run in softirq on the same {cpus} CPUs \
@@ -520,14 +569,25 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
         let m = |g: fn(&Sandwich) -> f64| med(s.iter().map(g));
         let (time_ratio, ns_above, bpf_lb, bpf_base) = (m(|x| x.time_ratio), m(|x| x.ns_above), m(|x| x.bpf_lb), m(|x| x.bpf_base));
         let bpf_above = m(|x| x.bpf_lb - x.bpf_base);
-        let (label, goal) = match mode {
-            Mode::Established => ("fj-lb, established (IPv4)", goal_ratio(time_ratio, GOAL_ESTABLISHED_RATIO, bpf_lb / bpf_base)),
-            Mode::NewFlow => ("fj-lb, new flow every frame, every one inserted", goal_ratio(time_ratio, GOAL_NEW_FLOW_RATIO, bpf_lb / bpf_base)),
-            Mode::NoService => ("fj-lb, not for a service (XDP_PASS)", goal_ns(ns_above, bpf_above)),
+        let label = mode.label();
+        // IPv6 against IPv4 established, round by round: the program's own time, and the time
+        // a packet over each one's own floor (their frames differ in size and path).
+        let v4: Vec<Sandwich> = p.rounds.iter().map(|round| sandwich(round, Mode::Established)).collect();
+        let v6_bpf = med(s.iter().zip(&v4).map(|(a, b)| a.bpf_lb / b.bpf_lb));
+        let v6_time = med(s.iter().zip(&v4).map(|(a, b)| a.time_ratio / b.time_ratio));
+        let goal = match mode {
+            Mode::Established => goal_ratio(time_ratio, GOAL_ESTABLISHED_RATIO, bpf_lb / bpf_base),
+            Mode::NewFlow => goal_ratio(time_ratio, GOAL_NEW_FLOW_RATIO, bpf_lb / bpf_base),
+            Mode::Established6 => goal_ipv6(v6_time, v6_bpf),
+            Mode::NoService => goal_ns(ns_above, bpf_above),
         };
         rows.push(vec![
             label.into(),
-            if mode.baseline() == Prog::Pass { "XDP_PASS program".into() } else { "floor (MAC swap, XDP_TX)".into() },
+            match mode {
+                Mode::NoService => "XDP_PASS program".into(),
+                Mode::Established6 => "floor (MAC swap, XDP_TX), IPv6 frames".into(),
+                _ => "floor (MAC swap, XDP_TX)".into(),
+            },
             format!("{} / {}", f(m(|x| x.lb_mpps), 3), f(m(|x| x.base_mpps), 3)),
             format!("{} / {}", f(m(|x| x.lb_ns), 0), f(m(|x| x.base_ns), 0)),
             format!("{}× ({})", f(time_ratio, 2), s.iter().map(|x| f(x.time_ratio, 2)).collect::<Vec<_>>().join(", ")),
@@ -564,6 +624,7 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
             mode.key().into(),
             json!({
                 "baseline": if mode.baseline() == Prog::Pass { "xdp_pass" } else { "floor_mac_swap_xdp_tx" },
+                "vs_ipv4_established": if mode == Mode::Established6 { json!({"bpf_stats_ns_per_run_ratio": v6_bpf, "time_per_packet_ratio_ratio": v6_time}) } else { Value::Null },
                 "median": {"fj_lb_mpps": m(|x| x.lb_mpps), "baseline_mpps": m(|x| x.base_mpps),
                     "fj_lb_ns_per_packet": m(|x| x.lb_ns), "baseline_ns_per_packet": m(|x| x.base_ns),
                     "time_per_packet_ratio": time_ratio, "rate_ratio": m(|x| x.rate_ratio), "ns_above_baseline": ns_above,
@@ -594,19 +655,6 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
         ],
         &rows,
     );
-    rows.clear();
-    rows.push(vec![
-        "fj-lb, established IPv6".into(),
-        "IPv4 established".into(),
-        "not measured: `fj-lb generate` builds IPv4 frames only".into(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        "within 10 %: see the in-kernel figure in `datapath.md`".into(),
-    ]);
-    r.table(&["mode", "baseline", "", "", "", "", "", "", "", "goal (issue 14)"], &rows);
     // Where the path's work ran: if all its softirq time is on the generator's CPU, the time a
     // packet is that CPU's time a packet; work on another CPU would not slow the generator.
     let mut softirq = vec![0.0; p.rounds.first().and_then(|r| r.first()).map_or(0, |x| x.cpu_softirq.len())];
@@ -617,7 +665,10 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
     }
     let total: f64 = p.rounds.iter().flatten().map(|x| x.tx.seconds).sum();
     r.para(&format!(
-        "Softirq time by CPU over all counted runs ({} s of sending): {}. The path's work runs in the generator's          system call (live frames) and in softirq on the CPU it raised it on; where it is all on one CPU, the time a          packet is that CPU's time a packet. Busy CPU by CPU is in the JSON (`fj_lb_busy_cpu_s_by_cpu`), machine-wide,          so with anything else running it says little.",
+        "Softirq time by CPU over all counted runs ({} s of sending): {}. The path's work runs in the generator's \
+         system call (live frames) and in softirq on the CPU that raised it; where it is all on one CPU, the time a \
+         packet is that CPU's time a packet. Busy CPU by CPU is in the JSON (`fj_lb_busy_cpu_s_by_cpu`), machine-wide, \
+         so with anything else running it says little.",
         f(total, 1),
         softirq.iter().enumerate().map(|(i, v)| format!("CPU {i} {} s", f(*v, 2))).collect::<Vec<_>>().join(", ")
     ));
@@ -632,13 +683,24 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
     all.insert("warmup_rounds".into(), json!(WARMUP_ROUNDS));
     all.insert("round".into(), json!(ROUND.iter().map(|(p, m)| format!("{p:?}/{}", m.key())).collect::<Vec<_>>()));
     all.insert("modes".into(), Value::Object(j));
-    all.insert("ipv6_established".into(), json!("not measured: the generator builds IPv4 frames only"));
     r.put("pipeline", Value::Object(all));
 }
 
 fn goal_ratio(ratio: f64, goal: f64, bpf_ratio: f64) -> String {
     let verdict = |x: f64| if !x.is_finite() { "—" } else if x <= goal { "met" } else { "not met" };
     format!("≤ {goal}×: {} by time a packet; bpf_stats {}× ({})", verdict(ratio), f(bpf_ratio, 2), verdict(bpf_ratio))
+}
+
+fn goal_ipv6(time_vs_v4: f64, bpf_vs_v4: f64) -> String {
+    let verdict = |x: f64| if !x.is_finite() { "—" } else if (x - 1.0).abs() <= GOAL_IPV6_WITHIN { "met" } else { "not met" };
+    format!(
+        "within {}% of IPv4: time a packet over its floor {}× IPv4's ({}); bpf_stats {}× IPv4's ({})",
+        GOAL_IPV6_WITHIN * 100.0,
+        f(time_vs_v4, 3),
+        verdict(time_vs_v4),
+        f(bpf_vs_v4, 2),
+        verdict(bpf_vs_v4)
+    )
 }
 
 fn goal_ns(above: f64, bpf_above: f64) -> String {
