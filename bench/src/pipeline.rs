@@ -512,10 +512,14 @@ fn med(v: impl Iterator<Item = f64>) -> f64 {
 }
 
 pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
-    let (frames_s, rounds_s) = match res {
-        Ok(p) => (p.frames.to_string(), p.rounds.len().to_string()),
-        Err(_) => (frames().to_string(), rounds().to_string()),
+    let (frames_n, rounds_s) = match res {
+        Ok(p) => (p.frames, p.rounds.len().to_string()),
+        Err(_) => (frames(), rounds().to_string()),
     };
+    let frames_s = frames_n.to_string();
+    let table = fj_lb::model::config::DEFAULT_FLOW_TABLE_SIZE;
+    // The first new-flow run that finds the LRU share full at its start, or fills it midway.
+    let full = (table as u64).div_ceil(frames_n.max(1));
     r.section(
         "Packet rate through the pipeline, sandwiched between floor runs",
         &format!(
@@ -536,8 +540,9 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
              flow table after the first round (*IPv6*: the same with 80-byte IPv6 frames to [{VIP6}]:{UDP_PORT}, service \
              dns6 over the backends' IPv6 addresses, its floor runs sending the IPv6 frames too; compared with IPv4 \
              established round by round); *new flow* — every frame a new 5-tuple (a new template source per run, \
-             so no run meets another's flows), every one a flow miss and an insert into the LRU flow table (full after \
-             the warm-up: inserts evict); *not for a service* — frames to {VIP}:{NO_SERVICE_PORT}/udp, which fj-lb \
+             so no run meets another's flows), every one a flow miss and an insert into the LRU flow table (default size, \
+             {table} flows a CPU's share; the frames all arrive on one CPU, so from new-flow run {full} on, counting \
+             the warm-up's, inserts evict); *not for a service* — frames to {VIP}:{NO_SERVICE_PORT}/udp, which fj-lb \
              passes to the kernel (`pass_not_service`), against the XDP_PASS program with the same frames (the \
              kernel's UDP then finds no socket in both). The IPv4 floor runs send the established mode's frames.\n\n\
              **Time a packet** is the pipeline's: the generator's sending time over the frames the program handled \
