@@ -187,3 +187,23 @@ fn generate_frames(interface: &str, program: &'static str, frame: &[u8], packets
     let seconds = started.elapsed().as_secs_f64();
     Ok(Generated { packets: sent, seconds, packets_per_s: sent as f64 / seconds })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::frame6;
+    use crate::model::checksum::internet;
+
+    #[test]
+    fn the_ipv6_template_carries_a_valid_udp_checksum() {
+        let (src, dst) = ("fd00:c8::2".parse().unwrap(), "fd00::100".parse().unwrap());
+        let f = frame6([2; 6], [4; 6], src, dst, 53);
+        assert_eq!((&f[12..14], f[20], &f[56..58]), (&[0x86, 0xdd][..], 17, &53u16.to_be_bytes()[..]));
+        let mut pseudo = [0u8; 40];
+        pseudo[..16].copy_from_slice(&f[22..38]);
+        pseudo[16..32].copy_from_slice(&f[38..54]);
+        pseudo[34..36].copy_from_slice(&f[58..60]);
+        pseudo[39] = 17;
+        // Summed with its checksum in place, a valid segment folds to all ones: 0 complemented.
+        assert_eq!(internet(&[&pseudo, &f[54..]]), 0);
+    }
+}
