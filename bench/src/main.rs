@@ -20,7 +20,8 @@
 //!
 //! Needs root, `FJ_LB_BIN` (a release build of fj-lb), and wrk, haproxy, iperf3, nsenter, bird.
 //! `FJ_LB_BENCH_ONLY=http,iperf,pps,pipeline,start,mem,ecmp` runs a subset (for working on this
-//! file).
+//! file); `FJ_LB_BENCH_PIPELINE_FRAMES` and `FJ_LB_BENCH_PIPELINE_ROUNDS` shrink the pipeline
+//! section for a quick check of its code.
 mod ecmp;
 mod pipeline;
 

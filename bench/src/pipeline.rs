@@ -182,21 +182,28 @@ impl Swapper {
 
     /// Puts `p` on the link, and checks with the kernel that it runs there in native mode.
     fn put(&mut self, p: Prog) -> Result<(), String> {
-        if p != self.on {
-            link_update(self.link.as_raw_fd(), self.fd(p), self.fd(self.on))
-                .map_err(|e| format!("swapping {:?} for {:?} on the daemon's XDP link: {e}", p, self.on))?;
-            self.on = p;
-        }
+        self.swap(p)?;
         match xdp_info(&self.lb_ns, "eth0") {
             Some(x) if x.prog_id == Some(self.id(p) as u64) && x.mode == XDP_MODE_NATIVE => Ok(()),
             other => Err(format!("after the swap the LB's eth0 has {other:?}, not {p:?} (id {}) in native mode", self.id(p))),
         }
     }
+
+    fn swap(&mut self, p: Prog) -> Result<(), String> {
+        if p != self.on {
+            link_update(self.link.as_raw_fd(), self.fd(p), self.fd(self.on))
+                .map_err(|e| format!("swapping {:?} for {:?} on the daemon's XDP link: {e}", p, self.on))?;
+            self.on = p;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Swapper {
+    /// Only the swap: this may run while a panic unwinds, where a failing check must not
+    /// panic again.
     fn drop(&mut self) {
-        if let Err(e) = self.put(Prog::Balancer) {
+        if let Err(e) = self.swap(Prog::Balancer) {
             eprintln!("fj-lb-bench-e2e: putting the balancer back: {e}");
         }
     }
