@@ -6,7 +6,8 @@
 //!    per request, and CPU time per request on the machine and in the proxy process;
 //! 2. TCP throughput (iperf3);
 //! 3. packet rate of new UDP flows (`fj-lb generate`) through the balancer, next to the
-//!    MAC-swap XDP_TX floor program on the same interface;
+//!    MAC-swap XDP_TX floor program on the same interface; and the same pipeline with every
+//!    fj-lb run between two floor runs, in alternating rounds (`pipeline.rs`);
 //! 4. daemon start to first request forwarded, next to `fj-lb check-config` of the same file;
 //! 5. resident memory with 1,000 services, next to the same daemon with one;
 //! 6. ECMP: an LB host's failure (clean stop, last backend's health lost, crash) to the
@@ -18,13 +19,16 @@
 //! measurement whose tool fails is reported as such and makes the exit status 1 at the end.
 //!
 //! Needs root, `FJ_LB_BIN` (a release build of fj-lb), and wrk, haproxy, iperf3, nsenter, bird.
-//! `FJ_LB_BENCH_ONLY=http,iperf,pps,start,mem,ecmp` runs a subset (for working on this file).
+//! `FJ_LB_BENCH_ONLY=http,iperf,pps,pipeline,start,mem,ecmp` runs a subset (for working on this
+//! file); `FJ_LB_BENCH_PIPELINE_FRAMES` and `FJ_LB_BENCH_PIPELINE_ROUNDS` shrink the pipeline
+//! section for a quick check of its code.
 mod ecmp;
+mod pipeline;
 
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    net::{Ipv4Addr, SocketAddrV4},
+    net::{IpAddr, Ipv4Addr, SocketAddrV4},
     os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -219,6 +223,11 @@ fn link_stats(ns: &str, ifname: &str) -> (u64, u64, u64, u64) {
 /// healthy).
 fn web_service() -> Service {
     Service::new("web", 80, "tcp").backends((1..=BACKENDS).map(backend_ip))
+}
+
+/// The packet-rate service: udp/53 over b1..b3.
+fn dns_service() -> Service {
+    Service::new("dns", UDP_PORT, "udp").backends((1..=BACKENDS).map(backend_ip))
 }
 
 /// `GET /` from the client to `addr`: `Ok` if a backend answered (200, "bN"), else the answer.
@@ -421,7 +430,7 @@ struct Gen {
 }
 
 #[allow(clippy::too_many_arguments)] // the generator's command line
-fn generate(lab: &Lab, client_ns: &str, dst_mac: &str, src_mac: &str, src: Ipv4Addr, packets: u64, flows: u32) -> Result<Gen, String> {
+fn generate(lab: &Lab, client_ns: &str, dst_mac: &str, src_mac: &str, src: IpAddr, dst: IpAddr, port: u16, packets: u64, flows: u32) -> Result<Gen, String> {
     let out = run_tool(
         Command::new("nsenter")
             .arg(format!("--net=/run/netns/{client_ns}"))
@@ -429,7 +438,7 @@ fn generate(lab: &Lab, client_ns: &str, dst_mac: &str, src_mac: &str, src: Ipv4A
             .args(gen_pin())
             .arg(&lab.bin)
             .args(["generate", "--interface", "eth0", "--src-mac", src_mac, "--dst-mac", dst_mac])
-            .args(["--src", &src.to_string(), "--dst", &VIP.to_string(), "--port", &UDP_PORT.to_string()])
+            .args(["--src", &src.to_string(), "--dst", &dst.to_string(), "--port", &port.to_string()])
             .args(["--packets", &packets.to_string(), "--flows", &flows.to_string()])
             .env("NO_COLOR", "1"),
     )?;
@@ -494,7 +503,7 @@ fn pps_run(lab: &Lab, daemon: Option<&Daemon>, trial: u8, flows: u32) -> Result<
     let src = Ipv4Addr::new(10, 0, trial, 2);
     let prog = xdp_info(lb_ns, "eth0").and_then(|x| x.prog_id);
     let k0 = prog.and_then(bpf_prog_stats);
-    let tx = generate(lab, topo.client().ns.name(), &lb_mac, &client_mac, src, GEN_PACKETS, flows)?;
+    let tx = generate(lab, topo.client().ns.name(), &lb_mac, &client_mac, src.into(), VIP.into(), UDP_PORT, GEN_PACKETS, flows)?;
     // Let the queues drain before reading the counters (the generator returns once it queued
     // the last frame).
     std::thread::sleep(Duration::from_millis(300));
@@ -745,7 +754,8 @@ fn main() {
     };
     let foreign_before = foreign_ns(None);
     eprintln!("fj-lb-bench-e2e: building the lab (client, lb, {BACKENDS} nginx backends)");
-    let mut topo = Topology::builder().backends(BACKENDS).build();
+    // IPv6 too for the pipeline's IPv6 mode (addresses only: every other part uses IPv4).
+    let mut topo = Topology::builder().backends(BACKENDS).ipv6(wants(&only, "pipeline")).build();
     // XDP_TX out of a veth is delivered only if the peer has an XDP program: pass-through on
     // every bridge port, for the whole run (every path, direct included, crosses these ports).
     topo.start_xdp_pass(&bin);
@@ -843,7 +853,7 @@ fn main() {
         let services = [
             web_service(),
             Service::new("iperf", IPERF_PORT, "tcp").backends([backend_ip(1)]),
-            Service::new("dns", UDP_PORT, "udp").backends((1..=BACKENDS).map(backend_ip)),
+            dns_service(),
         ];
         lb_services_note = "web (tcp/80 → b1..b3), iperf (tcp/5201 → b1), dns (udp/53 → b1..b3), default table sizes".into();
         eprintln!("fj-lb-bench-e2e: starting fj-lb");
@@ -893,6 +903,12 @@ fn main() {
             }
         }
     }
+
+    // ---- 3b. The pipeline, sandwiched: a daemon of its own (the new-flow cap lifted) ----
+    let pipeline_result = wants(&only, "pipeline").then(|| {
+        eprintln!("fj-lb-bench-e2e: pipeline packet rate, fj-lb between floor runs");
+        pipeline::measure(&mut lab)
+    });
 
     // ---- 4. Daemon start to first forwarded request ----
     let mut start_ms: Vec<f64> = Vec::new();
@@ -1298,6 +1314,10 @@ fn main() {
             r.para(&format!("fj-lb's counters over its median trial: {list}."));
         }
         r.put("packet_rate", Value::Object(j));
+    }
+
+    if let Some(res) = &pipeline_result {
+        pipeline::report(&mut r, res, cpus);
     }
 
     if wants(&only, "start") {

@@ -94,8 +94,10 @@ pub mod program_names {
     /// In `fj-lb-aux`: live-frames packet generator for the packet-rate benchmark
     /// (`fj-lb generate`).
     pub const GENERATOR: &str = "fj_lb_gen";
+    /// In `fj-lb-aux`: the same generator with an IPv6 template.
+    pub const GENERATOR6: &str = "fj_lb_gen6";
     /// Every program of `fj-lb-aux`.
-    pub const AUX: [&str; 3] = [PASS, FLOOR, GENERATOR];
+    pub const AUX: [&str; 4] = [PASS, FLOOR, GENERATOR, GENERATOR6];
     /// The one program of the `fj-lb-decap` object: attached to a backend's interface by
     /// `fj-lb decap`, it strips the outer header of IPIP / IP6IP6 / 4in6 / GUE packets.
     pub const DECAP: &str = "fj_lb_decap";

@@ -525,6 +525,7 @@ fn the_helper_programs_load_from_their_own_object_and_behave() {
     assert_eq!((&out[..6], &out[6..12], &out[12..]), (&pkt[6..12], &pkt[..6], &pkt[12..]), "floor: MACs swapped, nothing else");
     // The generator needs live frames and an interface to run; loading verifies it.
     datapath::load_aux(program_names::GENERATOR).expect("the generator loads and verifies");
+    datapath::load_aux(program_names::GENERATOR6).expect("the IPv6 generator loads and verifies");
 }
 
 #[test]

@@ -23,6 +23,8 @@ pub struct Config {
     pub maglev_table_size: Option<u32>,
     pub max_services: Option<u32>,
     pub max_backends: Option<u32>,
+    /// New flows a CPU inserts per second before flood mode; 0 lifts the cap.
+    pub max_new_flows_per_cpu: Option<u32>,
     /// `[metrics] listen = "..."`.
     pub metrics_listen: Option<SocketAddrV4>,
     /// A single `[vrrp]` table.
@@ -48,6 +50,7 @@ impl Config {
             maglev_table_size: None,
             max_services: None,
             max_backends: None,
+            max_new_flows_per_cpu: None,
             metrics_listen: None,
             vrrp: None,
             announce: None,
@@ -74,6 +77,11 @@ impl Config {
 
     pub fn max_backends(mut self, n: u32) -> Self {
         self.max_backends = Some(n);
+        self
+    }
+
+    pub fn max_new_flows_per_cpu(mut self, n: u32) -> Self {
+        self.max_new_flows_per_cpu = Some(n);
         self
     }
 
@@ -135,6 +143,7 @@ impl Config {
             ("maglev_table_size", self.maglev_table_size),
             ("max_services", self.max_services),
             ("max_backends", self.max_backends),
+            ("max_new_flows_per_cpu", self.max_new_flows_per_cpu),
         ] {
             if let Some(v) = v {
                 writeln!(s, "{k} = {v}").unwrap();

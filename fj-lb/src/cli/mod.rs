@@ -114,10 +114,11 @@ pub enum Command {
         src_mac: String,
         #[arg(long)]
         dst_mac: String,
+        /// IPv4 or IPv6, as `--dst`.
         #[arg(long)]
-        src: std::net::Ipv4Addr,
+        src: std::net::IpAddr,
         #[arg(long)]
-        dst: std::net::Ipv4Addr,
+        dst: std::net::IpAddr,
         #[arg(long, default_value_t = 9)]
         port: u16,
         #[arg(long, default_value_t = 10_000_000)]

@@ -14,8 +14,9 @@ use super::{DataplaneError, map_err};
 /// aya-build: the programs of `program_names::AUX` and the generator's maps.
 pub static AUX_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fj-lb-aux"));
 
-/// The generator's frame template, a one-entry array.
+/// The generator's frame templates, one-entry arrays (IPv4, IPv6).
 const GEN_TEMPLATE: &str = "GEN_TEMPLATE";
+const GEN_TEMPLATE6: &str = "GEN_TEMPLATE6";
 
 /// Loads one of the helper programs (pass-through, floor, generator) without attaching it.
 pub fn load_aux(name: &'static str) -> Result<Ebpf, DataplaneError> {
@@ -55,21 +56,39 @@ const GEN_FLOWS: &str = "GEN_FLOWS";
 
 /// Sends `packets` UDP frames out of `interface` as fast as this machine allows, each a new
 /// 5-tuple, or (`flows` > 0) cycling through `flows` 5-tuples a CPU, so that after the first
-/// round every packet belongs to an established flow (the `fj_lb_gen` program in
-/// BPF_PROG_TEST_RUN live-frames mode; a fresh frame from the template every packet).
+/// round every packet belongs to an established flow (the `fj_lb_gen` program, or
+/// `fj_lb_gen6` for IPv6 addresses, in BPF_PROG_TEST_RUN live-frames mode; a fresh frame from
+/// the template every packet).
 #[allow(clippy::too_many_arguments)] // the frame's fields, as the `generate` command takes them
 pub fn generate(
     interface: &str,
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
-    src: std::net::Ipv4Addr,
-    dst: std::net::Ipv4Addr,
+    src: std::net::IpAddr,
+    dst: std::net::IpAddr,
     port: u16,
     packets: u64,
     flows: u32,
 ) -> Result<Generated, DataplaneError> {
-    use aya::programs::{TestRun, TestRunAttrs, TestRunOptions};
-    let mut ebpf = load_aux(program_names::GENERATOR)?;
+    use std::net::IpAddr;
+    let (program, frame) = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => (program_names::GENERATOR, frame4(src_mac, dst_mac, s, d, port).to_vec()),
+        (IpAddr::V6(s), IpAddr::V6(d)) => (program_names::GENERATOR6, frame6(src_mac, dst_mac, s, d, port).to_vec()),
+        _ => {
+            return Err(DataplaneError::Io {
+                what: "source and destination of different families",
+                path: format!("{src} → {dst}").into(),
+                source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+            });
+        }
+    };
+    generate_frames(interface, program, &frame, packets, flows)
+}
+
+/// UDP payload bytes after the headers, the same for both families.
+const GEN_PAYLOAD: usize = 18;
+
+fn frame4(src_mac: [u8; 6], dst_mac: [u8; 6], src: std::net::Ipv4Addr, dst: std::net::Ipv4Addr, port: u16) -> [u8; 60] {
     let mut frame = [0u8; 60];
     frame[..6].copy_from_slice(&dst_mac);
     frame[6..12].copy_from_slice(&src_mac);
@@ -87,10 +106,51 @@ pub fn generate(
     frame[14..34].copy_from_slice(&ip);
     frame[36..38].copy_from_slice(&port.to_be_bytes());
     frame[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    frame
+}
+
+/// The IPv6 template: source port 0 (the program writes one), the UDP checksum over the
+/// pseudo-header computed here (IPv6 UDP must have one; the program mends it).
+fn frame6(src_mac: [u8; 6], dst_mac: [u8; 6], src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr, port: u16) -> [u8; 80] {
+    let mut frame = [0u8; 80];
+    frame[..6].copy_from_slice(&dst_mac);
+    frame[6..12].copy_from_slice(&src_mac);
+    frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let udp_len = (8 + GEN_PAYLOAD) as u16;
+    frame[14] = 0x60;
+    frame[18..20].copy_from_slice(&udp_len.to_be_bytes());
+    frame[20] = 17;
+    frame[21] = 64;
+    frame[22..38].copy_from_slice(&src.octets());
+    frame[38..54].copy_from_slice(&dst.octets());
+    frame[56..58].copy_from_slice(&port.to_be_bytes());
+    frame[58..60].copy_from_slice(&udp_len.to_be_bytes());
+    let mut pseudo = [0u8; 40];
+    pseudo[..16].copy_from_slice(&src.octets());
+    pseudo[16..32].copy_from_slice(&dst.octets());
+    pseudo[34..36].copy_from_slice(&udp_len.to_be_bytes());
+    pseudo[39] = 17;
+    let sum = match crate::model::checksum::internet(&[&pseudo, &frame[54..]]) {
+        0 => 0xffff,
+        s => s,
+    };
+    frame[60..62].copy_from_slice(&sum.to_be_bytes());
+    frame
+}
+
+fn generate_frames(interface: &str, program: &'static str, frame: &[u8], packets: u64, flows: u32) -> Result<Generated, DataplaneError> {
+    use aya::programs::{TestRun, TestRunAttrs, TestRunOptions};
+    let mut ebpf = load_aux(program)?;
     {
-        let mut t: Array<&mut MapData, [u8; 60]> =
-            Array::try_from(ebpf.map_mut(GEN_TEMPLATE).expect("generator template map")).expect("array");
-        t.set(0, frame, 0).map_err(map_err(GEN_TEMPLATE))?;
+        if program == program_names::GENERATOR {
+            let mut t: Array<&mut MapData, [u8; 60]> =
+                Array::try_from(ebpf.map_mut(GEN_TEMPLATE).expect("generator template map")).expect("array");
+            t.set(0, <[u8; 60]>::try_from(frame).expect("60 bytes"), 0).map_err(map_err(GEN_TEMPLATE))?;
+        } else {
+            let mut t: Array<&mut MapData, [u8; 80]> =
+                Array::try_from(ebpf.map_mut(GEN_TEMPLATE6).expect("generator template map")).expect("array");
+            t.set(0, <[u8; 80]>::try_from(frame).expect("80 bytes"), 0).map_err(map_err(GEN_TEMPLATE6))?;
+        }
         let mut f: Array<&mut MapData, u32> =
             Array::try_from(ebpf.map_mut(GEN_FLOWS).expect("generator flows map")).expect("array");
         f.set(0, flows, 0).map_err(map_err(GEN_FLOWS))?;
@@ -109,21 +169,41 @@ pub fn generate(
     let mut ctx = [0u8; 24];
     ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
     ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-    let prog: &Xdp = ebpf.program(program_names::GENERATOR).expect("generator").try_into().expect("xdp");
+    let prog: &Xdp = ebpf.program(program).expect("generator").try_into().expect("xdp");
     let started = std::time::Instant::now();
     let mut sent = 0u64;
     while sent < packets {
         let chunk = (packets - sent).min(10_000_000) as u32;
         prog.test_run(TestRunOptions {
-            data_in: Some(&frame),
+            data_in: Some(frame),
             ctx_in: Some(&ctx),
             repeat: chunk,
             attrs: TestRunAttrs::new().xdp_live_frames(64),
             ..Default::default()
         })
-        .map_err(|source| DataplaneError::Program { name: program_names::GENERATOR, source })?;
+        .map_err(|source| DataplaneError::Program { name: program, source })?;
         sent += chunk as u64;
     }
     let seconds = started.elapsed().as_secs_f64();
     Ok(Generated { packets: sent, seconds, packets_per_s: sent as f64 / seconds })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame6;
+    use crate::model::checksum::internet;
+
+    #[test]
+    fn the_ipv6_template_carries_a_valid_udp_checksum() {
+        let (src, dst) = ("fd00:c8::2".parse().unwrap(), "fd00::100".parse().unwrap());
+        let f = frame6([2; 6], [4; 6], src, dst, 53);
+        assert_eq!((&f[12..14], f[20], &f[56..58]), (&[0x86, 0xdd][..], 17, &53u16.to_be_bytes()[..]));
+        let mut pseudo = [0u8; 40];
+        pseudo[..16].copy_from_slice(&f[22..38]);
+        pseudo[16..32].copy_from_slice(&f[38..54]);
+        pseudo[34..36].copy_from_slice(&f[58..60]);
+        pseudo[39] = 17;
+        // Summed with its checksum in place, a valid segment folds to all ones: 0 complemented.
+        assert_eq!(internet(&[&pseudo, &f[54..]]), 0);
+    }
 }

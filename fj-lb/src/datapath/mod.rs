@@ -124,7 +124,7 @@ mod tests {
         let (programs, maps) = contents(super::AUX_OBJECT);
         assert_eq!(programs, set(program_names::AUX));
         // The generator's maps (`fj-lb-ebpf/src/bin/fj-lb-aux/generator.rs`), none of the balancer's.
-        assert_eq!(maps, set(["GEN_TEMPLATE", "GEN_SEQ", "GEN_FLOWS"]));
+        assert_eq!(maps, set(["GEN_TEMPLATE", "GEN_TEMPLATE6", "GEN_SEQ", "GEN_FLOWS"]));
     }
 
     #[test]

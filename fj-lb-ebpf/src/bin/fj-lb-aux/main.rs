@@ -27,4 +27,10 @@ pub fn fj_lb_gen(ctx: XdpContext) -> u32 {
     generator::generate(&ctx)
 }
 
+/// The same generator with an IPv6 template.
+#[xdp]
+pub fn fj_lb_gen6(ctx: XdpContext) -> u32 {
+    generator::generate6(&ctx)
+}
+
 fj_lb_ebpf::object_common!();
