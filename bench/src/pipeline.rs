@@ -2,7 +2,8 @@
 //! with the balancer in native XDP, every fj-lb run between two runs of a baseline program on
 //! the same interface, in alternating rounds; medians over rounds.
 //!
-//! The daemon keeps running the whole time. The baselines (the MAC-swap XDP_TX floor, and the
+//! The daemon keeps running the whole time. The baselines (the floor: the MACs rewritten to a
+//! backend's and the LB's, XDP_TX, so that its frames take the path forwarded ones take; and the
 //! XDP_PASS program for frames to no service) are swapped onto the daemon's own XDP link with
 //! BPF_LINK_UPDATE and the balancer swapped back the same way: one syscall each way, no gap on
 //! the interface, the same native attachment, and the daemon's maps (the flow table the
@@ -22,7 +23,7 @@ use std::{
 
 use aya::{Ebpf, programs::Xdp};
 use fj_lb_common::program_names;
-use fj_lb_tests::{Daemon, Service, VIP, VIP6, backend_ip, daemon::XDP_MODE_NATIVE, ip6_of, poll_until, xdp_info};
+use fj_lb_tests::{Daemon, LB_IP, Service, VIP, VIP6, backend_ip, daemon::XDP_MODE_NATIVE, ip6_of, poll_until, xdp_info};
 use serde_json::{Value, json};
 
 use super::{BACKENDS, Gen, Lab, Report, UDP_PORT, bpf_prog_stats, check_stop, counters_delta, f, generate, link_stats, median};
@@ -38,8 +39,9 @@ const WARMUP_ROUNDS: usize = 1;
 /// Established mode: the generator cycles through this many 5-tuples, so after the first 256
 /// frames of the first run every frame hits the flow table.
 const EST_FLOWS: u32 = 256;
-/// A UDP port with no service on the VIP: fj-lb passes the frames to the kernel
-/// (`pass_not_service`), whose UDP finds no socket either.
+/// Frames for no service go to the LB host's own address (the issue's "the LB host's own
+/// traffic": health-check answers, SSH, BGP), on a UDP port nothing listens on: fj-lb passes
+/// them to the kernel (`pass_not_service`) after its VIP filter, whose UDP finds no socket.
 const NO_SERVICE_PORT: u16 = 9;
 /// Template sources. The generator overwrites the third octet (its CPU and round), so the
 /// second octet tells the modes apart, and a new-flow run's 5-tuples from every other run's:
@@ -124,7 +126,8 @@ fn link_update(link: RawFd, new: RawFd, old: RawFd) -> io::Result<()> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Prog {
     Balancer,
-    /// MAC swap, XDP_TX.
+    /// The MACs rewritten to backend b1's (from the LB's), XDP_TX: the balancer's least work,
+    /// its frames ending at a backend as forwarded ones do (`fj_lb_floor_to`).
     Floor,
     /// XDP_PASS.
     Pass,
@@ -147,18 +150,23 @@ fn aux_prog<'a>(ebpf: &'a Ebpf, name: &str) -> &'a Xdp {
 }
 
 impl Swapper {
-    fn new(lb_ns: &str, bpffs: &Path) -> Result<Swapper, String> {
+    fn new(lb_ns: &str, bpffs: &Path, backend_mac: [u8; 6]) -> Result<Swapper, String> {
         let balancer_id = xdp_info(lb_ns, "eth0").and_then(|x| x.prog_id).ok_or("no XDP program on the LB's eth0")? as u32;
         let pin = bpffs.join(fj_lb::datapath::LINK_PIN);
         let link = obj_get(&pin).map_err(|e| format!("opening the daemon's pinned XDP link {}: {e}", pin.display()))?;
         let balancer = prog_fd_by_id(balancer_id).map_err(|e| format!("the balancer program (id {balancer_id}): {e}"))?;
         let load = |name| fj_lb::datapath::load_aux(name).map_err(|e| format!("loading {name}: {e}"));
+        let mut floor = load(program_names::FLOOR_TO)?;
+        let mut to: aya::maps::Array<_, [u8; 6]> =
+            aya::maps::Array::try_from(floor.map_mut("FLOOR_TO").ok_or("the helper object has no FLOOR_TO map")?)
+                .map_err(|e| format!("FLOOR_TO: {e}"))?;
+        to.set(0, backend_mac, 0).map_err(|e| format!("writing the floor's MAC: {e}"))?;
         Ok(Swapper {
             lb_ns: lb_ns.into(),
             link,
             balancer,
             balancer_id,
-            floor: load(program_names::FLOOR)?,
+            floor,
             pass: load(program_names::PASS)?,
             on: Prog::Balancer,
         })
@@ -167,7 +175,7 @@ impl Swapper {
     fn fd(&self, p: Prog) -> RawFd {
         match p {
             Prog::Balancer => self.balancer.as_raw_fd(),
-            Prog::Floor => aux_prog(&self.floor, program_names::FLOOR).fd().expect("loaded").as_fd().as_raw_fd(),
+            Prog::Floor => aux_prog(&self.floor, program_names::FLOOR_TO).fd().expect("loaded").as_fd().as_raw_fd(),
             Prog::Pass => aux_prog(&self.pass, program_names::PASS).fd().expect("loaded").as_fd().as_raw_fd(),
         }
     }
@@ -175,7 +183,7 @@ impl Swapper {
     fn id(&self, p: Prog) -> u32 {
         match p {
             Prog::Balancer => self.balancer_id,
-            Prog::Floor => aux_prog(&self.floor, program_names::FLOOR).info().expect("loaded").id(),
+            Prog::Floor => aux_prog(&self.floor, program_names::FLOOR_TO).info().expect("loaded").id(),
             Prog::Pass => aux_prog(&self.pass, program_names::PASS).info().expect("loaded").id(),
         }
     }
@@ -271,7 +279,7 @@ impl Mode {
             Mode::Established => (EST_SRC.into(), VIP.into(), UDP_PORT, EST_FLOWS),
             Mode::NewFlow => (Ipv4Addr::new(10, 1 + (run_no % 190) as u8, 0, 2).into(), VIP.into(), UDP_PORT, 0),
             Mode::Established6 => (EST6_SRC.into(), VIP6.into(), UDP_PORT, EST_FLOWS),
-            Mode::NoService => (NO_SERVICE_SRC.into(), VIP.into(), NO_SERVICE_PORT, EST_FLOWS),
+            Mode::NoService => (NO_SERVICE_SRC.into(), LB_IP.into(), NO_SERVICE_PORT, EST_FLOWS),
         }
     }
 
@@ -424,7 +432,9 @@ pub fn measure(lab: &mut Lab) -> Result<Pipeline, String> {
     let d = lab.start_daemon("pipeline", &config);
     let lb_ns = lab.topo.lb().ns.name().to_string();
     let _stats = BpfStatsOn::new();
-    let mut sw = Swapper::new(&lb_ns, &config.bpffs)?;
+    let b1 = lab.topo.backend(1).mac();
+    let b1: Vec<u8> = b1.split(':').map(|h| u8::from_str_radix(h, 16)).collect::<Result<_, _>>().map_err(|e| format!("b1's MAC {b1:?}: {e}"))?;
+    let mut sw = Swapper::new(&lb_ns, &config.bpffs, b1.try_into().map_err(|m| format!("b1's MAC {m:?} is not 6 bytes"))?)?;
     // The daemon was ready as soon as it forwarded HTTP over IPv4; the IPv6 backends'
     // neighbour entries may come later.
     for mode in [Mode::Established, Mode::Established6] {
@@ -536,7 +546,9 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
              of the client's eth0, pinned to CPU 0 unless FJ_LB_BENCH_GEN_UNPINNED is set) sends {frames_s} frames a run \
              to {VIP} → veth → bridge → the LB's veth, where the program under test runs in native XDP. One fj-lb daemon \
              (services web tcp/80 and dns udp/{UDP_PORT} over b1–b3, default table sizes, `max_new_flows_per_cpu = 0`: no \
-             cap, every new flow inserted) runs throughout; for the baseline runs the bench swaps the MAC-swap XDP_TX floor \
+             cap, every new flow inserted) runs throughout; for the baseline runs the bench swaps the floor (`fj_lb_floor_to`: the destination MAC rewritten to backend b1's, \
+             the source to the LB's, XDP_TX: the same 12 bytes a MAC swap writes, and its frames end at a backend's stack as \
+             forwarded ones do) \
              program (or, for frames to no service, the XDP_PASS program) onto the daemon's own XDP link with \
              BPF_LINK_UPDATE, and the balancer back after: same interface, same native attachment, the daemon's flow table \
              and counters untouched. A round is floor → fj-lb established → floor → fj-lb new flow → floor, then floor → fj-lb \
@@ -549,7 +561,7 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
              established round by round); *new flow* — every frame a new 5-tuple (a new template source per run, \
              so no run meets another's flows), every one a flow miss and an insert into the LRU flow table (default size, \
              {table} flows a CPU's share; the frames all arrive on one CPU, so from new-flow run {full} on, counting \
-             the warm-up's, inserts evict); *not for a service* — frames to {VIP}:{NO_SERVICE_PORT}/udp, which fj-lb \
+             the warm-up's, inserts evict); *not for a service* — frames to the LB host's own address {LB_IP}:{NO_SERVICE_PORT}/udp, which fj-lb \
              passes to the kernel (`pass_not_service`), against the XDP_PASS program with the same frames (the \
              kernel's UDP then finds no socket in both). The IPv4 floor runs send the established mode's frames.\n\n\
              **Time a packet** is the pipeline's: the generator's sending time over the frames the program handled \
@@ -557,8 +569,7 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
              1 / the handled rate. The generator, the bridge and the LB's XDP run in softirq on the same {cpus} CPUs \
              (mostly the generator's), so a costlier program lowers the rate and what the LB does not keep up with is \
              lost on its veth ring; this time includes the generator's and the bridge's work, which is why the ratios \
-             are far below the in-kernel ones. The fj-lb and floor paths differ after the LB too: fj-lb's frames go on \
-             to a backend's stack, the floor's back to the client's. **bpf_stats ns/run** is the kernel's own run time \
+             are far below the in-kernel ones. **bpf_stats ns/run** is the kernel's own run time \
              of the program on the link (`kernel.bpf_stats_enabled` = 1 for this section, restored after; run_time_ns / \
              run_cnt deltas from `bpftool prog show --json`): the program alone, a cross-check; bpf_stats adds its own \
              clock reads to every run of every program. Goals are issue 14's, reported and never enforced."
@@ -601,8 +612,8 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
             label.into(),
             match mode {
                 Mode::NoService => "XDP_PASS program".into(),
-                Mode::Established6 => "floor (MAC swap, XDP_TX), IPv6 frames".into(),
-                _ => "floor (MAC swap, XDP_TX)".into(),
+                Mode::Established6 => "floor (MACs to a backend, XDP_TX), IPv6 frames".into(),
+                _ => "floor (MACs to a backend, XDP_TX)".into(),
             },
             format!("{} / {}", f(m(|x| x.lb_mpps), 3), f(m(|x| x.base_mpps), 3)),
             format!("{} / {}", f(m(|x| x.lb_ns), 0), f(m(|x| x.base_ns), 0)),
@@ -639,7 +650,7 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
         j.insert(
             mode.key().into(),
             json!({
-                "baseline": if mode.baseline() == Prog::Pass { "xdp_pass" } else { "floor_mac_swap_xdp_tx" },
+                "baseline": if mode.baseline() == Prog::Pass { "xdp_pass" } else { "floor_macs_to_backend_xdp_tx" },
                 "vs_ipv4_established": if mode == Mode::Established6 { json!({"bpf_stats_ns_per_run_ratio": v6_bpf, "time_per_packet_ratio_ratio": v6_time}) } else { Value::Null },
                 "median": {"fj_lb_mpps": m(|x| x.lb_mpps), "baseline_mpps": m(|x| x.base_mpps),
                     "fj_lb_ns_per_packet": m(|x| x.lb_ns), "baseline_ns_per_packet": m(|x| x.base_ns),
@@ -673,12 +684,11 @@ pub fn report(r: &mut Report, res: &Result<Pipeline, String>, cpus: usize) {
         &rows,
     );
     r.para(&format!(
-        "The time a packet includes every hop after the LB, and those differ: fj-lb's frames go on to a backend's \
-         stack (UDP, no socket), the floor's back to the client's (not its address, dropped); only the not-for-a-service \
-         mode has the same path after both programs (the LB's own stack). The ns a packet above the baseline minus the \
-         programs' own difference (bpf_stats), median over rounds, is what the rest of the path differs by: {}. Where \
-         it is far from 0 the pipeline's ratio says more about the receivers than about the balancer, and the \
-         bpf_stats figures are the balancer's.",
+        "The time a packet includes every hop after the LB. Both programs' frames take the same path after it (the \
+         floor's to backend b1, fj-lb's to b1–b3: the same kind of namespace, UDP with no socket; frames for no service \
+         to the LB's own stack either way), so the ns a packet above the baseline minus the programs' own difference \
+         (bpf_stats), median over rounds, should be near 0; it is: {}. Where it is far from 0 the receivers differ \
+         (the IPv6 frames, say, or backends' neighbour and ICMP work) and the bpf_stats figures are the balancer's.",
         beyond.join(", ")
     ));
     // Where the path's work ran: if all its softirq time is on the generator's CPU, the time a

@@ -91,13 +91,18 @@ pub mod program_names {
     /// In `fj-lb-aux`: MAC swap and XDP_TX, the floor the benchmarks measure the balancer
     /// against (`fj-lb xdp-pass --floor`).
     pub const FLOOR: &str = "fj_lb_floor";
+    /// In `fj-lb-aux`: the floor with the frame's path after the LB the balancer's: the
+    /// destination MAC becomes the one in `FLOOR_TO` (a backend's), the source the frame's
+    /// old destination (the LB's), XDP_TX. As cheap as the swap, but its frames end where
+    /// forwarded ones do, so a pipeline's time a packet compares like with like.
+    pub const FLOOR_TO: &str = "fj_lb_floor_to";
     /// In `fj-lb-aux`: live-frames packet generator for the packet-rate benchmark
     /// (`fj-lb generate`).
     pub const GENERATOR: &str = "fj_lb_gen";
     /// In `fj-lb-aux`: the same generator with an IPv6 template.
     pub const GENERATOR6: &str = "fj_lb_gen6";
     /// Every program of `fj-lb-aux`.
-    pub const AUX: [&str; 4] = [PASS, FLOOR, GENERATOR, GENERATOR6];
+    pub const AUX: [&str; 5] = [PASS, FLOOR, FLOOR_TO, GENERATOR, GENERATOR6];
     /// The one program of the `fj-lb-decap` object: attached to a backend's interface by
     /// `fj-lb decap`, it strips the outer header of IPIP / IP6IP6 / 4in6 / GUE packets.
     pub const DECAP: &str = "fj_lb_decap";

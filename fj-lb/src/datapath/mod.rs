@@ -123,8 +123,9 @@ mod tests {
     fn the_aux_object_holds_the_helper_programs_and_the_generator_maps() {
         let (programs, maps) = contents(super::AUX_OBJECT);
         assert_eq!(programs, set(program_names::AUX));
-        // The generator's maps (`fj-lb-ebpf/src/bin/fj-lb-aux/generator.rs`), none of the balancer's.
-        assert_eq!(maps, set(["GEN_TEMPLATE", "GEN_TEMPLATE6", "GEN_SEQ", "GEN_FLOWS"]));
+        // The generator's maps (`fj-lb-ebpf/src/bin/fj-lb-aux/generator.rs`) and the floor's
+        // MAC, none of the balancer's.
+        assert_eq!(maps, set(["GEN_TEMPLATE", "GEN_TEMPLATE6", "GEN_SEQ", "GEN_FLOWS", "FLOOR_TO"]));
     }
 
     #[test]
