@@ -128,29 +128,30 @@ fn try_balance(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey) -> Resu
     }
     let len = (ctx.data_end() - ctx.data()) as u64;
     // The flow table first: an established flow's backend entry carries all forwarding needs,
-    // so most packets skip the service lookup.
-    let repinned = match established(key) {
-        Pinned::Hit(id, backend) => {
-            count(Stat::FlowHit);
-            let action = send(ctx, settings, id, backend, key, &l3, len)?;
-            return Ok(Sent::forwarded(action, id, TRACE_PICK_FLOW, 0, len));
-        }
-        Pinned::Stale => true,
-        Pinned::Absent => false,
+    // so most packets skip the service lookup. Both ways end in one call of `send`: inlined
+    // twice, the forwarding code (encapsulation, too-big replies) would double the program
+    // the verifier walks.
+    let pinned = established(key);
+    let (id, backend, how, slot) = if let Pinned::Hit(id, backend) = pinned {
+        count(Stat::FlowHit);
+        (id, backend, TRACE_PICK_FLOW, 0)
+    } else {
+        let skey = ServiceKey {
+            addr: key.dst,
+            port: key.dport,
+            proto: key.proto,
+            family: key.family,
+        };
+        let Some(svc) = (unsafe { SERVICES.get(skey) }) else {
+            return Err(refuse_or_pass(key, Stat::PassNotService, check_vips));
+        };
+        let repinned = matches!(pinned, Pinned::Stale);
+        let (id, backend, slot) = pick_new(key, svc, settings.hash_seed, settings.max_new_flows, repinned)
+            .map_err(|s| (s, xdp_action::XDP_DROP))?;
+        (id, backend, TRACE_PICK_MAGLEV, slot)
     };
-    let skey = ServiceKey {
-        addr: key.dst,
-        port: key.dport,
-        proto: key.proto,
-        family: key.family,
-    };
-    let Some(svc) = (unsafe { SERVICES.get(skey) }) else {
-        return Err(refuse_or_pass(key, Stat::PassNotService, check_vips));
-    };
-    let (id, backend, slot) = pick_new(key, svc, settings.hash_seed, settings.max_new_flows, repinned)
-        .map_err(|s| (s, xdp_action::XDP_DROP))?;
     let action = send(ctx, settings, id, backend, key, &l3, len)?;
-    Ok(Sent::forwarded(action, id, TRACE_PICK_MAGLEV, slot, len))
+    Ok(Sent::forwarded(action, id, how, slot, len))
 }
 
 /// Forwards a packet of a balanced flow to backend `id` and counts it.
