@@ -11,11 +11,13 @@ use crate::run;
 /// interoperate with, tshark to check fj-lb's adverts on the wire, chromium to load the stats
 /// page in a real browser, lintian to check the Debian package, BIRD 2 as the BGP speaker of
 /// the ECMP lab and tests (router and LB hosts; fj-lb only keeps the routes it exports),
-/// nftables for a switch that drops multicast VRRP, and haproxy for the example configs
+/// nftables for a switch that drops multicast VRRP, haproxy for the example configs
 /// `fj-lb import` is tested on (keepalived's samples come with keepalived):
-/// /usr/share/doc/haproxy/examples.
+/// /usr/share/doc/haproxy/examples, and bpftool to read what the data path holds (the trace
+/// tests check the pinned settings with it; the benchmarks read programs' run times).
 const APT_PACKAGES: &[&str] = &[
     "iproute2", "nginx", "util-linux", "curl", "keepalived", "tshark", "chromium", "lintian", "bird2", "nftables", "haproxy",
+    "bpftool",
 ];
 
 /// cargo-deb, pinned: `cargo xtask test` packages the debug build, which 3.x does with a
