@@ -50,18 +50,23 @@ fn update_checksum(check: u16, old: u16, new: u16) -> u16 {
     !(sum as u16)
 }
 
+/// This CPU's next frame number (cycling through `GEN_FLOWS` 5-tuples when set) and the CPU.
 #[inline(always)]
-pub fn generate(ctx: &XdpContext) -> u32 {
-    let Some(template) = GEN_TEMPLATE.get(0) else { return xdp_action::XDP_ABORTED };
-    let Some(frame) = ptr_at::<[u8; GEN_FRAME_LEN]>(ctx, 0) else { return xdp_action::XDP_ABORTED };
-    let Some(seq) = GEN_SEQ.get_ptr_mut(0) else { return xdp_action::XDP_ABORTED };
+fn next_frame() -> Option<(u32, u32)> {
+    let seq = GEN_SEQ.get_ptr_mut(0)?;
     let n = unsafe {
         *seq = (*seq).wrapping_add(1);
         *seq
     };
     let flows = GEN_FLOWS.get(0).copied().unwrap_or(0);
-    let n = if flows != 0 { n % flows } else { n };
-    let cpu = unsafe { bpf_get_smp_processor_id() };
+    Some((if flows != 0 { n % flows } else { n }, unsafe { bpf_get_smp_processor_id() }))
+}
+
+#[inline(always)]
+pub fn generate(ctx: &XdpContext) -> u32 {
+    let Some(template) = GEN_TEMPLATE.get(0) else { return xdp_action::XDP_ABORTED };
+    let Some(frame) = ptr_at::<[u8; GEN_FRAME_LEN]>(ctx, 0) else { return xdp_action::XDP_ABORTED };
+    let Some((n, cpu)) = next_frame() else { return xdp_action::XDP_ABORTED };
     unsafe {
         *frame = *template;
         let port = ((n % 64_000) as u16 + 1024).to_be_bytes();
@@ -84,14 +89,7 @@ pub fn generate(ctx: &XdpContext) -> u32 {
 pub fn generate6(ctx: &XdpContext) -> u32 {
     let Some(template) = GEN_TEMPLATE6.get(0) else { return xdp_action::XDP_ABORTED };
     let Some(frame) = ptr_at::<[u8; GEN6_FRAME_LEN]>(ctx, 0) else { return xdp_action::XDP_ABORTED };
-    let Some(seq) = GEN_SEQ.get_ptr_mut(0) else { return xdp_action::XDP_ABORTED };
-    let n = unsafe {
-        *seq = (*seq).wrapping_add(1);
-        *seq
-    };
-    let flows = GEN_FLOWS.get(0).copied().unwrap_or(0);
-    let n = if flows != 0 { n % flows } else { n };
-    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let Some((n, cpu)) = next_frame() else { return xdp_action::XDP_ABORTED };
     unsafe {
         *frame = *template;
         let f = &mut *frame;
