@@ -225,6 +225,42 @@ fn a_reason_filter_catches_a_passed_packet_and_count_ends_the_trace() {
     daemon.assert_running();
 }
 
+#[test]
+fn a_reload_resolves_the_filter_again_and_ends_a_trace_whose_service_is_gone() {
+    require_root!();
+    let (topo, mut daemon) = start();
+    topo.wait_vip_answers(Duration::from_secs(10));
+    let mut trace = Trace::start(&topo, &["--service", "web"]);
+    wait_tracing(&topo, true);
+    let config = |name: &str, port: u16| {
+        Config::new(&topo.bpffs_dir(), &topo.control_socket())
+            .flow_table_size(65536)
+            .service(Service::new(name, port, "tcp").weighted(&[(1, 100), (2, 100), (3, 100)]))
+            .render()
+    };
+    // web moves to port 8080: the trace follows it (the backends refuse 8080; the SYN's
+    // decision is what counts).
+    daemon.reload_with(&config("web", 8080));
+    let moved = poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        (status(&topo)["trace"] == format!("packets service web ({VIP}:8080 tcp)")).then_some(())
+    });
+    assert!(moved.is_some(), "the running trace's filter still says {}", status(&topo)["trace"]);
+    let mut events = Vec::new();
+    let seen = poll_until(Duration::from_secs(5), Duration::from_millis(50), || {
+        let _ = topo.client().run_in(|| TcpStream::connect_timeout(&SocketAddrV4::new(VIP, 8080).into(), Duration::from_millis(200)));
+        events.extend(trace.events());
+        events.iter().any(|e| e["dst"] == format!("{VIP}:8080") && e["service"] == "web").then_some(())
+    });
+    assert!(seen.is_some(), "no packet to web's new port was traced: {events:#?}");
+    // web goes away: the trace ends rather than show other packets, and the bit is cleared.
+    daemon.reload_with(&config("api", 8080));
+    let exited = poll_until(Duration::from_secs(5), Duration::from_millis(20), || trace.child.try_wait().ok().flatten());
+    assert!(exited.is_some(), "`fj-lb trace --service web` still runs after web was removed");
+    wait_tracing(&topo, false);
+    assert_eq!(settings_flags(&topo) & SETTINGS_TRACE, 0, "the trace ended: the bit is clear");
+    daemon.assert_running();
+}
+
 /// The client's source port of an event from the client.
 fn port_of(e: &Value) -> Option<u16> {
     let src = e["src"].as_str()?;

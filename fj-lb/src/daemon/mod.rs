@@ -151,8 +151,8 @@ enum Event {
     Health(CheckResult),
     Scrape(ScrapeRequest),
     Control(Pending),
-    /// The running trace ended (its count reached, its client gone).
-    TraceDone,
+    /// Trace N ended (its count reached, its client gone).
+    TraceDone(u64),
     /// The VRRP instance's status changed (a transition, an advert).
     Vrrp,
     Tick,
@@ -182,7 +182,7 @@ impl Daemon {
                 Some(result) = self.checkers.rx.recv() => Event::Health(result),
                 Some(reply) = self.scrape_rx.recv() => Event::Scrape(reply),
                 Some(pending) = self.control_rx.recv() => Event::Control(pending),
-                Some(()) = self.trace.done_rx.recv() => Event::TraceDone,
+                Some(n) = self.trace.done_rx.recv() => Event::TraceDone(n),
                 true = vrrp_changed(tracking::vmac_instance(&self.config, self.vrrp.as_mut())) => Event::Vrrp,
                 _ = tick.tick() => Event::Tick,
                 _ = self.watchdog.due() => Event::Watchdog,
@@ -207,7 +207,7 @@ impl Daemon {
                     let span = info_span!("control", request = ?req);
                     self.on_control(req, reply, stream).instrument(span).await;
                 }
-                Event::TraceDone => self.on_trace_done(),
+                Event::TraceDone(n) => self.on_trace_done(n),
                 Event::Vrrp => self.on_vrrp(),
                 Event::Tick => self.on_tick().await,
                 Event::Watchdog => self.watchdog.ping(),

@@ -27,24 +27,55 @@ const POLL: Duration = Duration::from_millis(250);
 /// Records taken from the ring buffer in one go, at most.
 const BATCH: usize = 1024;
 
-/// The trace in progress, if any, and how its task says it ended.
+/// The trace in progress, if any, and how its task says it ended (with the trace's number, so
+/// that the end of one trace never ends the next).
 pub(super) struct Tracing {
     running: Option<Running>,
-    done_tx: mpsc::Sender<()>,
-    pub(super) done_rx: mpsc::Receiver<()>,
+    started: u64,
+    done_tx: mpsc::Sender<u64>,
+    pub(super) done_rx: mpsc::Receiver<u64>,
 }
 
 struct Running {
+    number: u64,
+    /// The filters as the operator gave them, resolved again after each reload.
+    asked: Asked,
     task: JoinHandle<()>,
     /// The names records are read by, renewed when a reload changes them.
     names: watch::Sender<TraceNames>,
     filter: String,
 }
 
+/// `Wanted`, owned.
+struct Asked {
+    vip: Option<String>,
+    service: Option<String>,
+    backend: Option<String>,
+    reason: Option<String>,
+    client: Option<String>,
+}
+
+impl Asked {
+    fn of(w: &Wanted) -> Self {
+        let own = |s: Option<&str>| s.map(str::to_string);
+        Asked { vip: own(w.vip), service: own(w.service), backend: own(w.backend), reason: own(w.reason), client: own(w.client) }
+    }
+
+    fn wanted(&self) -> Wanted<'_> {
+        Wanted {
+            vip: self.vip.as_deref(),
+            service: self.service.as_deref(),
+            backend: self.backend.as_deref(),
+            reason: self.reason.as_deref(),
+            client: self.client.as_deref(),
+        }
+    }
+}
+
 impl Tracing {
     pub(super) fn new() -> Self {
         let (done_tx, done_rx) = mpsc::channel(1);
-        Self { running: None, done_tx, done_rx }
+        Self { running: None, started: 0, done_tx, done_rx }
     }
 
     /// The running trace's filter, in words (status shows it).
@@ -56,6 +87,10 @@ impl Tracing {
 impl Daemon {
     pub(super) fn start_trace(&mut self, wanted: &Wanted, count: Option<u64>, stream: Option<Stream>) -> Response<Reply> {
         let Some(stream) = stream else { return Response::err("trace streams: it needs a connection of its own") };
+        // A trace that has just ended whose end the loop has not handled yet is over.
+        if let Some(n) = self.trace.running.as_ref().filter(|r| r.task.is_finished()).map(|r| r.number) {
+            self.on_trace_done(n);
+        }
         if let Some(r) = &self.trace.running {
             return Response::err(format!("a trace is already running ({}); one at a time: stop it first", r.filter));
         }
@@ -79,6 +114,8 @@ impl Daemon {
         let span = info_span!("trace", filter = %resolved.description, count);
         info!(parent: &span, "trace started");
         let done = self.trace.done_tx.clone();
+        self.trace.started += 1;
+        let number = self.trace.started;
         let task = tokio::spawn(
             async move {
                 match pump(ring, names_rx, count, &stream).await {
@@ -89,17 +126,19 @@ impl Daemon {
                     }
                 }
                 drop(stream);
-                let _ = done.send(()).await;
+                let _ = done.send(number).await;
             }
             .instrument(span),
         );
-        self.trace.running = Some(Running { task, names, filter: resolved.description.clone() });
+        self.trace.running = Some(Running { number, asked: Asked::of(wanted), task, names, filter: resolved.description.clone() });
         Response::ok(Reply::TraceStarted(TraceStarted { filter: resolved.description }))
     }
 
-    /// The trace's task ended: the data path stops tracing.
-    pub(super) fn on_trace_done(&mut self) {
-        if self.trace.running.take().is_some()
+    /// Trace `number`'s task ended: the data path stops tracing (unless another trace runs
+    /// by now).
+    pub(super) fn on_trace_done(&mut self, number: u64) {
+        if self.trace.running.as_ref().is_some_and(|r| r.number == number)
+            && self.trace.running.take().is_some()
             && let Err(e) = self.set_trace_bit(false)
         {
             warn!(error = %e, "clearing the trace bit failed; the data path keeps checking the trace filter");
@@ -116,10 +155,27 @@ impl Daemon {
         }
     }
 
-    /// After a reload: records name the services and backends of the config now in force.
+    /// After a reload: the filters are resolved against the config now in force (a backend's
+    /// id, a service's port may have changed), and records name its services and backends. A
+    /// filter that no longer resolves ends the trace rather than show other packets.
     pub(super) fn trace_names_changed(&mut self) {
-        if let Some(r) = &self.trace.running {
-            r.names.send_replace(TraceNames::of(&self.balancer));
+        let Some(r) = &self.trace.running else { return };
+        match resolve(&self.balancer, &r.asked.wanted()) {
+            Ok(resolved) => {
+                if let Err(e) = self.dp.set_trace_filter(&resolved.filter) {
+                    warn!(error = %e, "rewriting the trace filter after a reload failed; ending the trace");
+                    self.stop_trace();
+                    return;
+                }
+                r.names.send_replace(TraceNames::of(&self.balancer));
+                if let Some(r) = self.trace.running.as_mut() {
+                    r.filter = resolved.description;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "after the reload the trace's filter names nothing; ending the trace");
+                self.stop_trace();
+            }
         }
     }
 

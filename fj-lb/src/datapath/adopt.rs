@@ -64,10 +64,18 @@ pub fn inherit(dir: &Path, flow_table_size: u32) -> Inherited {
         }
         return Inherited::default();
     }
-    let ids = previous_ids(dir).unwrap_or_else(|e| {
-        warn!(error = %e, "the pinned services and backends cannot be read: ids start afresh (pinned flows re-pick by hash)");
-        PreviousIds::default()
-    });
+    let ids = match previous_ids(dir) {
+        Ok(ids) => ids,
+        Err(e) => {
+            // Without the previous ids and generations, the flows' (backend, generation) pairs
+            // could match this daemon's new allocations: the flow table goes too.
+            warn!(error = %e, "the pinned services and backends cannot be read: starting with fresh maps (established flows re-pick by hash)");
+            for name in names::ALL {
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+            return Inherited::default();
+        }
+    };
     info!(
         dir = %dir.display(),
         services = ids.services.len(),

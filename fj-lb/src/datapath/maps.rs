@@ -192,6 +192,13 @@ impl MapWriter for Dataplane {
         self.services().remove(key).map_err(write_err(names::SERVICES))
     }
 
+    fn set_generation_mark(&mut self, mark: u32) -> Result<(), MapWriteError> {
+        let mut backends = self.backends();
+        let last = backends.len() - 1;
+        // Never alive, no family: the data path and the next daemon's id adoption pass over it.
+        backends.set(last, Backend { generation: mark, ..Backend::default() }, 0).map_err(write_err(names::BACKENDS))
+    }
+
     fn set_vips(&mut self, vips: &[ServiceKey]) -> Result<(), MapWriteError> {
         let mut map: HashMap<&mut MapData, ServiceKey, u8> = typed(&mut self.ebpf, names::VIPS);
         let stale: Vec<ServiceKey> = map.keys().filter_map(Result::ok).filter(|k| !vips.contains(k)).collect();

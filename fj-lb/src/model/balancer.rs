@@ -36,6 +36,13 @@ pub trait MapWriter {
         let _ = vips;
         Ok(())
     }
+    /// Writes `mark`, a bound on every `Backend::generation` this daemon hands out, where the
+    /// next daemon finds it: the last entry of BACKENDS, which is never a backend's id
+    /// (`sizes` leaves it out of the id pool). Released entries keep their generations, but
+    /// the next daemon starts with fresh maps and writes only the entries it uses, so
+    /// without the mark a daemon two restarts later could hand out a generation a flow in the
+    /// adopted table still names.
+    fn set_generation_mark(&mut self, mark: u32) -> Result<(), MapWriteError>;
 }
 
 /// Where frames for a layer-3 backend go, as the kernel routes its address: the next hop's MAC
@@ -370,6 +377,9 @@ pub struct Balancer {
     /// The last `Backend::generation` handed out. Never goes back, not even when an apply is
     /// rolled back: the failed apply's generations may be in the flow table.
     generation: u32,
+    /// The generation mark as last written (`MapWriter::set_generation_mark`): always at
+    /// least `generation`.
+    mark: u32,
 }
 
 /// Map capacities for a config: ids are allocated before the ones they replace are released,
@@ -380,7 +390,8 @@ pub fn sizes(cfg: &Config) -> MapSizes {
         maglev_slots: u32::try_from(super::config::maglev_slots(cfg.max_services, cfg.maglev_table_size))
             .expect("validation bounds the Maglev array well below u32::MAX slots"),
         services: cfg.max_services * 2,
-        backends: cfg.max_backends * 2,
+        // One more entry than ids: the last holds the generation mark.
+        backends: cfg.max_backends * 2 + 1,
     }
 }
 
@@ -395,13 +406,14 @@ impl Balancer {
             table_size: cfg.maglev_table_size,
             services: BTreeMap::new(),
             service_ids: IdPool::new(s.services, "service"),
-            backend_ids: IdPool::new(s.backends, "backend"),
+            backend_ids: IdPool::new(s.backends - 1, "backend"),
             table_slots: IdPool::new(cfg.max_services + 2, "Maglev table"),
             assume_healthy,
             previous: PreviousIds::default(),
             fixed: cfg.clone(),
             next_hops: HashMap::new(),
             generation: 0,
+            mark: 0,
         }
     }
 
@@ -517,7 +529,7 @@ impl Balancer {
             }
             Err(failure) => {
                 let failed = std::mem::replace(self, before);
-                self.generation = failed.generation;
+                (self.generation, self.mark) = (failed.generation, failed.mark);
                 let failure = Box::new(failure);
                 match self.restore(&failed, maps) {
                     Ok(()) => Err(ApplyError::RolledBack { failure }),
@@ -532,6 +544,10 @@ impl Balancer {
     /// no packet meets a half-written table.
     fn restore(&mut self, failed: &Balancer, maps: &mut impl MapWriter) -> Result<(), MapWriteError> {
         let size = self.table_size;
+        // The VIP filter must hold every VIP of the services about to be written back (the
+        // failed change may have taken some out); the final set comes at the end.
+        let both = self.services.values().chain(failed.services.values()).map(|st| st.key);
+        maps.set_vips(&vip_set(both))?;
         let ours: std::collections::HashSet<ServiceKey> = self.services.values().map(|st| st.key).collect();
         // Services only the failed change had: gone first, so at most ours stay live.
         let mut live: HashMap<ServiceKey, u32> = HashMap::new();
@@ -577,6 +593,12 @@ impl Balancer {
         maps: &mut impl MapWriter,
     ) -> Result<ApplySummary, ApplyError> {
         let mut summary = ApplySummary::default();
+        // Before any generation above the mark is used: at most one per configured backend.
+        let bound = self.generation + cfg.services.iter().map(|s| s.backends.len() as u32).sum::<u32>();
+        if bound > self.mark {
+            maps.set_generation_mark(bound)?;
+            self.mark = bound;
+        }
         // The VIPs of old and new services until the end: a new service's packets must get
         // past the data path's VIP filter as soon as its entry is written.
         let old = self.services.values().map(|st| st.key);
@@ -898,10 +920,12 @@ mod tests {
         backends: HashMap<u32, Backend>,
         maglev: HashMap<u32, u32>,
         services: HashMap<ServiceKey, ServiceValue>,
-        /// The last VIP set written (not logged, not counted as a write).
+        /// The last VIP set written (counted as a write, so that it can fail; not logged).
         vips: Vec<ServiceKey>,
         /// Every generation a backend entry was ever written with.
         generations: HashSet<u32>,
+        /// The generation mark as last written.
+        mark: u32,
     }
 
     impl FakeMaps {
@@ -969,7 +993,14 @@ mod tests {
             Ok(())
         }
         fn set_vips(&mut self, vips: &[ServiceKey]) -> Result<(), MapWriteError> {
+            self.write()?;
             self.vips = vips.to_vec();
+            Ok(())
+        }
+        /// Counted as a write (it can fail), not logged: the log is about what packets see.
+        fn set_generation_mark(&mut self, mark: u32) -> Result<(), MapWriteError> {
+            self.write()?;
+            self.mark = mark;
             Ok(())
         }
     }
@@ -1291,8 +1322,8 @@ mod tests {
         let ids = |b: &Balancer| -> BTreeMap<(String, IpAddr), (u32, u32)> {
             b.services().flat_map(|s| s.backends.iter().map(move |x| ((s.config.name.clone(), x.address), (s.id, x.id)))).collect()
         };
-        // What the maps tell the next daemon.
-        let mut previous = PreviousIds::default();
+        // What the maps tell the next daemon: the mark is BACKENDS' last entry.
+        let mut previous = PreviousIds { generation: m.mark, ..Default::default() };
         for (k, v) in &m.services {
             previous.services.insert(*k, v.id);
         }
@@ -1333,6 +1364,50 @@ mod tests {
         assert_eq!(generation(&next, "10.0.0.12"), generation(&old, "10.0.0.12"));
         assert_eq!(generation(&next, "10.0.0.13"), generation(&old, "10.0.0.13"));
         assert!(generation(&next, "10.0.0.31") > *m.generations.iter().max().unwrap(), "a fresh generation for a fresh backend");
+    }
+
+    /// What `adopt::previous_ids` reads from the pins a daemon leaves: its services' ids, its
+    /// backends' ids and generations, and the highest generation in BACKENDS (the mark, in
+    /// its last entry, included).
+    fn pins(m: &FakeMaps) -> PreviousIds {
+        let mut p = PreviousIds { generation: m.mark, ..Default::default() };
+        for (k, v) in &m.services {
+            p.services.insert(*k, v.id);
+        }
+        for (id, be) in &m.backends {
+            p.generation = p.generation.max(be.generation);
+            if be.family != 0 {
+                let addr = crate::model::addr::addr_from_bytes(&be.addr, be.family);
+                p.backends.insert((be.service, addr), PreviousBackend { id: *id, generation: be.generation });
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn a_flow_of_a_backend_removed_two_restarts_ago_matches_no_live_backend() {
+        let all = macs(&["10.0.0.11", "10.0.0.12", "10.0.0.13", "10.0.0.21"]);
+        let three = cfg(vec![svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1), ("10.0.0.13", 1)])]);
+        let two = cfg(vec![svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)])]);
+        let more = cfg(vec![svc("web", 80, &[("10.0.0.11", 1), ("10.0.0.12", 1)]), svc("api", 81, &[("10.0.0.21", 1)])]);
+        // Daemon A: .13 is removed by a reload; its idle flows stay in the flow table.
+        let (mut a, mut ma) = (Balancer::new(&three), FakeMaps::default());
+        a.apply(&three, &all, &mut ma).unwrap();
+        let gone = a.service("web").unwrap().backends.iter().find(|b| b.address.to_string() == "10.0.0.13").map(|b| (b.id, b.generation)).unwrap();
+        a.apply(&two, &all, &mut ma).unwrap();
+        // B adopts A's pins with fresh maps and writes only what it uses; C adopts B's and
+        // brings a backend A never had.
+        let (mut b, mut mb) = (Balancer::with_previous(&two, false, pins(&ma)), FakeMaps::default());
+        b.apply(&two, &all, &mut mb).unwrap();
+        let (mut c, mut mc) = (Balancer::with_previous(&more, false, pins(&mb)), FakeMaps::default());
+        c.apply(&more, &all, &mut mc).unwrap();
+        for (id, e) in &mc.backends {
+            assert!(
+                !(e.flags & BACKEND_ALIVE != 0 && (*id, e.generation) == gone),
+                "backend {id} of daemon C is alive under generation {}: a flow .13 left two restarts ago is forwarded to it",
+                e.generation
+            );
+        }
     }
 
     #[test]

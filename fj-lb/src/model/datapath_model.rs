@@ -31,7 +31,7 @@ use std::collections::{HashMap, HashSet};
 use fj_lb_common::{
     BACKEND_ALIVE, Backend, FAMILY_V4, FAMILY_V6, FORWARD_DSR, FORWARD_GUE, FlowKey, FlowValue, FragKey, FragValue, NO_BACKEND,
     PROTO_ICMP, PROTO_ICMPV6, PROTO_IPIP, PROTO_IPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED, SETTINGS_PASS_ORPHAN_FRAGMENTS, ServiceKey,
-    ServiceValue, Settings, Stat, hash::flow_hash,
+    ServiceValue, Settings, Stat, hash::{flow_hash, vip_filter_bit},
 };
 
 /// XDP verdicts as the kernel numbers them.
@@ -67,6 +67,13 @@ impl Tables {
     /// Whether some service has `addr` as its VIP (the program's `VIPS` map).
     fn is_vip(&self, addr: &[u8; 16], family: u8) -> bool {
         self.services.keys().any(|k| k.addr == *addr && k.family == family)
+    }
+
+    /// The program's VIP filter: the bit of `addr` set by some service's VIP (a set bit only
+    /// means perhaps).
+    fn maybe_vip(&self, addr: &[u8; 16]) -> bool {
+        let bit = vip_filter_bit(addr);
+        self.services.keys().any(|k| vip_filter_bit(&k.addr) == bit)
     }
 }
 
@@ -184,6 +191,9 @@ fn balance(t: &mut Tables, f: &[u8], stats: &mut Vec<Stat>) -> Result<Forward, U
     }
     if group {
         return Ok(Err((Stat::PassMulticast, XDP_PASS)));
+    }
+    if !t.maybe_vip(&key.dst) {
+        return Ok(Err(refuse_or_pass(t, &key, Stat::PassNotService, check_vips)));
     }
     // The flow table before the services, as the program: a hit needs no service.
     let pinned = t.flows.get(&key).copied();

@@ -308,6 +308,9 @@ mod tests {
         fn remove_service(&mut self, _: &ServiceKey) -> Result<(), MapWriteError> {
             Ok(())
         }
+        fn set_generation_mark(&mut self, _: u32) -> Result<(), MapWriteError> {
+            Ok(())
+        }
     }
 
     struct AnyHost;
