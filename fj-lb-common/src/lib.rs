@@ -464,6 +464,9 @@ stats! {
     DropTooBigRateLimited = 30, "drop_too_big_rate_limited";
     /// The kernel refused to grow or shrink the frame (bpf_xdp_adjust_head / _tail).
     DropAdjustFailed = 31, "drop_adjust_failed";
+    /// A packet `fj-lb trace` wanted found the TRACE ring buffer full (its reader fell
+    /// behind): the record is lost, the packet went its way.
+    TraceLost = 32, "trace_lost";
     }
 }
 

@@ -63,7 +63,10 @@ pub fn emit(key: &FlowKey, d: &Decision) {
         return;
     }
     // Full ring (the reader fell behind): the record is lost, the packet is not affected.
-    let Some(mut entry) = TRACE.reserve::<TraceRecord>(0) else { return };
+    let Some(mut entry) = TRACE.reserve::<TraceRecord>(0) else {
+        crate::stats::count(fj_lb_common::Stat::TraceLost);
+        return;
+    };
     const KEY_WORDS: usize = core::mem::size_of::<FlowKey>() / 4;
     let out = entry.as_mut_ptr() as *mut u32;
     let (k, rest) = (key as *const FlowKey as *const u32, d as *const Decision as *const u32);

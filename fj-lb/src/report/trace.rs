@@ -50,7 +50,7 @@ pub enum TraceError {
 /// Counters the program bumps beside the decision that ends a packet's run (how a flow was
 /// looked up or pinned, how it was encapsulated, a fragment's bookkeeping): a trace record
 /// carries the decision, so filtering on these would match nothing.
-const BESIDE: [Stat; 10] = [
+const BESIDE: [Stat; 11] = [
     Stat::FlowHit,
     Stat::FlowMiss,
     Stat::FlowRepinned,
@@ -61,6 +61,7 @@ const BESIDE: [Stat; 10] = [
     Stat::FragmentTracked,
     Stat::FragmentFollowed,
     Stat::FragmentInsertFailed,
+    Stat::TraceLost,
 ];
 
 /// The reasons a trace can filter on: every decision a packet can end with.

@@ -138,3 +138,20 @@ fn filters_on_backend_and_client_select_only_those() {
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!(&r[0].key.src[..4], &[10, 0, 0, 3]);
 }
+
+#[test]
+fn a_full_ring_loses_records_counted_as_trace_lost_never_packets() {
+    require_root!();
+    let mut lb = Lb::new(CONFIG);
+    lb.trace_filter(TraceFilter::default());
+    // Nobody reads: more matching packets than the ring holds records.
+    let room = fj_lb_common::TRACE_RING_BYTES as usize / std::mem::size_of::<TraceRecord>();
+    let pkt = tcp4(CLIENT, 40000, VIP, 81);
+    for _ in 0..room + 100 {
+        assert_eq!(lb.run(&pkt).0, XDP_PASS, "a packet is decided as ever, ring full or not");
+    }
+    let lost = lb.stat(Stat::TraceLost);
+    let kept = lb.records().len();
+    assert!(lost >= 100, "{lost} records counted lost of {} packets, {kept} kept", room + 100);
+    assert_eq!(kept as u64 + lost, (room + 100) as u64, "every traced packet is a record or counted lost");
+}
