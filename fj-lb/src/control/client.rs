@@ -22,12 +22,8 @@ pub fn stream<A: Answer, E: Answer>(
     started: impl FnOnce(A),
     mut each: impl FnMut(E) -> bool,
 ) -> Result<(), ControlError> {
-    let mut s = UnixStream::connect(path).map_err(|source| ControlError::NotRunning { path: path.to_path_buf(), source })?;
+    let s = send(path, req, timeout)?;
     let talk = |source| ControlError::Talk { path: path.to_path_buf(), source };
-    s.set_read_timeout(Some(timeout)).map_err(talk)?;
-    let mut line = serde_json::to_vec(req).expect("requests serialise");
-    line.push(b'\n');
-    s.write_all(&line).map_err(talk)?;
     let mut reader = BufReader::new(&s);
     let mut first = true;
     let mut started = Some(started);
@@ -58,14 +54,22 @@ fn data<T: Answer>(answer: &str) -> Result<T, ControlError> {
     resp.data.ok_or_else(|| ControlError::Garbled(format!("an answer without data: {answer:?}")))
 }
 
-/// Sends one request and waits for its answer (the CLI's side).
-pub fn call<T: Answer>(path: &Path, req: &Request, timeout: Duration) -> Result<T, ControlError> {
+/// Connects to the daemon at `path` and sends `req`; reads from the stream time out after
+/// `timeout`.
+fn send(path: &Path, req: &Request, timeout: Duration) -> Result<UnixStream, ControlError> {
     let mut s = UnixStream::connect(path).map_err(|source| ControlError::NotRunning { path: path.to_path_buf(), source })?;
     let talk = |source| ControlError::Talk { path: path.to_path_buf(), source };
     s.set_read_timeout(Some(timeout)).map_err(talk)?;
     let mut line = serde_json::to_vec(req).expect("requests serialise");
     line.push(b'\n');
     s.write_all(&line).map_err(talk)?;
+    Ok(s)
+}
+
+/// Sends one request and waits for its answer (the CLI's side).
+pub fn call<T: Answer>(path: &Path, req: &Request, timeout: Duration) -> Result<T, ControlError> {
+    let s = send(path, req, timeout)?;
+    let talk = |source| ControlError::Talk { path: path.to_path_buf(), source };
     let mut answer = String::new();
     BufReader::new(&s).read_line(&mut answer).map_err(talk)?;
     let resp: Response<T> = serde_json::from_str(&answer).map_err(|e| ControlError::Garbled(format!("{e}: {answer:?}")))?;
