@@ -262,7 +262,7 @@ pub const TRACE_MATCH_STAT: u32 = 16;
 pub struct TraceFilter {
     /// `TRACE_MATCH_*` bits.
     pub fields: u32,
-    /// The `Stat` a packet's decision must be (`TraceRecord::stat`).
+    /// The `Stat` a packet's decision must be (`TraceDecision::stat`).
     pub stat: u32,
     /// The backend id a packet must have been sent to.
     pub backend: u32,
@@ -276,21 +276,29 @@ pub struct TraceFilter {
 }
 const _: () = assert!(core::mem::size_of::<TraceFilter>() == 48);
 
-/// `TraceRecord::how`: nothing was picked (the packet was passed or dropped before a backend).
+/// `TraceDecision::how`: nothing was picked (the packet was passed or dropped before a backend).
 pub const TRACE_PICK_NONE: u32 = 0;
 /// The flow table had the flow, on a live backend.
 pub const TRACE_PICK_FLOW: u32 = 1;
 /// The Maglev table decided (a new flow, or one whose backend is gone): `slot` says where.
 pub const TRACE_PICK_MAGLEV: u32 = 2;
 
-/// One traced packet, as the program writes it into TRACE: the 5-tuple it was judged by, the
-/// decision, and for a forwarded packet where it went and why there.
+/// One traced packet, as the program writes it into TRACE: the 5-tuple it was judged by and
+/// the decision.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TraceRecord {
     /// The packet's 5-tuple as far as it was parsed (zero beyond that); for an ICMP error
     /// steered to a backend, the flow the error is about.
     pub key: FlowKey,
+    pub decision: TraceDecision,
+}
+const _: () = assert!(core::mem::size_of::<TraceRecord>() == 64);
+
+/// What was decided for a traced packet, and for a forwarded one where it went and why there.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceDecision {
     /// The decisive `Stat`: `Forwarded`, `IcmpSteered`, `IcmpTooBigSent`, or the pass or drop
     /// reason.
     pub stat: u32,
@@ -306,7 +314,7 @@ pub struct TraceRecord {
     /// packet, the reply's).
     pub len: u32,
 }
-const _: () = assert!(core::mem::size_of::<TraceRecord>() == 64);
+const _: () = assert!(core::mem::size_of::<TraceDecision>() == 24);
 
 /// A datagram being fragmented, as the key of FRAGMENTS: what RFC 791 / RFC 8200 say
 /// identifies the fragments of one datagram (source, destination, identification, protocol).
@@ -514,6 +522,7 @@ mod pod {
     unsafe impl aya::Pod for DecapConfig {}
     unsafe impl aya::Pod for TraceFilter {}
     unsafe impl aya::Pod for TraceRecord {}
+    unsafe impl aya::Pod for TraceDecision {}
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use fj_lb_common::{
     Backend, FORWARD_GUE, FORWARD_IPIP, FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, SETTINGS_NOT_ACCEPTED,
-    NO_BACKEND, SETTINGS_TRACE, ServiceKey, Settings, Stat, TRACE_PICK_FLOW, TRACE_PICK_MAGLEV, TRACE_PICK_NONE, VipKey,
+    NO_BACKEND, SETTINGS_TRACE, ServiceKey, Settings, Stat, TRACE_PICK_FLOW, TRACE_PICK_MAGLEV, TRACE_PICK_NONE, TraceDecision, VipKey,
     hash::vip_filter_bit,
 };
 use fj_lb_ebpf::{
@@ -15,7 +15,7 @@ use crate::{
     frag, icmp,
     maps::{NOT_ACCEPTED, SERVICES, SETTINGS, VIP_FILTER},
     stats::{count, count_forwarded},
-    trace::{self, Decision},
+    trace,
 };
 
 #[inline(always)]
@@ -33,16 +33,14 @@ pub fn balance(ctx: &XdpContext) -> u32 {
         Ok(sent) => {
             // The one test tracing costs when it is off (`fj-lb trace`).
             if settings.flags & SETTINGS_TRACE != 0 {
-                let d = Decision { stat: sent.stat as u32, action: sent.action, backend: sent.backend, how: sent.how, slot: sent.slot, len: sent.len };
-                trace::emit(key, &d);
+                trace::emit(key, &sent);
             }
             sent.action
         }
         Err((stat, action)) => {
             count(stat);
             if settings.flags & SETTINGS_TRACE != 0 {
-                let d = Decision { stat: stat as u32, action, backend: NO_BACKEND, how: TRACE_PICK_NONE, slot: 0, len: frame_len(ctx) };
-                trace::emit(key, &d);
+                trace::emit(key, &decision(action, stat, NO_BACKEND, TRACE_PICK_NONE, 0, frame_len(ctx)));
             }
             action
         }
@@ -55,27 +53,15 @@ fn frame_len(ctx: &XdpContext) -> u32 {
     (ctx.data_end() - ctx.data()) as u32
 }
 
-/// A packet sent on, and for `fj-lb trace` why there: `Forwarded` (to `backend`, picked by
-/// `how`/`slot`) or `IcmpSteered` (backend not reported).
-struct Sent {
-    action: u32,
-    stat: Stat,
-    backend: u32,
-    how: u32,
-    slot: u32,
-    /// The frame's length as received.
-    len: u32,
-}
-
-impl Sent {
-    #[inline(always)]
-    fn forwarded(action: u32, backend: u32, how: u32, slot: u32, len: u64) -> Self {
-        Sent { action, stat: Stat::Forwarded, backend, how, slot, len: len as u32 }
-    }
+/// A packet's decision as `fj-lb trace` records it: sent on (`Forwarded` to `backend`, picked
+/// by `how`/`slot`; `IcmpSteered`, backend not reported), or passed or dropped for `stat`.
+#[inline(always)]
+fn decision(action: u32, stat: Stat, backend: u32, how: u32, slot: u32, len: u32) -> TraceDecision {
+    TraceDecision { stat: stat as u32, action, backend, how, slot, len }
 }
 
 #[inline(always)]
-fn try_balance(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey) -> Result<Sent, (Stat, u32)> {
+fn try_balance(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey) -> Result<TraceDecision, (Stat, u32)> {
     // Only unicast frames sent to us: a bridge flooding frames for another host (a dead
     // master's MAC, say) must not make this host forward them too. Broadcast and multicast
     // (ARP, VRRP) go on to the parser, which passes them.
@@ -105,14 +91,8 @@ fn try_balance(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey) -> Resu
         PROTO_ICMP | PROTO_ICMPV6 if l3.frag == FRAG_NONE => {
             // Before steering may encapsulate the frame; for `fj-lb trace`, on ICMP only.
             let len = frame_len(ctx);
-            return icmp::steer(ctx, settings, key, &l3, group, check_vips).map(|action| Sent {
-                action,
-                stat: Stat::IcmpSteered,
-                backend: NO_BACKEND,
-                how: TRACE_PICK_NONE,
-                slot: 0,
-                len,
-            });
+            return icmp::steer(ctx, settings, key, &l3, group, check_vips)
+                .map(|action| decision(action, Stat::IcmpSteered, NO_BACKEND, TRACE_PICK_NONE, 0, len));
         }
         // Later fragments of anything else carry no header to judge: the host's.
         _ if l3.frag == FRAG_LATER => return Err((Stat::PassFragment, xdp_action::XDP_PASS)),
@@ -151,7 +131,7 @@ fn try_balance(ctx: &XdpContext, settings: &Settings, key: &mut FlowKey) -> Resu
         (id, backend, TRACE_PICK_MAGLEV, slot)
     };
     let action = send(ctx, settings, id, backend, key, &l3, len)?;
-    Ok(Sent::forwarded(action, id, how, slot, len))
+    Ok(decision(action, Stat::Forwarded, id, how, slot, len as u32))
 }
 
 /// Forwards a packet of a balanced flow to backend `id` and counts it.

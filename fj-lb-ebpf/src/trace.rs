@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use fj_lb_common::{
     FlowKey, TRACE_MATCH_BACKEND, TRACE_MATCH_DST, TRACE_MATCH_PORT, TRACE_MATCH_SRC, TRACE_MATCH_STAT,
-    TRACE_RING_BYTES, TraceFilter, TraceRecord,
+    TRACE_RING_BYTES, TraceDecision, TraceFilter, TraceRecord,
 };
 
 #[map(name = "TRACE")]
@@ -18,20 +18,6 @@ pub static TRACE: RingBuf = RingBuf::with_byte_size(TRACE_RING_BYTES, 0);
 #[map(name = "TRACE_FILTER")]
 pub static TRACE_FILTER: Array<TraceFilter> = Array::with_max_entries(1, 0);
 
-/// What was decided for one packet, beyond its 5-tuple: the fields of `TraceRecord` after
-/// the key, in its order. Handed to `emit` by pointer (a BPF function takes five arguments
-/// at most).
-#[repr(C)]
-pub struct Decision {
-    pub stat: u32,
-    pub action: u32,
-    pub backend: u32,
-    pub how: u32,
-    pub slot: u32,
-    pub len: u32,
-}
-const _: () = assert!(core::mem::size_of::<Decision>() == 24);
-const _: () = assert!(core::mem::size_of::<TraceRecord>() == core::mem::size_of::<FlowKey>() + 24);
 
 /// Whether two 16-byte addresses are equal, as four word compares: `==` on arrays becomes a
 /// call to `bcmp`, which the balancer must not contain.
@@ -50,8 +36,9 @@ fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
 
 /// Records `d` for the packet of `key` if it matches the filter. Not inlined: only traced
 /// packets call it, and it keeps its instructions out of the balancer's main body.
+/// The decision comes by pointer: a BPF function takes five arguments at most.
 #[inline(never)]
-pub fn emit(key: &FlowKey, d: &Decision) {
+pub fn emit(key: &FlowKey, d: &TraceDecision) {
     let Some(f) = TRACE_FILTER.get(0) else { return };
     let m = f.fields;
     if (m & TRACE_MATCH_STAT != 0 && f.stat != d.stat)
@@ -68,16 +55,17 @@ pub fn emit(key: &FlowKey, d: &Decision) {
         return;
     };
     const KEY_WORDS: usize = core::mem::size_of::<FlowKey>() / 4;
+    const DECISION_WORDS: usize = core::mem::size_of::<TraceDecision>() / 4;
     let out = entry.as_mut_ptr() as *mut u32;
-    let (k, rest) = (key as *const FlowKey as *const u32, d as *const Decision as *const u32);
-    // In bounds: the entry is one `TraceRecord`, the key then the decision's six words;
+    let (k, rest) = (key as *const FlowKey as *const u32, d as *const TraceDecision as *const u32);
+    // In bounds: the entry is one `TraceRecord`, the key then the decision's words;
     // written word by word (volatile) so that no `memcpy` call is emitted, and every word
     // is written before the record is submitted.
     unsafe {
         for i in 0..KEY_WORDS {
             out.add(i).write_volatile(core::ptr::read_unaligned(k.add(i)));
         }
-        for i in 0..6 {
+        for i in 0..DECISION_WORDS {
             out.add(KEY_WORDS + i).write_volatile(rest.add(i).read_volatile());
         }
     }

@@ -232,17 +232,17 @@ fn action_name(action: u32) -> String {
 
 /// The record, named.
 pub fn event(names: &TraceNames, r: &TraceRecord) -> TraceEvent {
-    let k = &r.key;
+    let (k, d) = (&r.key, &r.decision);
     let parsed = k.family != 0;
     let ports = matches!(k.proto, PROTO_TCP | PROTO_UDP);
     let endpoint = |bytes: &[u8; 16], port: u16| {
         let ip = addr_from_bytes(bytes, k.family);
         if ports { sockaddr(ip, port) } else { ip.to_string() }
     };
-    let backend = if r.backend == NO_BACKEND { None } else { names.backends.get(&r.backend) };
-    let (via, slot) = match r.how {
+    let backend = if d.backend == NO_BACKEND { None } else { names.backends.get(&d.backend) };
+    let (via, slot) = match d.how {
         TRACE_PICK_FLOW => (Some("flow_table".to_string()), None),
-        TRACE_PICK_MAGLEV => (Some("maglev".to_string()), Some(r.slot)),
+        TRACE_PICK_MAGLEV => (Some("maglev".to_string()), Some(d.slot)),
         _ => (None, None),
     };
     TraceEvent {
@@ -255,11 +255,11 @@ pub fn event(names: &TraceNames, r: &TraceRecord) -> TraceEvent {
         }),
         service: backend.map(|(_, s)| s.clone()).or_else(|| if parsed { names.service_of(k) } else { None }),
         backend: backend.map(|(a, _)| *a),
-        action: action_name(r.action),
-        reason: Stat::ALL.get(r.stat as usize).map_or_else(|| format!("reason {}", r.stat), |s| s.name().to_string()),
+        action: action_name(d.action),
+        reason: Stat::ALL.get(d.stat as usize).map_or_else(|| format!("reason {}", d.stat), |s| s.name().to_string()),
         via,
         slot,
-        len: r.len,
+        len: d.len,
     }
 }
 
@@ -286,7 +286,7 @@ pub fn line(e: &TraceEvent) -> String {
 mod tests {
     use std::collections::HashMap;
 
-    use fj_lb_common::{FAMILY_V4, TRACE_PICK_NONE};
+    use fj_lb_common::{FAMILY_V4, TRACE_PICK_NONE, TraceDecision};
 
     use super::*;
     use crate::model::{
@@ -409,12 +409,7 @@ protocol = "tcp"
         let (dst, _) = addr_bytes("10.0.0.100".parse().unwrap());
         TraceRecord {
             key: FlowKey { src, dst, sport: 40000, dport: 80, proto: PROTO_TCP, family, _pad: [0; 2] },
-            stat: stat as u32,
-            action,
-            backend,
-            how,
-            slot,
-            len: 74,
+            decision: TraceDecision { stat: stat as u32, action, backend, how, slot, len: 74 },
         }
     }
 
@@ -434,7 +429,8 @@ protocol = "tcp"
         let pass = event(&names, &r);
         assert_eq!((pass.service, pass.backend, pass.via), (None, None, None));
         assert_eq!(line(&event(&names, &r)), "10.0.0.2:40000 > 10.0.0.100:81 tcp  -  pass  pass_not_service 74 bytes");
-        let other = TraceRecord { stat: Stat::PassOtherHost as u32, action: 2, backend: NO_BACKEND, len: 60, ..Default::default() };
+        let decision = TraceDecision { stat: Stat::PassOtherHost as u32, action: 2, backend: NO_BACKEND, len: 60, ..Default::default() };
+        let other = TraceRecord { decision, ..Default::default() };
         let e = event(&names, &other);
         assert_eq!((&e.src, &e.protocol), (&None, &None));
         assert_eq!(line(&e), "(not parsed)  -  pass  pass_other_host 60 bytes");

@@ -3,7 +3,7 @@
 //! none, and with the bit clear nothing is written whatever the filter.
 use fj_lb::report::trace::{Wanted, resolve};
 use fj_lb_common::{
-    NO_BACKEND, PROTO_TCP, SETTINGS_TRACE, TRACE_PICK_FLOW, TRACE_PICK_MAGLEV, TRACE_PICK_NONE, TraceFilter, TraceRecord,
+    NO_BACKEND, PROTO_TCP, SETTINGS_TRACE, TRACE_PICK_FLOW, TRACE_PICK_MAGLEV, TRACE_PICK_NONE, TraceDecision, TraceFilter, TraceRecord,
 };
 
 use super::*;
@@ -77,9 +77,9 @@ fn a_forwarded_packet_says_its_backend_and_maglev_slot_then_flow_hit() {
     let table = lb.balancer.service("web").unwrap().table.len() as u32;
     let slot = flow_hash(&key, config_seed()) % table;
     assert_eq!(lb.balancer.service("web").unwrap().table[slot as usize], id, "the slot reported holds the backend the packet went to");
-    let first = TraceRecord { key, stat: Stat::Forwarded as u32, action: XDP_TX, backend: id, how: TRACE_PICK_MAGLEV, slot, len: pkt.len() as u32 };
-    assert_eq!(r[0], first, "a new flow: Maglev's slot");
-    assert_eq!(r[1], TraceRecord { how: TRACE_PICK_FLOW, slot: 0, ..first }, "then the flow table");
+    let decision = TraceDecision { stat: Stat::Forwarded as u32, action: XDP_TX, backend: id, how: TRACE_PICK_MAGLEV, slot, len: pkt.len() as u32 };
+    assert_eq!(r[0], TraceRecord { key, decision }, "a new flow: Maglev's slot");
+    assert_eq!(r[1], TraceRecord { key, decision: TraceDecision { how: TRACE_PICK_FLOW, slot: 0, ..decision } }, "then the flow table");
 }
 
 /// The hash seed of `CONFIG` (none given: the default).
@@ -97,8 +97,8 @@ fn passed_and_dropped_packets_say_their_reason() {
     assert_passed_untouched(&lb, &other, "other port");
     let r = lb.records();
     assert_eq!(r.len(), 1, "the forwarded packet is not pass_not_service: {r:?}");
-    assert_eq!((r[0].stat, r[0].action, r[0].backend, r[0].how), (Stat::PassNotService as u32, XDP_PASS, NO_BACKEND, TRACE_PICK_NONE));
-    assert_eq!((r[0].key.dport, r[0].key.sport, r[0].len), (81, 40002, other.len() as u32));
+    assert_eq!((r[0].decision.stat, r[0].decision.action, r[0].decision.backend, r[0].decision.how), (Stat::PassNotService as u32, XDP_PASS, NO_BACKEND, TRACE_PICK_NONE));
+    assert_eq!((r[0].key.dport, r[0].key.sport, r[0].decision.len), (81, 40002, other.len() as u32));
 
     // A dropped one: no backend has a MAC, so none is in any table.
     let cfg = config::parse(CONFIG, "t", &AnyHost).unwrap();
@@ -112,7 +112,7 @@ fn passed_and_dropped_packets_say_their_reason() {
     assert_eq!(action, XDP_DROP, "no resolvable backend");
     let r = lb.records();
     assert_eq!(r.len(), 1, "{r:?}");
-    assert_eq!((r[0].stat, r[0].action, r[0].key.sport, r[0].backend), (Stat::DropNoBackend as u32, XDP_DROP, 5353, NO_BACKEND));
+    assert_eq!((r[0].decision.stat, r[0].decision.action, r[0].key.sport, r[0].decision.backend), (Stat::DropNoBackend as u32, XDP_DROP, 5353, NO_BACKEND));
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn filters_on_backend_and_client_select_only_those() {
     to(&lb, port_b);
     let r = lb.records();
     assert_eq!(r.len(), 1, "{r:?}");
-    assert_eq!((r[0].key.sport, r[0].backend), (41000, lb.id_of("web", a)));
+    assert_eq!((r[0].key.sport, r[0].decision.backend), (41000, lb.id_of("web", a)));
 
     lb.trace(Wanted { client: Some("10.0.0.3"), ..Default::default() });
     to(&lb, 41000);
