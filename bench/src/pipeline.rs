@@ -432,9 +432,8 @@ pub fn measure(lab: &mut Lab) -> Result<Pipeline, String> {
     let d = lab.start_daemon("pipeline", &config);
     let lb_ns = lab.topo.lb().ns.name().to_string();
     let _stats = BpfStatsOn::new();
-    let b1 = lab.topo.backend(1).mac();
-    let b1: Vec<u8> = b1.split(':').map(|h| u8::from_str_radix(h, 16)).collect::<Result<_, _>>().map_err(|e| format!("b1's MAC {b1:?}: {e}"))?;
-    let mut sw = Swapper::new(&lb_ns, &config.bpffs, b1.try_into().map_err(|m| format!("b1's MAC {m:?} is not 6 bytes"))?)?;
+    let b1 = fj_lb::model::addr::parse_mac(&lab.topo.backend(1).mac()).map_err(|e| format!("backend b1: {e}"))?;
+    let mut sw = Swapper::new(&lb_ns, &config.bpffs, b1)?;
     // The daemon was ready as soon as it forwarded HTTP over IPv4; the IPv6 backends'
     // neighbour entries may come later.
     for mode in [Mode::Established, Mode::Established6] {
