@@ -44,14 +44,7 @@ impl Daemon {
             },
             Request::Lookup { src, dst, protocol } => self.lookup(&src, &dst, &protocol),
             Request::Trace { vip, service, backend, reason, client, count } => {
-                let wanted = Wanted {
-                    vip: vip.as_deref(),
-                    service: service.as_deref(),
-                    backend: backend.as_deref(),
-                    reason: reason.as_deref(),
-                    client: client.as_deref(),
-                };
-                self.start_trace(&wanted, count, stream)
+                self.start_trace(Wanted { vip, service, backend, reason, client }, count, stream)
             }
         };
         let _ = reply.send(answer);

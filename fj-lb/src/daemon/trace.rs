@@ -39,37 +39,11 @@ pub(super) struct Tracing {
 struct Running {
     number: u64,
     /// The filters as the operator gave them, resolved again after each reload.
-    asked: Asked,
+    wanted: Wanted,
     task: JoinHandle<()>,
     /// The names records are read by, renewed when a reload changes them.
     names: watch::Sender<TraceNames>,
     filter: String,
-}
-
-/// `Wanted`, owned.
-struct Asked {
-    vip: Option<String>,
-    service: Option<String>,
-    backend: Option<String>,
-    reason: Option<String>,
-    client: Option<String>,
-}
-
-impl Asked {
-    fn of(w: &Wanted) -> Self {
-        let own = |s: Option<&str>| s.map(str::to_string);
-        Asked { vip: own(w.vip), service: own(w.service), backend: own(w.backend), reason: own(w.reason), client: own(w.client) }
-    }
-
-    fn wanted(&self) -> Wanted<'_> {
-        Wanted {
-            vip: self.vip.as_deref(),
-            service: self.service.as_deref(),
-            backend: self.backend.as_deref(),
-            reason: self.reason.as_deref(),
-            client: self.client.as_deref(),
-        }
-    }
 }
 
 impl Tracing {
@@ -85,7 +59,7 @@ impl Tracing {
 }
 
 impl Daemon {
-    pub(super) fn start_trace(&mut self, wanted: &Wanted, count: Option<u64>, stream: Option<Stream>) -> Response<Reply> {
+    pub(super) fn start_trace(&mut self, wanted: Wanted, count: Option<u64>, stream: Option<Stream>) -> Response<Reply> {
         let Some(stream) = stream else { return Response::err("trace streams: it needs a connection of its own") };
         // A trace that has just ended whose end the loop has not handled yet is over.
         if let Some(n) = self.trace.running.as_ref().filter(|r| r.task.is_finished()).map(|r| r.number) {
@@ -94,7 +68,7 @@ impl Daemon {
         if let Some(r) = &self.trace.running {
             return Response::err(format!("a trace is already running ({}); one at a time: stop it first", r.filter));
         }
-        let resolved = match resolve(&self.balancer, wanted) {
+        let resolved = match resolve(&self.balancer, &wanted) {
             Ok(r) => r,
             Err(e) => return Response::err(e),
         };
@@ -130,7 +104,7 @@ impl Daemon {
             }
             .instrument(span),
         );
-        self.trace.running = Some(Running { number, asked: Asked::of(wanted), task, names, filter: resolved.description.clone() });
+        self.trace.running = Some(Running { number, wanted, task, names, filter: resolved.description.clone() });
         Response::ok(Reply::TraceStarted(TraceStarted { filter: resolved.description }))
     }
 
@@ -160,7 +134,7 @@ impl Daemon {
     /// filter that no longer resolves ends the trace rather than show other packets.
     pub(super) fn trace_names_changed(&mut self) {
         let Some(r) = &self.trace.running else { return };
-        match resolve(&self.balancer, &r.asked.wanted()) {
+        match resolve(&self.balancer, &r.wanted) {
             Ok(resolved) => {
                 if let Err(e) = self.dp.set_trace_filter(&resolved.filter) {
                     warn!(error = %e, "rewriting the trace filter after a reload failed; ending the trace");

@@ -16,12 +16,12 @@ use crate::model::{
 
 /// What the operator asked to see, as typed (`fj-lb trace --vip … --service …`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Wanted<'a> {
-    pub vip: Option<&'a str>,
-    pub service: Option<&'a str>,
-    pub backend: Option<&'a str>,
-    pub reason: Option<&'a str>,
-    pub client: Option<&'a str>,
+pub struct Wanted {
+    pub vip: Option<String>,
+    pub service: Option<String>,
+    pub backend: Option<String>,
+    pub reason: Option<String>,
+    pub client: Option<String>,
 }
 
 /// Why a trace cannot start: the operator named something that does not exist.
@@ -98,11 +98,11 @@ pub fn resolve(b: &Balancer, w: &Wanted) -> Result<Resolved, TraceError> {
         }
         Ok((bytes, fam))
     };
-    let service = match w.service {
+    let service = match w.service.as_deref() {
         Some(name) => Some(b.service(name).ok_or_else(|| TraceError::NoService(name.into()))?),
         None => None,
     };
-    let vip = w.vip.map(parse_ip).transpose()?;
+    let vip = w.vip.as_deref().map(parse_ip).transpose()?;
     if let (Some(st), Some(vip)) = (service, vip)
         && st.config.vip != vip
     {
@@ -119,14 +119,14 @@ pub fn resolve(b: &Balancer, w: &Wanted) -> Result<Resolved, TraceError> {
         (f.dst, f.family) = (dst, family);
         said.push(format!("to {vip}"));
     }
-    if let Some(client) = w.client {
+    if let Some(client) = w.client.as_deref() {
         let ip = parse_ip(client)?;
         let (src, family) = same_family(ip)?;
         f.fields |= TRACE_MATCH_SRC;
         (f.src, f.family) = (src, family);
         said.push(format!("from {ip}"));
     }
-    if let Some(backend) = w.backend {
+    if let Some(backend) = w.backend.as_deref() {
         let ip = parse_ip(backend)?;
         let owners: Vec<(&str, u32)> = b
             .services()
@@ -146,7 +146,7 @@ pub fn resolve(b: &Balancer, w: &Wanted) -> Result<Resolved, TraceError> {
         f.backend = id;
         said.push(format!("sent to {ip}"));
     }
-    if let Some(reason) = w.reason {
+    if let Some(reason) = w.reason.as_deref() {
         let stat = match Stat::ALL.into_iter().find(|s| s.name() == reason) {
             Some(s) if BESIDE.contains(&s) => return Err(TraceError::NotADecision(reason.into(), reason_list())),
             Some(s) => s,
@@ -365,7 +365,7 @@ protocol = "tcp"
     #[test]
     fn a_service_and_a_backend_become_the_vip_port_protocol_and_the_backend_id() {
         let b = balancer();
-        let r = resolve(&b, &Wanted { service: Some("web"), backend: Some("10.0.0.11"), ..Default::default() }).unwrap();
+        let r = resolve(&b, &Wanted { service: Some("web".into()), backend: Some("10.0.0.11".into()), ..Default::default() }).unwrap();
         let f = r.filter;
         assert_eq!(f.fields, TRACE_MATCH_DST | TRACE_MATCH_PORT | TRACE_MATCH_BACKEND);
         assert_eq!((&f.dst[..4], f.family, f.dport, f.proto), (&[10, 0, 0, 100][..], FAMILY_V4, 80, PROTO_TCP));
@@ -378,7 +378,7 @@ protocol = "tcp"
     #[test]
     fn a_vip_a_client_and_a_reason() {
         let b = balancer();
-        let r = resolve(&b, &Wanted { vip: Some("10.0.0.100"), client: Some("10.0.0.2"), reason: Some("pass_not_service"), ..Default::default() }).unwrap();
+        let r = resolve(&b, &Wanted { vip: Some("10.0.0.100".into()), client: Some("10.0.0.2".into()), reason: Some("pass_not_service".into()), ..Default::default() }).unwrap();
         assert_eq!(r.filter.fields, TRACE_MATCH_DST | TRACE_MATCH_SRC | TRACE_MATCH_STAT);
         assert_eq!((&r.filter.src[..4], r.filter.stat), (&[10, 0, 0, 2][..], Stat::PassNotService as u32));
     }
@@ -387,19 +387,19 @@ protocol = "tcp"
     fn unknown_names_are_refused_with_what_exists() {
         let b = balancer();
         let err = |w: Wanted| resolve(&b, &w).unwrap_err().to_string();
-        assert_eq!(err(Wanted { service: Some("nope"), ..Default::default() }), "no service named \"nope\"");
-        assert_eq!(err(Wanted { backend: Some("10.0.0.99"), ..Default::default() }), "10.0.0.99 is no backend of any service");
-        assert_eq!(err(Wanted { backend: Some("web-1"), ..Default::default() }), "\"web-1\" is not an IP address");
+        assert_eq!(err(Wanted { service: Some("nope".into()), ..Default::default() }), "no service named \"nope\"");
+        assert_eq!(err(Wanted { backend: Some("10.0.0.99".into()), ..Default::default() }), "10.0.0.99 is no backend of any service");
+        assert_eq!(err(Wanted { backend: Some("web-1".into()), ..Default::default() }), "\"web-1\" is not an IP address");
         assert_eq!(
-            err(Wanted { backend: Some("10.0.0.11"), ..Default::default() }),
+            err(Wanted { backend: Some("10.0.0.11".into()), ..Default::default() }),
             "10.0.0.11 is a backend of several services (dns, web): say which with --service"
         );
-        assert_eq!(err(Wanted { service: Some("dns"), backend: Some("10.0.0.12"), ..Default::default() }), "10.0.0.12 is no backend of service dns");
-        assert_eq!(err(Wanted { service: Some("web"), vip: Some("10.0.0.1"), ..Default::default() }), "service web is on 10.0.0.100, not on --vip 10.0.0.1");
-        assert_eq!(err(Wanted { service: Some("web6"), client: Some("10.0.0.2"), ..Default::default() }), "the addresses given are of different families (IPv4 and IPv6)");
-        let e = err(Wanted { reason: Some("pass_nope"), ..Default::default() });
+        assert_eq!(err(Wanted { service: Some("dns".into()), backend: Some("10.0.0.12".into()), ..Default::default() }), "10.0.0.12 is no backend of service dns");
+        assert_eq!(err(Wanted { service: Some("web".into()), vip: Some("10.0.0.1".into()), ..Default::default() }), "service web is on 10.0.0.100, not on --vip 10.0.0.1");
+        assert_eq!(err(Wanted { service: Some("web6".into()), client: Some("10.0.0.2".into()), ..Default::default() }), "the addresses given are of different families (IPv4 and IPv6)");
+        let e = err(Wanted { reason: Some("pass_nope".into()), ..Default::default() });
         assert!(e.starts_with("no reason named \"pass_nope\"; the reasons are: forwarded, pass_not_ip,") && e.contains("drop_no_backend"), "{e}");
-        let e = err(Wanted { reason: Some("flow_hit"), ..Default::default() });
+        let e = err(Wanted { reason: Some("flow_hit".into()), ..Default::default() });
         assert!(e.starts_with("\"flow_hit\" is counted beside a decision") && !e.contains(", flow_hit"), "{e}");
     }
 

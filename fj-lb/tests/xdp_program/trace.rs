@@ -54,7 +54,7 @@ fn with_the_bit_clear_nothing_is_traced() {
 fn a_forwarded_packet_says_its_backend_and_maglev_slot_then_flow_hit() {
     require_root!();
     let mut lb = Lb::new(CONFIG);
-    lb.trace(Wanted { service: Some("web"), ..Default::default() });
+    lb.trace(Wanted { service: Some("web".into()), ..Default::default() });
     let pkt = tcp4(CLIENT, 40001, VIP, 80);
     let backend = lb.forward(&pkt);
     lb.forward(&pkt);
@@ -91,7 +91,7 @@ fn config_seed() -> u32 {
 fn passed_and_dropped_packets_say_their_reason() {
     require_root!();
     let mut lb = Lb::new(CONFIG);
-    lb.trace(Wanted { reason: Some("pass_not_service"), ..Default::default() });
+    lb.trace(Wanted { reason: Some("pass_not_service".into()), ..Default::default() });
     lb.forward(&tcp4(CLIENT, 40002, VIP, 80));
     let other = tcp4(CLIENT, 40002, VIP, 81);
     assert_passed_untouched(&lb, &other, "other port");
@@ -107,7 +107,7 @@ fn passed_and_dropped_packets_say_their_reason() {
     let mut b = Balancer::new(&cfg);
     b.apply(&cfg, &HashMap::new(), &mut dp).unwrap();
     let mut lb = Lb { dp, balancer: b, macs: HashMap::new() };
-    lb.trace(Wanted { vip: Some("10.0.0.100"), ..Default::default() });
+    lb.trace(Wanted { vip: Some("10.0.0.100".into()), ..Default::default() });
     let (action, _) = lb.run(&udp4(CLIENT, 5353, VIP, 53));
     assert_eq!(action, XDP_DROP, "no resolvable backend");
     let r = lb.records();
@@ -124,14 +124,14 @@ fn filters_on_backend_and_client_select_only_those() {
     let a = to(&lb, 41000);
     let port_b = (41001..42000).find(|p| to(&lb, *p) != a).expect("another backend for some port");
     let _ = lb.records();
-    lb.trace(Wanted { service: Some("web"), backend: Some(&a.to_string()), ..Default::default() });
+    lb.trace(Wanted { service: Some("web".into()), backend: Some(a.to_string()), ..Default::default() });
     to(&lb, 41000);
     to(&lb, port_b);
     let r = lb.records();
     assert_eq!(r.len(), 1, "{r:?}");
     assert_eq!((r[0].key.sport, r[0].decision.backend), (41000, lb.id_of("web", a)));
 
-    lb.trace(Wanted { client: Some("10.0.0.3"), ..Default::default() });
+    lb.trace(Wanted { client: Some("10.0.0.3".into()), ..Default::default() });
     to(&lb, 41000);
     lb.forward(&tcp4([10, 0, 0, 3], 41000, VIP, 80));
     let r = lb.records();
