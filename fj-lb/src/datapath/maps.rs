@@ -14,7 +14,7 @@ use fj_lb_common::{
 use super::{Dataplane, DataplaneError, map_err};
 use crate::model::{
     addr::addr_bytes,
-    balancer::{MapWriteError, MapWriter},
+    balancer::{MapWriteError, MapWriter, released},
 };
 
 impl Dataplane {
@@ -195,8 +195,9 @@ impl MapWriter for Dataplane {
     fn set_generation_mark(&mut self, mark: u32) -> Result<(), MapWriteError> {
         let mut backends = self.backends();
         let last = backends.len() - 1;
-        // Never alive, no family: the data path and the next daemon's id adoption pass over it.
-        backends.set(last, Backend { generation: mark, ..Backend::default() }, 0).map_err(write_err(names::BACKENDS))
+        // As a released id: never alive, no family, so the data path and the next daemon's id
+        // adoption pass over it; only its generation counts.
+        backends.set(last, released(mark), 0).map_err(write_err(names::BACKENDS))
     }
 
     fn set_vips(&mut self, vips: &[ServiceKey]) -> Result<(), MapWriteError> {

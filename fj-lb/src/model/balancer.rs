@@ -902,7 +902,7 @@ fn backend_entry(b: &BackendState, svc: &Service, service: u32, alive: bool) -> 
 
 /// The entry of a released backend id: never alive, but it keeps the generation it last had,
 /// so that a daemon reading the pins after this one still sees every generation handed out.
-fn released(generation: u32) -> Backend {
+pub fn released(generation: u32) -> Backend {
     Backend { generation, ..Backend::default() }
 }
 
